@@ -1,0 +1,148 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+
+use crate::Signal;
+
+/// Everything that can go wrong in the storage engine.
+///
+/// Variants say what the caller did wrong ([`Error::InvalidBatch`], [`Error::InvalidOptions`])
+/// or what broke ([`Error::Io`], [`Error::Corrupted`], [`Error::Poisoned`]). Every variant
+/// that concerns a file names it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A batch handed to an append call does not fit its signal's schema. Nothing of the
+    /// batch was stored.
+    #[error("invalid {signal} batch: column `{column}`{}: {reason}", row.map(|r| format!(", row {r}")).unwrap_or_default())]
+    InvalidBatch {
+        /// The signal the batch was appended to.
+        signal: Signal,
+        /// The offending column.
+        column: String,
+        /// The first offending row, when the problem is in a value rather than the type.
+        row: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An option value is out of range.
+    #[error("invalid option `{option}`: {reason}")]
+    InvalidOptions {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A file operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What the engine was doing ("write", "fsync", "rename", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file the engine wrote does not hold what the engine wrote into it: a checksum
+    /// mismatch, a bad magic number, a frame that cannot be decoded.
+    #[error("corrupted file {}{}: {reason}", path.display(), offset.map(|o| format!(" at byte {o}")).unwrap_or_default())]
+    Corrupted {
+        /// The damaged file.
+        path: PathBuf,
+        /// Where in the file the damage was found, when known.
+        offset: Option<u64>,
+        /// What was found.
+        reason: String,
+    },
+
+    /// A file was written by a newer (or unknown) version of the on-disk format.
+    #[error("{} has format version {found}; this build reads versions up to {supported}", path.display())]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
+    /// Another process (or another `Db` in this process) has the directory open.
+    #[error("database directory {} is locked by another writer (lock file {})", dir.display(), lock_file.display())]
+    Locked {
+        /// The database directory.
+        dir: PathBuf,
+        /// The lock file that is held.
+        lock_file: PathBuf,
+    },
+
+    /// An earlier write, fsync or flush failed, or a background thread panicked; the
+    /// database refuses writes rather than continue on an unknown state. Reopen it: recovery
+    /// replays the write-ahead log, so no acknowledged write is lost.
+    #[error("database refuses writes after an earlier failure: {reason}")]
+    Poisoned {
+        /// The first failure.
+        reason: String,
+    },
+
+    /// The database is closed.
+    #[error("database is closed")]
+    Closed,
+
+    /// Encoding or decoding Parquet failed.
+    #[error("parquet {}: {source}", path.display())]
+    Parquet {
+        /// The segment file.
+        path: PathBuf,
+        /// The Parquet library's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// An Arrow computation failed (an engine bug or an unsupported value; never bad input,
+    /// which is [`Error::InvalidBatch`]).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupted(
+        path: impl Into<PathBuf>,
+        offset: Option<u64>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corrupted {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid(
+        signal: Signal,
+        column: impl Into<String>,
+        row: Option<usize>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidBatch {
+            signal,
+            column: column.into(),
+            row,
+            reason: reason.into(),
+        }
+    }
+}

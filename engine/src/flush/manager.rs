@@ -1,0 +1,176 @@
+//! The flush manager thread.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::datatypes::TimestampNanosecondType;
+use crossbeam_channel::{Receiver, Sender};
+
+use super::worker::{WorkItem, panic_message};
+use crate::db::Shared;
+use crate::manifest::{self, Manifest};
+use crate::memtable::FrozenMemtable;
+use crate::segment::writer::SegmentJob;
+use crate::{Error, Result, Signal, partition, schema, wal};
+
+/// Messages to the manager.
+pub enum FlushMsg {
+    /// Write this memtable out. Memtables arrive in freeze order.
+    Flush(Arc<FrozenMemtable>),
+    /// Stop after the messages before this one.
+    Close,
+}
+
+/// Body of the `scry-flush` thread.
+pub fn run(shared: Arc<Shared>, rx: Receiver<FlushMsg>, workers: Sender<WorkItem>) {
+    for msg in rx {
+        let frozen = match msg {
+            FlushMsg::Flush(f) => f,
+            FlushMsg::Close => break,
+        };
+        if shared.is_poisoned() {
+            // Its data stays in the log; recovery will flush it.
+            continue;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| flush_one(&shared, &frozen, &workers)))
+            .unwrap_or_else(|p| {
+                Err(Error::Poisoned {
+                    reason: format!("the flush manager panicked: {}", panic_message(&p)),
+                })
+            });
+        if let Err(e) = outcome {
+            shared.poison(format!("flush of memtable {} failed: {e}", frozen.id));
+        }
+    }
+}
+
+/// Writes one frozen memtable as segments and publishes them.
+fn flush_one(
+    shared: &Arc<Shared>,
+    frozen: &Arc<FrozenMemtable>,
+    workers: &Sender<WorkItem>,
+) -> Result<()> {
+    let width = shared.opts.partition_nanos();
+    let mut next_id = shared.read_state().manifest.next_segment_id;
+    let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+    let mut pending = 0usize;
+    for signal in Signal::ALL {
+        let batches = frozen.table.batches(signal);
+        if batches.is_empty() {
+            continue;
+        }
+        for (start, batch) in split_by_partition(signal, batches, width)? {
+            let job = SegmentJob {
+                signal,
+                id: next_id,
+                partition_start: start,
+                partition_end: start.saturating_add(width),
+                batch,
+            };
+            next_id += 1;
+            workers
+                .send(WorkItem {
+                    job,
+                    reply: reply_tx.clone(),
+                })
+                .map_err(|_| Error::Poisoned {
+                    reason: "flush worker threads are gone".into(),
+                })?;
+            pending += 1;
+        }
+    }
+    drop(reply_tx);
+
+    let mut written = Vec::with_capacity(pending);
+    let mut first_error = None;
+    for _ in 0..pending {
+        match reply_rx.recv() {
+            Ok(Ok(meta)) => written.push(Arc::new(meta)),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(Error::Poisoned {
+                    reason: "a flush worker thread died".into(),
+                });
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    written.sort_by_key(|m| m.id);
+
+    let old = shared.read_state().manifest.clone();
+    let mut segments = old.segments.clone();
+    segments.extend(written);
+    let new = Manifest {
+        version: old.version + 1,
+        next_segment_id: next_id,
+        wal_replay_from: frozen.wal_seq + 1,
+        segments,
+    };
+    manifest::write(shared.fs.as_ref(), &shared.dir, &new)?;
+    shared.publish(Arc::new(new), frozen.id);
+
+    // Housekeeping: failures here cost disk space, not data; open cleans up either way.
+    let old_path = manifest::file_path(&shared.dir, old.version);
+    if let Err(e) = shared.fs.remove_file(&old_path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        log::warn!("could not remove old manifest {}: {e}", old_path.display());
+    }
+    let wal_dir = shared.wal_dir();
+    match shared.fs.read_dir(&wal_dir) {
+        Ok(entries) => {
+            for e in entries {
+                if wal::parse_file_name(&e.path).is_some_and(|s| s <= frozen.wal_seq)
+                    && let Err(err) = shared.fs.remove_file(&e.path)
+                {
+                    log::warn!(
+                        "could not remove flushed log file {}: {err}",
+                        e.path.display()
+                    );
+                }
+            }
+        }
+        Err(e) => log::warn!("could not list {}: {e}", wal_dir.display()),
+    }
+    shared.flushed(frozen.id);
+    Ok(())
+}
+
+/// Concatenates a signal's batches and splits the rows by time partition.
+fn split_by_partition(
+    signal: Signal,
+    batches: &[RecordBatch],
+    width: i64,
+) -> Result<Vec<(i64, RecordBatch)>> {
+    let all = concat_batches(&schema::schema(signal), batches)?;
+    let times = all
+        .column(0)
+        .as_primitive::<TimestampNanosecondType>()
+        .values();
+    let first = partition::partition_start(times.first().copied().unwrap_or(0), width);
+    if times
+        .iter()
+        .all(|t| partition::partition_start(*t, width) == first)
+    {
+        return Ok(vec![(first, all)]);
+    }
+    let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (i, t) in times.iter().enumerate() {
+        let i = u32::try_from(i).map_err(|_| Error::Poisoned {
+            reason: "memtable holds more than 2^32 rows of one signal".into(),
+        })?;
+        rows.entry(partition::partition_start(*t, width))
+            .or_default()
+            .push(i);
+    }
+    rows.into_iter()
+        .map(|(start, idx)| Ok((start, take_record_batch(&all, &UInt32Array::from(idx))?)))
+        .collect()
+}

@@ -1,0 +1,165 @@
+//! The one trait all engine file I/O goes through.
+//!
+//! The engine never calls `std::fs` directly: it asks a [`FileSystem`]. [`StdFs`] is the
+//! operating system's; [`fault::FaultyFs`] wraps another and fails the Nth write, fsync,
+//! rename or create, which is how the tests prove fail-stop and recovery. The trait is
+//! small on purpose so that a store can later keep its segments elsewhere (object storage).
+
+pub mod fault;
+
+use std::any::Any;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// A file open for writing (created new or truncated).
+pub trait WritableFile: Write + Send {
+    /// Makes everything written so far durable (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// An entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Full path of the entry.
+    pub path: PathBuf,
+    /// Whether the entry is a directory.
+    pub is_dir: bool,
+}
+
+/// A held directory lock; released when dropped.
+pub type LockGuard = Box<dyn Any + Send + Sync>;
+
+/// The file operations the engine needs, and no more.
+pub trait FileSystem: Send + Sync + fmt::Debug {
+    /// Creates a directory and its parents; succeeds if it exists.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates a file for writing, truncating an existing one.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Reads a whole file.
+    fn read(&self, path: &Path) -> io::Result<Bytes>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Lists a directory; a missing directory is an empty list.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Makes a directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Shortens a file to `len` bytes and makes that durable.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Size of a file in bytes.
+    fn file_size(&self, path: &Path) -> io::Result<u64>;
+    /// Takes an exclusive advisory lock on `path` (created if missing) without waiting.
+    /// Fails with [`io::ErrorKind::WouldBlock`] when someone else holds it.
+    fn try_lock(&self, path: &Path) -> io::Result<LockGuard>;
+}
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdFs;
+
+struct StdFile(File);
+
+impl Write for StdFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WritableFile for StdFile {
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl FileSystem for StdFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Box::new(StdFile(f)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Bytes> {
+        std::fs::read(path).map(Bytes::from)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let iter = match std::fs::read_dir(path) {
+            Ok(it) => it,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in iter {
+            let entry = entry?;
+            out.push(DirEntry {
+                path: entry.path(),
+                is_dir: entry.file_type()?.is_dir(),
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        f.set_len(len)?;
+        f.sync_all()
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Box::new(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "lock is held by another open database",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

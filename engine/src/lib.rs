@@ -1,0 +1,55 @@
+//! # scrydb-engine
+//!
+//! The storage engine of ScryDB, an embedded columnar database for OpenTelemetry spans,
+//! logs and metrics. It owns one directory and gives:
+//!
+//! - validated, atomic appends of Arrow batches per signal ([`Db::append`]), made durable in
+//!   a write-ahead log before they are acknowledged ([`Durability`]) and group-committed
+//!   across threads;
+//! - a memtable that background threads flush into time-partitioned, sorted, zstd-compressed
+//!   Parquet segments with statistics and page indexes, published through an atomically
+//!   replaced, checksummed manifest;
+//! - read snapshots ([`Snapshot`]) that list segments and unflushed batches by time range and
+//!   never wait for writers;
+//! - recovery at open (log replay, torn-tail truncation, orphan removal), a directory lock,
+//!   and fail-stop after an I/O error.
+//!
+//! It is not a query engine: it knows nothing of SQL or DataFusion. The `scrydb-sql` crate
+//! reads the segments and batches a [`Snapshot`] hands out. All file I/O goes through
+//! [`io::FileSystem`].
+//!
+//! ```no_run
+//! use scrydb_engine::{Db, Options, Signal};
+//! # fn main() -> scrydb_engine::Result<()> {
+//! let db = Db::open("./scry-data", Options::default())?;
+//! let batch = scrydb_engine::synth::spans(&mut scrydb_engine::synth::Rng::new(1), 1_000, 0);
+//! db.append(Signal::Spans, &batch)?;
+//! let rows: usize = db.snapshot().scan(Signal::Spans, None)?.iter().map(|b| b.num_rows()).sum();
+//! assert_eq!(rows, 1_000);
+//! db.close()?;
+//! # Ok(()) }
+//! ```
+
+mod db;
+mod error;
+mod flush;
+pub mod io;
+pub mod manifest;
+mod memtable;
+mod options;
+pub mod partition;
+pub mod schema;
+pub mod segment;
+mod signal;
+mod snapshot;
+pub mod synth;
+pub mod validate;
+pub mod wal;
+mod write;
+
+pub use db::{Db, LOCK_FILE, WAL_DIR};
+pub use error::{Error, Result};
+pub use manifest::SegmentMeta;
+pub use options::{Durability, Options, WalRecovery};
+pub use signal::Signal;
+pub use snapshot::{SignalStats, Snapshot, TimeRange};

@@ -1,0 +1,233 @@
+//! The manifest: the list of live segments, replaced atomically on every change.
+//!
+//! A manifest file `MANIFEST-<version>` (version zero-padded to 20 digits) is written under a
+//! temporary name, fsynced, renamed and its directory fsynced; only then is the previous
+//! one removed. At open the highest-numbered manifest is the current one. Layout (integers
+//! little-endian):
+//!
+//! ```text
+//!   0  magic          8  b"SCRYMAN\0"
+//!   8  format_version 4  u32 = 1
+//!  12  reserved       4  0
+//!  16  payload_len    8  u64
+//!  24  payload           JSON, see `Manifest`
+//!  ..  crc            4  CRC-32 of every byte before it
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::FileSystem;
+use crate::{Error, Result, Signal};
+
+/// Magic bytes at the start of a manifest file.
+pub const MAGIC: &[u8; 8] = b"SCRYMAN\0";
+/// The manifest format version this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+const PREFIX: &str = "MANIFEST-";
+
+/// One immutable Parquet segment: the rows of one signal in one time partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Unique, increasing segment number.
+    pub id: u64,
+    /// The table whose rows the segment holds.
+    pub signal: Signal,
+    /// Start (inclusive) of the segment's time partition, ns since the epoch.
+    pub partition_start: i64,
+    /// End (exclusive) of the segment's time partition, ns since the epoch.
+    pub partition_end: i64,
+    /// Path relative to the database directory, `/`-separated:
+    /// `<signal>/<partition>/<id>.parquet`.
+    pub path: String,
+    /// Number of rows.
+    pub rows: u64,
+    /// Smallest `time` of any row, ns since the epoch.
+    pub min_time: i64,
+    /// Largest `time` of any row, ns since the epoch.
+    pub max_time: i64,
+    /// File size in bytes.
+    pub size: u64,
+    /// CRC-32 of the whole file.
+    pub crc32: u32,
+}
+
+impl SegmentMeta {
+    /// Whether the segment may hold rows with `time` in `[start, end)`.
+    pub fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.min_time < end && self.max_time >= start
+    }
+}
+
+/// The current state of the segment set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Increases by one with every manifest written.
+    pub version: u64,
+    /// The id the next segment gets.
+    pub next_segment_id: u64,
+    /// Log files with a sequence number below this are fully in segments.
+    pub wal_replay_from: u64,
+    /// Live segments, in the order they were written.
+    pub segments: Vec<Arc<SegmentMeta>>,
+}
+
+impl Manifest {
+    /// The manifest of a new, empty database.
+    pub fn empty() -> Self {
+        Manifest {
+            version: 1,
+            next_segment_id: 1,
+            wal_replay_from: 1,
+            segments: Vec::new(),
+        }
+    }
+}
+
+/// Path of manifest `version` in `dir`.
+pub fn file_path(dir: &Path, version: u64) -> PathBuf {
+    dir.join(format!("{PREFIX}{version:020}"))
+}
+
+fn parse_name(path: &Path) -> Option<u64> {
+    let digits = path.file_name()?.to_str()?.strip_prefix(PREFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Encodes a manifest file.
+pub fn encode(m: &Manifest) -> Vec<u8> {
+    let payload = serde_json::to_vec(m).expect("a manifest always serializes");
+    let mut out = Vec::with_capacity(payload.len() + 28);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a manifest file, naming `path` in any error.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
+    let bad = |offset: u64, reason: &str| Error::corrupted(path, Some(offset), reason);
+    if bytes.len() < 28 {
+        return Err(bad(0, "file is shorter than a manifest header"));
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err(bad(0, "not a ScryDB manifest (bad magic)"));
+    }
+    let body = &bytes[..bytes.len() - 4];
+    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
+    if crc != crc32fast::hash(body) {
+        return Err(bad(0, "checksum mismatch"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version > FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    if len != (body.len() - 24) as u64 {
+        return Err(bad(16, "payload length does not match the file size"));
+    }
+    let m: Manifest = serde_json::from_slice(&body[24..])
+        .map_err(|e| bad(24, &format!("payload does not decode: {e}")))?;
+    let name_version = parse_name(path);
+    if name_version.is_some_and(|v| v != m.version) {
+        return Err(bad(24, "version in the file differs from its name"));
+    }
+    Ok(m)
+}
+
+/// Writes `m` as the new current manifest, durably, and returns its path.
+pub fn write(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<PathBuf> {
+    let path = file_path(dir, m.version);
+    let tmp = path.with_extension("tmp");
+    let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    f.write_all(&encode(m))
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+    drop(f);
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+    Ok(path)
+}
+
+/// Loads the current manifest of `dir`, if there is one, and removes older manifests and
+/// leftover temporary files.
+///
+/// A damaged current manifest is an error naming it: falling back to an older one could
+/// silently lose segments whose log was already removed.
+pub fn load_current(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Manifest>> {
+    let entries = fs.read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for e in entries {
+        let name = e.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(PREFIX) && name.ends_with(".tmp") {
+            fs.remove_file(&e.path)
+                .map_err(|err| Error::io("remove", &e.path, err))?;
+        } else if let Some(v) = parse_name(&e.path) {
+            found.push((v, e.path));
+        }
+    }
+    found.sort();
+    let Some((_, current)) = found.last() else {
+        return Ok(None);
+    };
+    let bytes = fs
+        .read(current)
+        .map_err(|e| Error::io("read", current, e))?;
+    let m = decode(current, &bytes)?;
+    for (_, old) in &found[..found.len() - 1] {
+        fs.remove_file(old)
+            .map_err(|e| Error::io("remove", old, e))?;
+    }
+    Ok(Some(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let m = Manifest {
+            version: 7,
+            next_segment_id: 3,
+            wal_replay_from: 9,
+            segments: vec![Arc::new(SegmentMeta {
+                id: 2,
+                signal: Signal::Logs,
+                partition_start: -3600,
+                partition_end: 0,
+                path: "logs/x/2.parquet".into(),
+                rows: 10,
+                min_time: -5,
+                max_time: -1,
+                size: 123,
+                crc32: 42,
+            })],
+        };
+        let p = file_path(Path::new("/db"), 7);
+        let bytes = encode(&m);
+        assert_eq!(decode(&p, &bytes).expect("decodes"), m);
+        for i in [0, 9, 20, 30, bytes.len() - 1] {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            let err = decode(&p, &b).expect_err("damage is detected");
+            assert!(
+                err.to_string().contains("MANIFEST-00000000000000000007"),
+                "{err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Options for opening a database, with every default documented.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::io::{FileSystem, StdFs};
+use crate::{Error, Result};
+
+/// What an acknowledged append survives.
+///
+/// Whatever the mode, an append call returns only after its batch is in the write-ahead log
+/// file (handed to the operating system), so every mode survives a crash of the process.
+/// The modes differ in what survives a power loss or kernel crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// The write-ahead log is fsynced before the append returns: an acknowledged batch
+    /// survives power loss. Concurrent appends share one fsync (group commit), so the cost
+    /// is one fsync per group, not per batch.
+    Sync,
+    /// Appends return once written to the operating system; the log is fsynced at least
+    /// every `interval` while writes arrive. A power loss loses at most the batches
+    /// acknowledged during the last interval.
+    Periodic(Duration),
+    /// Appends return once written to the operating system and the log is never fsynced by
+    /// ScryDB (segments still are). A power loss can lose any batch not yet flushed to a
+    /// segment.
+    NoSync,
+}
+
+/// What recovery does with a damaged write-ahead log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WalRecovery {
+    /// A damaged *last* frame of the newest log file is a write torn by a crash: it was
+    /// never acknowledged, so it is dropped and the file truncated (with a warning in the
+    /// log). Damage anywhere else means acknowledged data is unreadable: `open` fails with
+    /// [`Error::Corrupted`] naming the file and byte offset, and changes nothing.
+    #[default]
+    TolerateTornTail,
+    /// Keep every frame before the first damaged one and drop the rest of that file and
+    /// every later log file (with a warning saying how many bytes were dropped). Use this to
+    /// open a database that [`WalRecovery::TolerateTornTail`] refuses, accepting the loss.
+    TruncateAtCorruption,
+}
+
+/// Options for [`crate::Db::open`]. Build with [`Options::default`] and the setters.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) partition_duration: Duration,
+    pub(crate) durability: Durability,
+    pub(crate) memtable_size: usize,
+    pub(crate) max_frozen_memtables: usize,
+    pub(crate) flush_threads: usize,
+    pub(crate) wal_recovery: WalRecovery,
+    pub(crate) zstd_level: i32,
+    pub(crate) row_group_size: usize,
+    pub(crate) data_page_row_limit: usize,
+    pub(crate) fs: Arc<dyn FileSystem>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            partition_duration: Duration::from_secs(3600),
+            durability: Durability::Sync,
+            memtable_size: 64 << 20,
+            max_frozen_memtables: 2,
+            flush_threads: 2,
+            wal_recovery: WalRecovery::default(),
+            zstd_level: 3,
+            row_group_size: 128 * 1024,
+            data_page_row_limit: 8 * 1024,
+            fs: Arc::new(StdFs),
+        }
+    }
+}
+
+impl Options {
+    /// Width of a time partition: rows are grouped into segments by
+    /// `floor(time / partition_duration)`, and time predicates skip whole partitions.
+    /// Each segment records its own partition, so changing this on reopen only affects new
+    /// segments.
+    ///
+    /// Default: 1 hour. Must be at least 1 second and at most 366 days.
+    pub fn partition_duration(mut self, d: Duration) -> Self {
+        self.partition_duration = d;
+        self
+    }
+
+    /// What an acknowledged append survives.
+    ///
+    /// Default: [`Durability::Sync`] (survives power loss; group commit shares fsyncs).
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// Size in bytes of Arrow data the memtable holds before it is frozen and handed to
+    /// the background flush.
+    ///
+    /// Default: 64 MiB. Must be at least 64 KiB.
+    pub fn memtable_size(mut self, bytes: usize) -> Self {
+        self.memtable_size = bytes;
+        self
+    }
+
+    /// How many frozen memtables may wait for the flush before appends block (push back)
+    /// until one is written. Bounds memory to about
+    /// `memtable_size * (max_frozen_memtables + 1)`.
+    ///
+    /// Default: 2. Must be at least 1.
+    pub fn max_frozen_memtables(mut self, n: usize) -> Self {
+        self.max_frozen_memtables = n;
+        self
+    }
+
+    /// Number of threads (`scry-flush-N`) that encode Parquet segments in parallel.
+    ///
+    /// Default: 2 (this project's reference machine has 2 cores). Must be at least 1.
+    pub fn flush_threads(mut self, n: usize) -> Self {
+        self.flush_threads = n;
+        self
+    }
+
+    /// What recovery does with a damaged write-ahead log.
+    ///
+    /// Default: [`WalRecovery::TolerateTornTail`].
+    pub fn wal_recovery(mut self, r: WalRecovery) -> Self {
+        self.wal_recovery = r;
+        self
+    }
+
+    /// zstd level of segment pages.
+    ///
+    /// Default: 3 (zstd's own default: most of the ratio of higher levels at a fraction of
+    /// their CPU). Must be in 1..=22.
+    pub fn zstd_level(mut self, level: i32) -> Self {
+        self.zstd_level = level;
+        self
+    }
+
+    /// Maximum rows per Parquet row group in a segment.
+    ///
+    /// Default: 131072. Must be at least 1024.
+    pub fn row_group_size(mut self, rows: usize) -> Self {
+        self.row_group_size = rows;
+        self
+    }
+
+    /// Maximum rows per Parquet data page; smaller pages let a trace lookup or a narrow time
+    /// range decode less.
+    ///
+    /// Default: 8192. Must be at least 64.
+    pub fn data_page_row_limit(mut self, rows: usize) -> Self {
+        self.data_page_row_limit = rows;
+        self
+    }
+
+    /// The file system all engine I/O goes through. Tests use this to inject failures.
+    ///
+    /// Default: [`StdFs`], the operating system's file system.
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// The partition width in nanoseconds.
+    pub(crate) fn partition_nanos(&self) -> i64 {
+        i64::try_from(self.partition_duration.as_nanos()).unwrap_or(i64::MAX)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        fn bad(option: &'static str, reason: String) -> Result<()> {
+            Err(Error::InvalidOptions { option, reason })
+        }
+        let p = self.partition_duration;
+        if p < Duration::from_secs(1) || p > Duration::from_secs(366 * 86400) {
+            return bad(
+                "partition_duration",
+                format!("{p:?} is outside 1 s ..= 366 days"),
+            );
+        }
+        if self.memtable_size < 64 << 10 {
+            return bad(
+                "memtable_size",
+                format!("{} bytes is below 64 KiB", self.memtable_size),
+            );
+        }
+        if self.max_frozen_memtables == 0 {
+            return bad("max_frozen_memtables", "must be at least 1".into());
+        }
+        if self.flush_threads == 0 {
+            return bad("flush_threads", "must be at least 1".into());
+        }
+        if !(1..=22).contains(&self.zstd_level) {
+            return bad(
+                "zstd_level",
+                format!("{} is outside 1..=22", self.zstd_level),
+            );
+        }
+        if self.row_group_size < 1024 {
+            return bad(
+                "row_group_size",
+                format!("{} is below 1024", self.row_group_size),
+            );
+        }
+        if self.data_page_row_limit < 64 {
+            return bad(
+                "data_page_row_limit",
+                format!("{} is below 64", self.data_page_row_limit),
+            );
+        }
+        if let Durability::Periodic(i) = self.durability
+            && i.is_zero()
+        {
+            return bad(
+                "durability",
+                "Periodic interval must be above zero (use Durability::Sync)".into(),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! Segments: immutable, sorted, zstd-compressed Parquet files of one signal and one time
+//! partition.
+//!
+//! A segment is written under a temporary name, fsynced, renamed to
+//! `<signal>/<partition>/<id:020>.parquet` and its directory fsynced before a manifest names
+//! it. Files carry statistics and the page index (so readers prune row groups and pages by
+//! `time` and sort key) and the key-value metadata `scrydb.format_version` and
+//! `scrydb.signal`.
+
+pub mod reader;
+pub mod writer;
+
+pub use crate::manifest::SegmentMeta;

@@ -1,0 +1,188 @@
+//! Writing one segment.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::TimestampNanosecondType;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::io::{FileSystem, WritableFile};
+use crate::manifest::SegmentMeta;
+use crate::{Error, Options, Result, Signal, partition, schema};
+
+/// Format version recorded in every segment's key-value metadata.
+pub const SEGMENT_FORMAT_VERSION: &str = "1";
+
+/// What to write: the rows of one signal that fall in one partition, in any order.
+pub struct SegmentJob {
+    /// The signal.
+    pub signal: Signal,
+    /// The segment's id (from the manifest's counter).
+    pub id: u64,
+    /// Partition start, ns.
+    pub partition_start: i64,
+    /// Partition end (exclusive), ns.
+    pub partition_end: i64,
+    /// The rows, in the signal's canonical schema.
+    pub batch: RecordBatch,
+}
+
+/// Relative path of a segment.
+pub fn relative_path(signal: Signal, partition_start: i64, id: u64) -> String {
+    format!(
+        "{}/{}/{id:020}.parquet",
+        signal.name(),
+        partition::partition_dir_name(partition_start)
+    )
+}
+
+/// Counts and checksums bytes on their way to a file.
+struct ChecksumWriter {
+    inner: Box<dyn WritableFile>,
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Write for ChecksumWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The writer properties of every segment of `signal`.
+pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
+    let s = schema::schema(signal);
+    let sorting = schema::sort_key(signal)
+        .iter()
+        .map(|k| SortingColumn {
+            column_idx: i32::try_from(s.index_of(k).expect("sort key columns exist"))
+                .expect("few columns"),
+            descending: false,
+            nulls_first: false,
+        })
+        .collect();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(opts.zstd_level).expect("validated by Options"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_row_count_limit(opts.data_page_row_limit)
+        .set_max_row_group_row_count(Some(opts.row_group_size))
+        .set_sorting_columns(Some(sorting))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(
+                "scrydb.format_version".into(),
+                SEGMENT_FORMAT_VERSION.to_string(),
+            ),
+            KeyValue::new("scrydb.signal".into(), signal.name().to_string()),
+        ]))
+        .build()
+}
+
+/// Sorts a batch by its signal's sort key.
+pub fn sort_batch(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns: Vec<SortColumn> = schema::sort_key(signal)
+        .iter()
+        .map(|k| SortColumn {
+            values: batch
+                .column_by_name(k)
+                .expect("canonical batches have the sort key")
+                .clone(),
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Sorts, encodes and durably writes one segment; returns its metadata for the manifest.
+///
+/// On error no file is left under the final name (a temporary file may remain; open
+/// removes files no manifest names).
+pub fn write_segment(
+    fs: &Arc<dyn FileSystem>,
+    db_dir: &Path,
+    opts: &Options,
+    job: SegmentJob,
+) -> Result<SegmentMeta> {
+    let SegmentJob {
+        signal,
+        id,
+        partition_start,
+        partition_end,
+        batch,
+    } = job;
+    let sorted = sort_batch(signal, &batch)?;
+    drop(batch);
+    let times = sorted
+        .column(0)
+        .as_primitive::<TimestampNanosecondType>()
+        .values();
+    let min_time = times.iter().copied().min().unwrap_or(partition_start);
+    let max_time = times.iter().copied().max().unwrap_or(partition_start);
+
+    let rel = relative_path(signal, partition_start, id);
+    let path = db_dir.join(&rel);
+    let part_dir = path.parent().expect("segment paths have a directory");
+    fs.create_dir_all(part_dir)
+        .map_err(|e| Error::io("create directory", part_dir, e))?;
+    let signal_dir = db_dir.join(signal.name());
+    fs.sync_dir(&signal_dir)
+        .map_err(|e| Error::io("fsync", &signal_dir, e))?;
+
+    let tmp = path.with_extension("parquet.tmp");
+    let file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut sink = ChecksumWriter {
+        inner: file,
+        hasher: crc32fast::Hasher::new(),
+        len: 0,
+    };
+    let parquet_err = |source| Error::Parquet {
+        path: tmp.clone(),
+        source,
+    };
+    let mut writer = ArrowWriter::try_new(
+        &mut sink,
+        sorted.schema(),
+        Some(writer_properties(signal, opts)),
+    )
+    .map_err(parquet_err)?;
+    writer.write(&sorted).map_err(parquet_err)?;
+    writer.close().map_err(parquet_err)?;
+    let ChecksumWriter {
+        mut inner,
+        hasher,
+        len,
+    } = sink;
+    inner.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+    drop(inner);
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    fs.sync_dir(part_dir)
+        .map_err(|e| Error::io("fsync", part_dir, e))?;
+
+    Ok(SegmentMeta {
+        id,
+        signal,
+        partition_start,
+        partition_end,
+        path: rel,
+        rows: sorted.num_rows() as u64,
+        min_time,
+        max_time,
+        size: len,
+        crc32: hasher.finalize(),
+    })
+}

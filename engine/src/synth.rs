@@ -1,0 +1,647 @@
+//! Deterministic synthetic telemetry with every column populated, for tests, benchmarks and
+//! the CLI's smoke run. (The realistic workload generator with fault injection is a
+//! separate module; this one is about coverage and speed.)
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder, StructBuilder,
+    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type};
+
+use crate::Signal;
+use crate::schema::{self, attributes_builder};
+
+/// A small, fast, deterministic random number generator (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator whose sequence is fixed by `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    /// A random non-zero id of `N` bytes.
+    pub fn id<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        for chunk in out.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        out[0] |= 1;
+        out
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const SERVICES: &[&str] = &[
+    "frontend",
+    "gateway",
+    "checkout",
+    "payment",
+    "inventory",
+    "cart",
+    "shipping",
+    "email",
+    "recommendation",
+    "ads",
+    "currency",
+    "queue-consumer",
+];
+const OPERATIONS: &[&str] = &[
+    "GET /api/products",
+    "POST /api/checkout",
+    "GET /api/cart",
+    "SELECT products",
+    "redis GET",
+    "oteldemo.PaymentService/Charge",
+    "orders process",
+    "HTTP POST",
+];
+const ROUTES: &[&str] = &["/api/products", "/api/checkout", "/api/cart", "/health"];
+const HOSTS: &[&str] = &["node-a", "node-b", "node-c"];
+
+type Attrs = MapBuilder<StringBuilder, StringBuilder>;
+
+fn put(m: &mut Attrs, k: &str, v: &str) {
+    m.keys().append_value(k);
+    m.values().append_value(v);
+}
+
+fn end_map(m: &mut Attrs) {
+    m.append(true)
+        .expect("keys and values are appended in pairs");
+}
+
+fn ts() -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::new().with_timezone("UTC")
+}
+
+fn list_field(fields: Fields) -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(fields), true))
+}
+
+/// The resource and scope columns shared by every signal.
+struct Common {
+    service: StringDictionaryBuilder<Int32Type>,
+    res_attrs: Attrs,
+    res_dropped: UInt32Builder,
+    res_url: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attrs: Attrs,
+    scope_dropped: UInt32Builder,
+    scope_url: StringBuilder,
+}
+
+impl Common {
+    fn new() -> Self {
+        Common {
+            service: StringDictionaryBuilder::new(),
+            res_attrs: attributes_builder(),
+            res_dropped: UInt32Builder::new(),
+            res_url: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            scope_attrs: attributes_builder(),
+            scope_dropped: UInt32Builder::new(),
+            scope_url: StringBuilder::new(),
+        }
+    }
+
+    fn append(&mut self, rng: &mut Rng, service: &str) {
+        self.service.append_value(service);
+        put(&mut self.res_attrs, "service.name", service);
+        put(&mut self.res_attrs, "host.name", rng.pick(HOSTS));
+        end_map(&mut self.res_attrs);
+        self.res_dropped.append_value(0);
+        self.res_url
+            .append_value("https://opentelemetry.io/schemas/1.26.0");
+        self.scope_name.append_value("scrydb.synth");
+        self.scope_version.append_value("1.0.0");
+        put(&mut self.scope_attrs, "scope.kind", "synthetic");
+        end_map(&mut self.scope_attrs);
+        self.scope_dropped.append_value(0);
+        self.scope_url.append_null();
+    }
+
+    fn finish(mut self, columns: &mut Vec<ArrayRef>) {
+        columns.push(Arc::new(self.res_attrs.finish()));
+        columns.push(Arc::new(self.res_dropped.finish()));
+        columns.push(Arc::new(self.res_url.finish()));
+        columns.push(Arc::new(self.scope_name.finish()));
+        columns.push(Arc::new(self.scope_version.finish()));
+        columns.push(Arc::new(self.scope_attrs.finish()));
+        columns.push(Arc::new(self.scope_dropped.finish()));
+        columns.push(Arc::new(self.scope_url.finish()));
+    }
+}
+
+/// `n` spans in traces of about eight spans, starting at `base_ns` and about 10 µs apart,
+/// with every column (events, links, attributes, resource, scope) populated.
+pub fn spans(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
+    let mut time = ts();
+    let mut end = ts();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut trace_state = StringBuilder::new();
+    let mut flags = UInt32Builder::new();
+    let mut name = StringBuilder::new();
+    let mut kind = StringDictionaryBuilder::<Int32Type>::new();
+    let mut status = StringDictionaryBuilder::<Int32Type>::new();
+    let mut status_msg = StringBuilder::new();
+    let mut attrs = attributes_builder();
+    let mut dropped_attrs = UInt32Builder::new();
+    let event_struct = StructBuilder::new(
+        schema::event_fields(),
+        vec![
+            Box::new(ts()),
+            Box::new(StringBuilder::new()),
+            Box::new(attributes_builder()),
+            Box::new(UInt32Builder::new()),
+        ],
+    );
+    let mut events = ListBuilder::new(event_struct).with_field(list_field(schema::event_fields()));
+    let mut dropped_events = UInt32Builder::new();
+    let link_struct = StructBuilder::new(
+        schema::link_fields(),
+        vec![
+            Box::new(FixedSizeBinaryBuilder::new(16)),
+            Box::new(FixedSizeBinaryBuilder::new(8)),
+            Box::new(StringBuilder::new()),
+            Box::new(attributes_builder()),
+            Box::new(UInt32Builder::new()),
+            Box::new(UInt32Builder::new()),
+        ],
+    );
+    let mut links = ListBuilder::new(link_struct).with_field(list_field(schema::link_fields()));
+    let mut dropped_links = UInt32Builder::new();
+    let mut common = Common::new();
+
+    let mut trace = rng.id::<16>();
+    let mut prev_span: Option<[u8; 8]> = None;
+    for i in 0..n {
+        if i % 8 == 0 {
+            trace = rng.id::<16>();
+            prev_span = None;
+        }
+        let sid = rng.id::<8>();
+        let t = base_ns + i as i64 * 10_000 + rng.below(5_000) as i64;
+        let dur = 1_000 + rng.below(50_000_000) as i64;
+        time.append_value(t);
+        end.append_value(t + dur);
+        trace_id.append_value(trace).expect("16 bytes");
+        span_id.append_value(sid).expect("8 bytes");
+        match prev_span {
+            Some(p) => parent.append_value(p).expect("8 bytes"),
+            None => parent.append_null(),
+        }
+        prev_span = Some(sid);
+        if rng.chance(0.1) {
+            trace_state.append_value("vendor=abc");
+        } else {
+            trace_state.append_null();
+        }
+        flags.append_value(1);
+        let service = rng.pick(SERVICES);
+        let op = rng.pick(OPERATIONS);
+        name.append_value(op);
+        kind.append_value(schema::SPAN_KINDS[1 + rng.below(5) as usize]);
+        let error = rng.chance(0.02);
+        status.append_value(if error { "ERROR" } else { "UNSET" });
+        if error {
+            status_msg.append_value("upstream timed out");
+        } else {
+            status_msg.append_null();
+        }
+        put(
+            &mut attrs,
+            "http.request.method",
+            if op.starts_with("GET") { "GET" } else { "POST" },
+        );
+        put(&mut attrs, "http.route", rng.pick(ROUTES));
+        put(
+            &mut attrs,
+            "http.response.status_code",
+            if error { "503" } else { "200" },
+        );
+        put(
+            &mut attrs,
+            "net.peer.port",
+            &(1024 + rng.below(60000)).to_string(),
+        );
+        end_map(&mut attrs);
+        dropped_attrs.append_value(0);
+
+        let n_events = if error { 1 } else { rng.below(3) as usize / 2 };
+        {
+            let ev = events.values();
+            for e in 0..n_events {
+                ev.field_builder::<TimestampNanosecondBuilder>(0)
+                    .expect("event time")
+                    .append_value(t + e as i64 * 100);
+                ev.field_builder::<StringBuilder>(1)
+                    .expect("event name")
+                    .append_value(if error { "exception" } else { "cache.miss" });
+                let m = ev.field_builder::<Attrs>(2).expect("event attributes");
+                put(m, "exception.type", "TimeoutError");
+                end_map(m);
+                ev.field_builder::<UInt32Builder>(3)
+                    .expect("event dropped count")
+                    .append_value(0);
+                ev.append(true);
+            }
+        }
+        events.append(true);
+        dropped_events.append_value(0);
+        {
+            let lk = links.values();
+            if rng.chance(0.05) {
+                lk.field_builder::<FixedSizeBinaryBuilder>(0)
+                    .expect("link trace id")
+                    .append_value(rng.id::<16>())
+                    .expect("16 bytes");
+                lk.field_builder::<FixedSizeBinaryBuilder>(1)
+                    .expect("link span id")
+                    .append_value(rng.id::<8>())
+                    .expect("8 bytes");
+                lk.field_builder::<StringBuilder>(2)
+                    .expect("link trace state")
+                    .append_null();
+                let m = lk.field_builder::<Attrs>(3).expect("link attributes");
+                put(m, "link.kind", "follows_from");
+                end_map(m);
+                lk.field_builder::<UInt32Builder>(4)
+                    .expect("link dropped count")
+                    .append_value(0);
+                lk.field_builder::<UInt32Builder>(5)
+                    .expect("link flags")
+                    .append_value(1);
+                lk.append(true);
+            }
+        }
+        links.append(true);
+        dropped_links.append_value(0);
+        common.append(rng, service);
+    }
+
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(time.finish()), Arc::new(end.finish())];
+    // duration_ns is derived by validation; build it here so the batch is canonical.
+    let d: Int64Builder = {
+        let mut b = Int64Builder::with_capacity(n);
+        let (t, e) = (&columns[0], &columns[1]);
+        use arrow::array::AsArray;
+        let t = t.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        let e = e.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        for i in 0..n {
+            b.append_value(e.value(i) - t.value(i));
+        }
+        b
+    };
+    let mut d = d;
+    columns.push(Arc::new(d.finish()));
+    columns.push(Arc::new(trace_id.finish()));
+    columns.push(Arc::new(span_id.finish()));
+    columns.push(Arc::new(parent.finish()));
+    columns.push(Arc::new(trace_state.finish()));
+    columns.push(Arc::new(flags.finish()));
+    columns.push(Arc::new(common.service.finish()));
+    columns.push(Arc::new(name.finish()));
+    columns.push(Arc::new(kind.finish()));
+    columns.push(Arc::new(status.finish()));
+    columns.push(Arc::new(status_msg.finish()));
+    columns.push(Arc::new(attrs.finish()));
+    columns.push(Arc::new(dropped_attrs.finish()));
+    columns.push(Arc::new(events.finish()));
+    columns.push(Arc::new(dropped_events.finish()));
+    columns.push(Arc::new(links.finish()));
+    columns.push(Arc::new(dropped_links.finish()));
+    common.finish(&mut columns);
+    RecordBatch::try_new(schema::schema(Signal::Spans), columns)
+        .expect("synthetic spans match the schema")
+}
+
+/// `n` log records starting at `base_ns`, most linked to a (random) trace and span.
+pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
+    let mut time = ts();
+    let mut observed = ts();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut flags = UInt32Builder::new();
+    let mut sev_num = Int32Builder::new();
+    let mut sev_text = StringDictionaryBuilder::<Int32Type>::new();
+    let mut body = StringBuilder::new();
+    let mut event_name = StringBuilder::new();
+    let mut attrs = attributes_builder();
+    let mut dropped = UInt32Builder::new();
+    let mut common = Common::new();
+    for i in 0..n {
+        let t = base_ns + i as i64 * 10_000 + rng.below(5_000) as i64;
+        time.append_value(t);
+        observed.append_value(t + 1_000);
+        if rng.chance(0.8) {
+            trace_id.append_value(rng.id::<16>()).expect("16 bytes");
+            span_id.append_value(rng.id::<8>()).expect("8 bytes");
+            flags.append_value(1);
+        } else {
+            trace_id.append_null();
+            span_id.append_null();
+            flags.append_null();
+        }
+        let (num, text) = if rng.chance(0.05) {
+            (17, "ERROR")
+        } else {
+            (9, "INFO")
+        };
+        sev_num.append_value(num);
+        sev_text.append_value(text);
+        body.append_value(format!(
+            "request {} handled in {} ms",
+            rng.below(1_000_000),
+            rng.below(900)
+        ));
+        if rng.chance(0.01) {
+            event_name.append_value("app.checkout.completed");
+        } else {
+            event_name.append_null();
+        }
+        put(&mut attrs, "code.function", "handle");
+        put(&mut attrs, "thread.id", &rng.below(64).to_string());
+        end_map(&mut attrs);
+        dropped.append_value(0);
+        common.append(rng, rng.clone().pick(SERVICES));
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(time.finish()),
+        Arc::new(observed.finish()),
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(flags.finish()),
+        Arc::new(sev_num.finish()),
+        Arc::new(sev_text.finish()),
+        Arc::new(body.finish()),
+        Arc::new(event_name.finish()),
+        Arc::new(common.service.finish()),
+        Arc::new(attrs.finish()),
+        Arc::new(dropped.finish()),
+    ];
+    common.finish(&mut columns);
+    RecordBatch::try_new(schema::schema(Signal::Logs), columns)
+        .expect("synthetic logs match the schema")
+}
+
+/// `n` metric points starting at `base_ns`, cycling through gauge, sum, histogram,
+/// exponential histogram and summary; histograms carry exemplars with trace ids.
+pub fn metrics(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
+    let mut time = ts();
+    let mut start = ts();
+    let mut name = StringBuilder::new();
+    let mut desc = StringBuilder::new();
+    let mut unit = StringBuilder::new();
+    let mut mtype = StringDictionaryBuilder::<Int32Type>::new();
+    let mut temporality = StringDictionaryBuilder::<Int32Type>::new();
+    let mut monotonic = BooleanBuilder::new();
+    let mut flags = UInt32Builder::new();
+    let mut attrs = attributes_builder();
+    let mut value = Float64Builder::new();
+    let mut value_int = Int64Builder::new();
+    let mut count = UInt64Builder::new();
+    let mut sum = Float64Builder::new();
+    let mut min = Float64Builder::new();
+    let mut max = Float64Builder::new();
+    let mut buckets = ListBuilder::new(UInt64Builder::new());
+    let mut bounds = ListBuilder::new(Float64Builder::new());
+    let mut scale = Int32Builder::new();
+    let mut zero_count = UInt64Builder::new();
+    let mut zero_threshold = Float64Builder::new();
+    let mut pos_off = Int32Builder::new();
+    let mut pos_buckets = ListBuilder::new(UInt64Builder::new());
+    let mut neg_off = Int32Builder::new();
+    let mut neg_buckets = ListBuilder::new(UInt64Builder::new());
+    let q_struct = StructBuilder::new(
+        schema::quantile_fields(),
+        vec![
+            Box::new(Float64Builder::new()),
+            Box::new(Float64Builder::new()),
+        ],
+    );
+    let mut quantiles =
+        ListBuilder::new(q_struct).with_field(list_field(schema::quantile_fields()));
+    let ex_struct = StructBuilder::new(
+        schema::exemplar_fields(),
+        vec![
+            Box::new(ts()),
+            Box::new(Float64Builder::new()),
+            Box::new(Int64Builder::new()),
+            Box::new(FixedSizeBinaryBuilder::new(16)),
+            Box::new(FixedSizeBinaryBuilder::new(8)),
+            Box::new(attributes_builder()),
+        ],
+    );
+    let mut exemplars =
+        ListBuilder::new(ex_struct).with_field(list_field(schema::exemplar_fields()));
+    let mut metadata = attributes_builder();
+    let mut common = Common::new();
+
+    for i in 0..n {
+        let t = base_ns + i as i64 * 10_000;
+        time.append_value(t);
+        start.append_value(t - 60_000_000_000);
+        let kind = schema::METRIC_TYPES[i % 5];
+        mtype.append_value(kind);
+        let (metric, u) = match kind {
+            "gauge" => ("system.cpu.utilization", "1"),
+            "sum" => ("http.server.requests", "{request}"),
+            "histogram" => ("http.server.request.duration", "s"),
+            "exponential_histogram" => ("rpc.server.duration", "ms"),
+            _ => ("db.client.latency", "ms"),
+        };
+        name.append_value(metric);
+        desc.append_value(format!("synthetic {kind}"));
+        unit.append_value(u);
+        flags.append_value(0);
+        put(&mut attrs, "http.route", rng.pick(ROUTES));
+        end_map(&mut attrs);
+        match kind {
+            "gauge" | "sum" => {
+                if kind == "sum" {
+                    temporality.append_value("CUMULATIVE");
+                    monotonic.append_value(true);
+                    let v = rng.below(1 << 40) as i64;
+                    value.append_value(v as f64);
+                    value_int.append_value(v);
+                } else {
+                    temporality.append_null();
+                    monotonic.append_null();
+                    value.append_value(rng.below(1000) as f64 / 1000.0);
+                    value_int.append_null();
+                }
+                count.append_null();
+                sum.append_null();
+                min.append_null();
+                max.append_null();
+            }
+            _ => {
+                temporality.append_value(if kind == "summary" {
+                    "UNSPECIFIED"
+                } else {
+                    "DELTA"
+                });
+                monotonic.append_null();
+                value.append_null();
+                value_int.append_null();
+                count.append_value(100);
+                sum.append_value(12.5);
+                if kind == "summary" {
+                    min.append_null();
+                    max.append_null();
+                } else {
+                    min.append_value(0.001);
+                    max.append_value(1.5);
+                }
+            }
+        }
+        if kind == "histogram" {
+            buckets.values().append_slice(&[10, 80, 10]);
+            buckets.append(true);
+            bounds.values().append_slice(&[0.1, 1.0]);
+            bounds.append(true);
+        } else {
+            buckets.append_null();
+            bounds.append_null();
+        }
+        if kind == "exponential_histogram" {
+            scale.append_value(3);
+            zero_count.append_value(1);
+            zero_threshold.append_value(0.0);
+            pos_off.append_value(-2);
+            pos_buckets.values().append_slice(&[5, 50, 44]);
+            pos_buckets.append(true);
+            neg_off.append_value(0);
+            neg_buckets.values().append_slice(&[]);
+            neg_buckets.append(true);
+        } else {
+            scale.append_null();
+            zero_count.append_null();
+            zero_threshold.append_null();
+            pos_off.append_null();
+            pos_buckets.append_null();
+            neg_off.append_null();
+            neg_buckets.append_null();
+        }
+        if kind == "summary" {
+            let q = quantiles.values();
+            for (qq, v) in [(0.5, 3.0), (0.99, 40.0)] {
+                q.field_builder::<Float64Builder>(0)
+                    .expect("quantile")
+                    .append_value(qq);
+                q.field_builder::<Float64Builder>(1)
+                    .expect("value")
+                    .append_value(v);
+                q.append(true);
+            }
+            quantiles.append(true);
+        } else {
+            quantiles.append_null();
+        }
+        if kind == "histogram" || kind == "exponential_histogram" {
+            let ex = exemplars.values();
+            ex.field_builder::<TimestampNanosecondBuilder>(0)
+                .expect("exemplar time")
+                .append_value(t - 1_000);
+            ex.field_builder::<Float64Builder>(1)
+                .expect("exemplar value")
+                .append_value(0.75);
+            ex.field_builder::<Int64Builder>(2)
+                .expect("exemplar int value")
+                .append_null();
+            ex.field_builder::<FixedSizeBinaryBuilder>(3)
+                .expect("exemplar trace id")
+                .append_value(rng.id::<16>())
+                .expect("16 bytes");
+            ex.field_builder::<FixedSizeBinaryBuilder>(4)
+                .expect("exemplar span id")
+                .append_value(rng.id::<8>())
+                .expect("8 bytes");
+            let m = ex.field_builder::<Attrs>(5).expect("exemplar attributes");
+            put(m, "user.tier", "gold");
+            end_map(m);
+            ex.append(true);
+            exemplars.append(true);
+        } else {
+            exemplars.append(true);
+        }
+        put(&mut metadata, "source", "synth");
+        end_map(&mut metadata);
+        common.append(rng, SERVICES[i % SERVICES.len()]);
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(time.finish()),
+        Arc::new(start.finish()),
+        Arc::new(common.service.finish()),
+        Arc::new(name.finish()),
+        Arc::new(desc.finish()),
+        Arc::new(unit.finish()),
+        Arc::new(mtype.finish()),
+        Arc::new(temporality.finish()),
+        Arc::new(monotonic.finish()),
+        Arc::new(flags.finish()),
+        Arc::new(attrs.finish()),
+        Arc::new(value.finish()),
+        Arc::new(value_int.finish()),
+        Arc::new(count.finish()),
+        Arc::new(sum.finish()),
+        Arc::new(min.finish()),
+        Arc::new(max.finish()),
+        Arc::new(buckets.finish()),
+        Arc::new(bounds.finish()),
+        Arc::new(scale.finish()),
+        Arc::new(zero_count.finish()),
+        Arc::new(zero_threshold.finish()),
+        Arc::new(pos_off.finish()),
+        Arc::new(pos_buckets.finish()),
+        Arc::new(neg_off.finish()),
+        Arc::new(neg_buckets.finish()),
+        Arc::new(quantiles.finish()),
+        Arc::new(exemplars.finish()),
+        Arc::new(metadata.finish()),
+    ];
+    common.finish(&mut columns);
+    RecordBatch::try_new(schema::schema(Signal::Metrics), columns)
+        .expect("synthetic metrics match the schema")
+}
+
+/// Synthetic rows of any signal.
+pub fn batch(signal: Signal, rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
+    match signal {
+        Signal::Spans => spans(rng, n, base_ns),
+        Signal::Logs => logs(rng, n, base_ns),
+        Signal::Metrics => metrics(rng, n, base_ns),
+    }
+}
