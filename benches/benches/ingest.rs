@@ -28,7 +28,10 @@ fn run(threads: usize, flush: bool, data: &Arc<Vec<arrow::array::RecordBatch>>) 
         db.flush().expect("flush");
     }
     let elapsed = t.elapsed();
-    Arc::into_inner(db).expect("sole owner").close().expect("close");
+    Arc::into_inner(db)
+        .expect("sole owner")
+        .close()
+        .expect("close");
     elapsed
 }
 

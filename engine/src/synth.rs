@@ -147,7 +147,12 @@ impl Common {
         put(&mut self.scope_attrs, "scope.kind", "synthetic");
         end_map(&mut self.scope_attrs);
         self.scope_dropped.append_value(0);
-        self.scope_url.append_null();
+        if rng.chance(0.5) {
+            self.scope_url
+                .append_value("https://opentelemetry.io/schemas/1.26.0");
+        } else {
+            self.scope_url.append_null();
+        }
     }
 
     fn finish(mut self, columns: &mut Vec<ArrayRef>) {

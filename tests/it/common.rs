@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests.
+
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use scrydb::synth::{self, Rng};
+use scrydb::{Db, Durability, Options, Signal};
+
+/// 2026-11-25T00:00:00Z in ns.
+pub const BASE: i64 = 1_764_028_800_000_000_000;
+pub const HOUR: i64 = 3_600_000_000_000;
+
+/// Options for tests: small memtable, fast.
+pub fn small_opts() -> Options {
+    Options::default()
+        .memtable_size(256 << 10)
+        .durability(Durability::Sync)
+}
+
+pub fn open(dir: &Path) -> Db {
+    Db::open(dir, small_opts()).expect("open")
+}
+
+/// Every row of every batch rendered as one string, sorted: equal multisets of rows give
+/// equal vectors, whatever the batch boundaries and row order.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("∅");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formattable"))
+            .collect();
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .zip(&fmts)
+                .map(|(f, x)| format!("{}={}", f.name(), x.value(r)))
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// All rows of a signal through a fresh snapshot.
+pub fn scan(db: &Db, signal: Signal) -> Vec<RecordBatch> {
+    db.snapshot().scan(signal, None).expect("scan")
+}
+
+pub fn synth(signal: Signal, seed: u64, n: usize, base: i64) -> RecordBatch {
+    synth::batch(signal, &mut Rng::new(seed), n, base)
+}

@@ -1,0 +1,333 @@
+//! Recovery at open: torn WAL tails, damaged WAL/manifest/segment files, orphans, the lock.
+
+use std::path::{Path, PathBuf};
+
+use scrydb::{Db, Error, Signal, WalRecovery};
+
+use crate::common::*;
+
+fn wal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .expect("wal dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Appends `n` batches of 100 spans to a database and copies its directory while it is
+/// open: the copy is what a crash would leave (acknowledged frames in one log file, no
+/// segments). The kill -9 version of this is in `crash.rs`.
+fn crashed_copy(n: usize) -> (tempfile::TempDir, Vec<arrow::array::RecordBatch>) {
+    let live = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(live.path(), scrydb::Options::default()).expect("open");
+    let batches: Vec<_> = (0..n)
+        .map(|i| synth(Signal::Spans, i as u64, 100, BASE + i as i64 * 1_000_000))
+        .collect();
+    for b in &batches {
+        db.append(Signal::Spans, b).expect("append");
+    }
+    // The state on disk now is what a crash (kill -9, power loss with Sync durability)
+    // would leave: frames in the log, no segments.
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(live.path(), copy.path());
+    drop(db);
+    (copy, batches)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Byte offsets of the frames in a log file.
+fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut off = 32;
+    let mut v = Vec::new();
+    while off + 16 <= bytes.len() {
+        v.push(off);
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4")) as usize;
+        off += 16 + len;
+    }
+    v
+}
+
+#[test]
+fn replays_the_log_after_a_crash() {
+    let (dir, batches) = crashed_copy(5);
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches));
+    db.close().expect("close");
+    let db = open(dir.path());
+    assert_eq!(
+        rows(&scan(&db, Signal::Spans)),
+        rows(&batches),
+        "exactly once after flush"
+    );
+    db.close().expect("close");
+}
+
+#[test]
+fn torn_tail_is_dropped() {
+    let (dir, batches) = crashed_copy(5);
+    let wal = wal_files(dir.path());
+    assert_eq!(wal.len(), 1);
+    let bytes = std::fs::read(&wal[0]).expect("read");
+    let offsets = frame_offsets(&bytes);
+    assert_eq!(offsets.len(), 5);
+    // Cut the last frame in the middle of its payload, as a crash during write would.
+    let cut = offsets[4] + 100;
+    std::fs::write(&wal[0], &bytes[..cut]).expect("truncate");
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..4]));
+    db.close().expect("close");
+    // And with a zero-filled tail (what some file systems leave after power loss).
+    let (dir, batches) = crashed_copy(3);
+    let wal = wal_files(dir.path());
+    let mut bytes = std::fs::read(&wal[0]).expect("read");
+    let offsets = frame_offsets(&bytes);
+    bytes.truncate(offsets[2]);
+    bytes.extend(std::iter::repeat_n(0u8, 5000));
+    std::fs::write(&wal[0], &bytes).expect("write");
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    db.close().expect("close");
+}
+
+#[test]
+fn flipped_byte_inside_the_log_is_an_error_naming_the_file() {
+    let (dir, batches) = crashed_copy(5);
+    let wal = wal_files(dir.path());
+    let mut bytes = std::fs::read(&wal[0]).expect("read");
+    let offsets = frame_offsets(&bytes);
+    let at = offsets[2] + 16 + 50; // inside frame 2's payload
+    bytes[at] ^= 0x01;
+    std::fs::write(&wal[0], &bytes).expect("write");
+
+    let err = Db::open(dir.path(), small_opts()).expect_err("damage is refused");
+    match &err {
+        Error::Corrupted { path, offset, .. } => {
+            assert_eq!(path, &wal[0]);
+            assert_eq!(*offset, Some(offsets[2] as u64));
+        }
+        other => panic!("expected Corrupted, got {other}"),
+    }
+    // Refusing changed nothing: the file is intact for a second look.
+    assert_eq!(std::fs::read(&wal[0]).expect("read"), bytes);
+
+    // The user can choose to keep what precedes the damage.
+    let db = Db::open(
+        dir.path(),
+        small_opts().wal_recovery(WalRecovery::TruncateAtCorruption),
+    )
+    .expect("opens keeping the intact prefix");
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    db.close().expect("close");
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    db.close().expect("close");
+}
+
+#[test]
+fn flipped_byte_in_a_frame_header_is_detected() {
+    let (dir, _) = crashed_copy(3);
+    let wal = wal_files(dir.path());
+    let mut bytes = std::fs::read(&wal[0]).expect("read");
+    let offsets = frame_offsets(&bytes);
+    bytes[offsets[1] + 1] ^= 0x80; // length field of frame 1
+    std::fs::write(&wal[0], &bytes).expect("write");
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    assert!(err.to_string().contains("frame header checksum"), "{err}");
+}
+
+fn flushed_db(n: usize) -> (tempfile::TempDir, Vec<arrow::array::RecordBatch>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let batches: Vec<_> = (0..n)
+        .map(|i| synth(Signal::Spans, i as u64, 200, BASE + i as i64 * 1_000_000))
+        .collect();
+    for b in &batches {
+        db.append(Signal::Spans, b).expect("append");
+    }
+    db.close().expect("close");
+    (dir, batches)
+}
+
+fn manifest_path(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("MANIFEST-"))
+        })
+        .expect("a manifest")
+}
+
+#[test]
+fn flipped_byte_in_the_manifest_is_an_error_naming_it() {
+    let (dir, _) = flushed_db(2);
+    let m = manifest_path(dir.path());
+    let mut bytes = std::fs::read(&m).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x04;
+    std::fs::write(&m, &bytes).expect("write");
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    match &err {
+        Error::Corrupted { path, .. } => assert_eq!(path, &m),
+        other => panic!("expected Corrupted, got {other}"),
+    }
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+#[test]
+fn flipped_byte_in_a_segment_is_detected_on_read_and_verify() {
+    let (dir, _) = flushed_db(2);
+    let db = open(dir.path());
+    let snap = db.snapshot();
+    let seg = snap.segments(Signal::Spans, None)[0].clone();
+    let path = snap.segment_path(&seg);
+    db.close().expect("close");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let mid = bytes.len() / 3;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("write");
+
+    // Opening does not read segment contents (it checks sizes), so the store stays usable.
+    let db = open(dir.path());
+    let err = db
+        .snapshot()
+        .scan(Signal::Spans, None)
+        .expect_err("damage detected");
+    match &err {
+        Error::Corrupted { path: p, .. } => assert_eq!(p, &path),
+        other => panic!("expected Corrupted, got {other}"),
+    }
+    let err = db.verify().expect_err("verify finds it");
+    assert!(err.to_string().contains(&seg.path), "{err}");
+    // Writes still work.
+    db.append(Signal::Logs, &synth(Signal::Logs, 1, 10, BASE))
+        .expect("append");
+    db.close().expect("close");
+}
+
+#[test]
+fn truncated_or_missing_segment_is_an_error_naming_it() {
+    let (dir, _) = flushed_db(1);
+    let db = open(dir.path());
+    let snap = db.snapshot();
+    let path = snap.segment_path(&snap.segments(Signal::Spans, None)[0]);
+    db.close().expect("close");
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).expect("truncate");
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(
+        matches!(&err, Error::Corrupted { path: p, .. } if p == &path),
+        "{err}"
+    );
+    std::fs::remove_file(&path).expect("remove");
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn files_no_manifest_names_are_removed() {
+    let (dir, batches) = flushed_db(2);
+    let part = std::fs::read_dir(dir.path().join("spans"))
+        .expect("spans")
+        .next()
+        .expect("a partition")
+        .expect("entry")
+        .path();
+    let orphan = part.join("00000000000000009999.parquet");
+    let tmp = part.join("00000000000000009998.parquet.tmp");
+    let orphan_dir = dir.path().join("logs").join("20200101T000000Z");
+    std::fs::create_dir_all(&orphan_dir).expect("mkdir");
+    let orphan2 = orphan_dir.join("00000000000000009997.parquet");
+    for p in [&orphan, &tmp, &orphan2] {
+        std::fs::write(p, b"half-written").expect("write");
+    }
+    std::fs::write(dir.path().join("MANIFEST-00000000000000000999.tmp"), b"x").expect("write");
+    let db = open(dir.path());
+    for p in [&orphan, &tmp, &orphan2] {
+        assert!(!p.exists(), "{} should be removed", p.display());
+    }
+    assert!(!orphan_dir.exists(), "emptied partition directory removed");
+    assert!(
+        !dir.path()
+            .join("MANIFEST-00000000000000000999.tmp")
+            .exists()
+    );
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches));
+    db.close().expect("close");
+}
+
+#[test]
+fn second_writer_gets_the_lock_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let err = Db::open(dir.path(), small_opts()).expect_err("second open refused");
+    match &err {
+        Error::Locked { dir: d, lock_file } => {
+            assert_eq!(d, dir.path());
+            assert_eq!(lock_file, &dir.path().join("LOCK"));
+        }
+        other => panic!("expected Locked, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("locked by another writer"),
+        "{err}"
+    );
+    db.close().expect("close");
+    open(dir.path()).close().expect("reopens after close");
+}
+
+#[test]
+fn future_format_versions_are_refused_clearly() {
+    let (dir, _) = flushed_db(1);
+    let m = manifest_path(dir.path());
+    let mut bytes = std::fs::read(&m).expect("read");
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let body = bytes.len() - 4;
+    let crc = crc32(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&m, &bytes).expect("write");
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    // CRC-32 (IEEE), bitwise; the engine uses crc32fast, which computes the same.
+    let mut crc = !0u32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
