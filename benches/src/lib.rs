@@ -4,7 +4,7 @@ use arrow::array::RecordBatch;
 use scrydb_engine::Signal;
 use scrydb_engine::synth::{self, Rng};
 
-/// A fixed base time for generated data: 2026-11-25T00:00:00Z.
+/// A fixed base time for generated data: 2025-11-25T00:00:00Z.
 pub const BASE_NS: i64 = 1_764_028_800_000_000_000;
 
 /// `total` synthetic rows of `signal` in batches of `batch` rows, deterministic by seed.

@@ -9,10 +9,12 @@ use std::thread::JoinHandle;
 use arrow::array::RecordBatch;
 use crossbeam_channel::Sender;
 
+use crate::flush::manager::FlushMsg;
 use crate::flush::{manager, worker};
 use crate::io::{FileSystem, LockGuard};
 use crate::manifest::{self, Manifest};
 use crate::memtable::{FrozenMemtable, Memtable};
+use crate::retention::RetentionStats;
 use crate::snapshot::Snapshot;
 use crate::wal::writer::WalWriter;
 use crate::write::{CommitMsg, Committer, clone_error};
@@ -126,6 +128,11 @@ impl Shared {
         );
     }
 
+    /// Swaps in a new manifest that changes no memtable (retention, compaction).
+    pub fn replace_manifest(&self, manifest: Arc<Manifest>) {
+        self.write_state().manifest = manifest;
+    }
+
     /// Records that frozen memtable `id` is in segments.
     pub fn flushed(&self, id: u64) {
         let mut p = self.progress();
@@ -169,6 +176,7 @@ impl Shared {
 pub struct Db {
     shared: Arc<Shared>,
     commit_tx: Sender<CommitMsg>,
+    flush_tx: Sender<FlushMsg>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     lock: Mutex<Option<LockGuard>>,
@@ -284,7 +292,7 @@ impl Db {
                 .map_err(spawn_err)?,
         );
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(1024);
-        let committer = Committer::new(shared.clone(), wal, flush_tx);
+        let committer = Committer::new(shared.clone(), wal, flush_tx.clone());
         let s = shared.clone();
         threads.push(
             std::thread::Builder::new()
@@ -306,6 +314,7 @@ impl Db {
         Ok(Db {
             shared,
             commit_tx,
+            flush_tx,
             threads: Mutex::new(threads),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
@@ -368,6 +377,19 @@ impl Db {
             .map_err(|_| self.gone_error())?;
         let target = rx.recv().unwrap_or_else(|_| Err(self.gone_error()))?;
         self.shared.wait_flushed(target)
+    }
+
+    /// Drops every segment whose time partition ends at or before `cutoff_ns` (ns since the
+    /// epoch): retention by hand ([`Options::retention`] does it in the background).
+    /// Snapshots taken before keep reading those segments; their files are deleted once
+    /// the last such snapshot is gone. Unflushed rows are not affected.
+    pub fn drop_partitions_before(&self, cutoff_ns: i64) -> Result<RetentionStats> {
+        self.check_writable()?;
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.flush_tx
+            .send(FlushMsg::DropBefore { cutoff_ns, reply })
+            .map_err(|_| self.gone_error())?;
+        rx.recv().unwrap_or_else(|_| Err(self.gone_error()))
     }
 
     /// Checks every segment of the current manifest against its recorded size and

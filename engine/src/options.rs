@@ -56,6 +56,7 @@ pub struct Options {
     pub(crate) zstd_level: i32,
     pub(crate) row_group_size: usize,
     pub(crate) data_page_row_limit: usize,
+    pub(crate) retention: Option<Duration>,
     pub(crate) fs: Arc<dyn FileSystem>,
 }
 
@@ -71,6 +72,7 @@ impl Default for Options {
             zstd_level: 3,
             row_group_size: 128 * 1024,
             data_page_row_limit: 8 * 1024,
+            retention: None,
             fs: Arc::new(StdFs),
         }
     }
@@ -157,6 +159,16 @@ impl Options {
         self
     }
 
+    /// Keep data for this long: a background pass (at open and every minute) drops every
+    /// time partition that ended longer ago than this, whole. Files are deleted once no
+    /// snapshot reads them. Rows still in the memtable are dropped after they are flushed.
+    ///
+    /// Default: `None` (keep everything). Must be at least the partition duration.
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.retention = keep;
+        self
+    }
+
     /// The file system all engine I/O goes through. Tests use this to inject failures.
     ///
     /// Default: [`StdFs`], the operating system's file system.
@@ -209,6 +221,14 @@ impl Options {
             return bad(
                 "data_page_row_limit",
                 format!("{} is below 64", self.data_page_row_limit),
+            );
+        }
+        if let Some(keep) = self.retention
+            && keep < self.partition_duration
+        {
+            return bad(
+                "retention",
+                format!("{keep:?} is shorter than the partition duration {p:?}"),
             );
         }
         if let Durability::Periodic(i) = self.durability

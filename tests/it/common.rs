@@ -7,7 +7,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use scrydb::synth::{self, Rng};
 use scrydb::{Db, Durability, Options, Signal};
 
-/// 2026-11-25T00:00:00Z in ns.
+/// 2025-11-25T00:00:00Z in ns.
 pub const BASE: i64 = 1_764_028_800_000_000_000;
 pub const HOUR: i64 = 3_600_000_000_000;
 

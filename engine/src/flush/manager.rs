@@ -3,16 +3,18 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::TimestampNanosecondType;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::worker::{WorkItem, panic_message};
 use crate::db::Shared;
 use crate::manifest::{self, Manifest};
 use crate::memtable::FrozenMemtable;
+use crate::retention::{self, ObsoleteFiles, RetentionStats};
 use crate::segment::writer::SegmentJob;
 use crate::{Error, Result, Signal, partition, schema, wal};
 
@@ -20,31 +22,92 @@ use crate::{Error, Result, Signal, partition, schema, wal};
 pub enum FlushMsg {
     /// Write this memtable out. Memtables arrive in freeze order.
     Flush(Arc<FrozenMemtable>),
+    /// Drop every segment whose partition ends at or before `cutoff_ns`.
+    DropBefore {
+        /// Partition end cutoff, ns since the epoch.
+        cutoff_ns: i64,
+        /// The answer.
+        reply: Sender<Result<RetentionStats>>,
+    },
     /// Stop after the messages before this one.
     Close,
 }
 
+/// How often the manager applies [`crate::Options::retention`] while idle.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How often the manager wakes to delete obsolete files while idle.
+const TICK: Duration = Duration::from_millis(500);
+
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(Error::Poisoned {
+            reason: format!(
+                "the flush manager panicked during {what}: {}",
+                panic_message(&p)
+            ),
+        })
+    })
+}
+
 /// Body of the `scry-flush` thread.
 pub fn run(shared: Arc<Shared>, rx: Receiver<FlushMsg>, workers: Sender<WorkItem>) {
-    for msg in rx {
-        let frozen = match msg {
-            FlushMsg::Flush(f) => f,
-            FlushMsg::Close => break,
-        };
-        if shared.is_poisoned() {
-            // Its data stays in the log; recovery will flush it.
-            continue;
+    let mut obsolete = ObsoleteFiles::default();
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(FlushMsg::Flush(frozen)) => {
+                // After a failure its data stays in the log; recovery will flush it.
+                if !shared.is_poisoned()
+                    && let Err(e) = guarded("a flush", || flush_one(&shared, &frozen, &workers))
+                {
+                    shared.poison(format!("flush of memtable {} failed: {e}", frozen.id));
+                }
+            }
+            Ok(FlushMsg::DropBefore { cutoff_ns, reply }) => {
+                let result = if shared.is_poisoned() {
+                    Err(shared.poison_error())
+                } else {
+                    guarded("retention", || {
+                        retention::drop_before(&shared, cutoff_ns, &mut obsolete)
+                    })
+                };
+                if let Err(e) = &result {
+                    shared.poison(format!("retention failed: {e}"));
+                }
+                let _ = reply.send(result);
+            }
+            Ok(FlushMsg::Close) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| flush_one(&shared, &frozen, &workers)))
-            .unwrap_or_else(|p| {
-                Err(Error::Poisoned {
-                    reason: format!("the flush manager panicked: {}", panic_message(&p)),
-                })
-            });
-        if let Err(e) = outcome {
-            shared.poison(format!("flush of memtable {} failed: {e}", frozen.id));
+        if let Some(keep) = shared.opts.retention
+            && !shared.is_poisoned()
+            && last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY)
+        {
+            last_retention = Some(Instant::now());
+            let cutoff = retention_cutoff(keep);
+            if let Err(e) = guarded("retention", || {
+                retention::drop_before(&shared, cutoff, &mut obsolete)
+            }) {
+                shared.poison(format!("retention failed: {e}"));
+            }
         }
+        obsolete.purge(&shared);
     }
+    obsolete.purge(&shared);
+    if !obsolete.is_empty() {
+        log::info!(
+            "{} obsolete segment file(s) are still read by snapshots; the next open removes them",
+            obsolete.len()
+        );
+    }
+}
+
+/// Partitions ending at or before this are older than `keep`.
+fn retention_cutoff(keep: Duration) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    now.saturating_sub(i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Writes one frozen memtable as segments and publishes them.

@@ -1,0 +1,82 @@
+//! A database written by format version 1 is checked in (`tests/fixtures/v1`): segments of
+//! every signal, a manifest, and a log with unflushed frames. It must keep opening, with
+//! every row as it was, in every later version.
+//!
+//! Regenerate (only when introducing a new format version, into a new folder) with
+//! `SCRY_WRITE_FIXTURE=1 cargo test --test it fixture`.
+
+use std::path::{Path, PathBuf};
+
+use scrydb::{Db, Options, Signal};
+
+use crate::common::*;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn expected_path(signal: Signal) -> PathBuf {
+    fixture_dir().join(format!("expected-{}.txt", signal.name()))
+}
+
+#[test]
+fn write_fixture() {
+    if std::env::var("SCRY_WRITE_FIXTURE").is_err() {
+        return;
+    }
+    let out = fixture_dir().join("db");
+    let _ = std::fs::remove_dir_all(fixture_dir());
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let live = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(live.path(), Options::default()).expect("open");
+    let mut all: Vec<(Signal, Vec<arrow::array::RecordBatch>)> =
+        Signal::ALL.iter().map(|s| (*s, Vec::new())).collect();
+    for (i, (s, batches)) in all.iter_mut().enumerate() {
+        let b = synth(*s, 100 + i as u64, 20, BASE - 2 * HOUR);
+        db.append(*s, &b).expect("append");
+        batches.push(b);
+    }
+    db.flush().expect("flush");
+    for (i, (s, batches)) in all.iter_mut().enumerate() {
+        let b = synth(*s, 200 + i as u64, 5, BASE);
+        db.append(*s, &b).expect("append");
+        batches.push(b);
+    }
+    // Copy while open: the second round is only in the log.
+    copy_dir(live.path(), &out);
+    std::fs::remove_file(out.join("LOCK")).expect("no lock in the fixture");
+    for (s, batches) in &all {
+        std::fs::write(expected_path(*s), rows(batches).join("\n")).expect("write expected");
+    }
+    drop(db);
+}
+
+#[test]
+fn version_1_fixture_opens_with_every_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixture_dir().join("db"), dir.path());
+    let db = open(dir.path());
+    let snap = db.snapshot();
+    for s in Signal::ALL {
+        assert!(snap.stats(s).segments >= 1, "{s} has segments");
+        assert!(snap.stats(s).memtable_rows > 0, "{s} has log-only rows");
+        let want = std::fs::read_to_string(expected_path(s)).expect("expected rows");
+        let want: Vec<&str> = want.lines().collect();
+        assert_eq!(rows(&snap.scan(s, None).expect("scan")), want, "{s}");
+    }
+    db.verify().expect("segments verify");
+    db.close().expect("close");
+}
