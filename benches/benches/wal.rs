@@ -13,6 +13,12 @@ fn wal(c: &mut Criterion) {
     let rows = 4096;
     let batch = batches(Signal::Spans, rows, rows, 1).remove(0);
     let frame = encode_frame(Signal::Spans, &batch).expect("encodes");
+    eprintln!(
+        "frame of {rows} spans: {} bytes ({} per span; Arrow in memory {} per span)",
+        frame.len(),
+        frame.len() / rows,
+        batch.get_array_memory_size() / rows
+    );
     let mut g = c.benchmark_group("wal");
     g.throughput(Throughput::Elements(rows as u64));
     g.bench_function("encode_frame_4096_spans", |b| {

@@ -223,6 +223,7 @@ impl Db {
         let manifest = match manifest::load_current(fs.as_ref(), &dir)? {
             Some(m) => m,
             None => {
+                refuse_data_without_manifest(fs.as_ref(), &dir, &wal_dir)?;
                 let m = Manifest::empty();
                 manifest::write(fs.as_ref(), &dir, &m)?;
                 m
@@ -501,6 +502,50 @@ fn check_segments(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
 
 /// Removes segment files (and temporary files) that the manifest does not name: leftovers
 /// of a flush that crashed before publishing, or of a removal that crashed before deleting.
+/// A directory without a manifest is new only if it holds no log file and no segment: a
+/// lost manifest must not turn into deleting segments that no manifest names.
+fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path) -> Result<()> {
+    let refuse = |found: &Path| {
+        Err(Error::corrupted(
+            dir,
+            None,
+            format!(
+                "no MANIFEST file, but {} exists: the manifest was lost or removed. \
+                 Restore it from a backup (ScryDB does not rebuild it on its own)",
+                found.display()
+            ),
+        ))
+    };
+    for signal in Signal::ALL {
+        let sdir = dir.join(signal.name());
+        for part in fs
+            .read_dir(&sdir)
+            .map_err(|e| Error::io("list", &sdir, e))?
+        {
+            if !part.is_dir {
+                continue;
+            }
+            for f in fs
+                .read_dir(&part.path)
+                .map_err(|e| Error::io("list", &part.path, e))?
+            {
+                if f.path.extension().is_some_and(|x| x == "parquet") {
+                    return refuse(&f.path);
+                }
+            }
+        }
+    }
+    for e in fs
+        .read_dir(wal_dir)
+        .map_err(|e| Error::io("list", wal_dir, e))?
+    {
+        if !e.is_dir && wal::parse_file_name(&e.path).is_some() {
+            return refuse(&e.path);
+        }
+    }
+    Ok(())
+}
+
 fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
     let live: HashSet<PathBuf> = m.segments.iter().map(|s| dir.join(&s.path)).collect();
     for signal in Signal::ALL {

@@ -121,11 +121,8 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
     if &bytes[0..8] != MAGIC {
         return Err(bad(0, "not a ScryDB manifest (bad magic)"));
     }
-    let body = &bytes[..bytes.len() - 4];
-    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
-    if crc != crc32fast::hash(body) {
-        return Err(bad(0, "checksum mismatch"));
-    }
+    // The version comes before the checksum: a later version may checksum differently and
+    // must be reported as a version the reader does not know, not as damage.
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version > FORMAT_VERSION {
         return Err(Error::UnsupportedVersion {
@@ -133,6 +130,14 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
             found: version,
             supported: FORMAT_VERSION,
         });
+    }
+    if version == 0 {
+        return Err(bad(8, "header declares format version 0"));
+    }
+    let body = &bytes[..bytes.len() - 4];
+    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
+    if crc != crc32fast::hash(body) {
+        return Err(bad(0, "checksum mismatch"));
     }
     let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
     if len != (body.len() - 24) as u64 {
@@ -144,7 +149,34 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
     if name_version.is_some_and(|v| v != m.version) {
         return Err(bad(24, "version in the file differs from its name"));
     }
+    for seg in &m.segments {
+        check_segment_path(seg).map_err(|reason| bad(24, &reason))?;
+    }
     Ok(m)
+}
+
+/// A manifest may only name files inside the database's signal directories:
+/// `<signal>/<partition>/<id:020>.parquet`, nothing absolute and no `..`.
+fn check_segment_path(seg: &SegmentMeta) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = seg.path.split('/').collect();
+    let ok = parts.len() == 3
+        && parts[0] == seg.signal.name()
+        && !parts[1].is_empty()
+        && parts[1] != "."
+        && parts[1] != ".."
+        && !parts[1].contains('\\')
+        && parts[2] == format!("{:020}.parquet", seg.id);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "segment {} has path {:?}, not {}/<partition>/{:020}.parquet",
+            seg.id,
+            seg.path,
+            seg.signal.name(),
+            seg.id
+        ))
+    }
 }
 
 /// Writes `m` as the new current manifest, durably, and returns its path.
@@ -209,7 +241,7 @@ mod tests {
                 signal: Signal::Logs,
                 partition_start: -3600,
                 partition_end: 0,
-                path: "logs/x/2.parquet".into(),
+                path: "logs/x/00000000000000000002.parquet".into(),
                 rows: 10,
                 min_time: -5,
                 max_time: -1,
@@ -228,6 +260,33 @@ mod tests {
                 err.to_string().contains("MANIFEST-00000000000000000007"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn refuses_segment_paths_outside_the_database() {
+        let seg = |path: &str| SegmentMeta {
+            id: 2,
+            signal: Signal::Spans,
+            partition_start: 0,
+            partition_end: 1,
+            path: path.into(),
+            rows: 1,
+            min_time: 0,
+            max_time: 0,
+            size: 1,
+            crc32: 0,
+        };
+        assert!(check_segment_path(&seg("spans/p/00000000000000000002.parquet")).is_ok());
+        for bad in [
+            "/etc/passwd",
+            "spans/../../x/00000000000000000002.parquet",
+            "spans/../00000000000000000002.parquet",
+            "logs/p/00000000000000000002.parquet",
+            "spans/p/00000000000000000003.parquet",
+            "spans//00000000000000000002.parquet",
+        ] {
+            assert!(check_segment_path(&seg(bad)).is_err(), "{bad}");
         }
     }
 }

@@ -35,7 +35,9 @@ pub enum WalRecovery {
     /// A damaged *last* frame of the newest log file is a write torn by a crash: it was
     /// never acknowledged, so it is dropped and the file truncated (with a warning in the
     /// log). Damage anywhere else means acknowledged data is unreadable: `open` fails with
-    /// [`Error::Corrupted`] naming the file and byte offset, and changes nothing.
+    /// [`Error::Corrupted`] naming the file and byte offset and leaves every live log file
+    /// as it was (cleanup of files that are already obsolete — older manifests, log files
+    /// fully in segments, files no manifest names — may already have happened).
     #[default]
     TolerateTornTail,
     /// Keep every frame before the first damaged one and drop the rest of that file and

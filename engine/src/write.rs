@@ -223,6 +223,14 @@ impl Committer {
             .wait_for_frozen_slot(self.shared.opts.max_frozen_memtables)?;
         let covered_seq = self.wal.seq();
         if new_wal {
+            // Only the newest log file may end in a torn frame after power loss (replay
+            // refuses a damaged older file), so the old file is made durable before a
+            // newer one exists, whatever the durability mode.
+            if let Err(e) = self.wal.sync() {
+                self.shared
+                    .poison(format!("could not sync the log file before rotation: {e}"));
+                return Err(self.shared.poison_error());
+            }
             let wal_dir = self.shared.wal_dir();
             match WalWriter::create(&self.shared.fs, &wal_dir, covered_seq + 1) {
                 Ok(w) => self.wal = w,

@@ -331,3 +331,75 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn a_lost_manifest_is_refused_not_treated_as_a_new_database() {
+    // Segments without a manifest.
+    let (dir, _) = flushed_db(2);
+    std::fs::remove_file(manifest_path(dir.path())).expect("remove manifest");
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    assert!(err.to_string().contains("no MANIFEST"), "{err}");
+    assert!(err.to_string().contains(".parquet"), "{err}");
+    // Nothing was deleted: the segments are still there.
+    let parquet = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .count();
+    assert!(parquet > 0);
+
+    // Log files without a manifest.
+    let (dir, _) = crashed_copy(2);
+    std::fs::remove_file(manifest_path(dir.path())).expect("remove manifest");
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(err.to_string().contains(".wal"), "{err}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_checksummed_frame_that_does_not_decode_is_corruption() {
+    // A frame whose checksums are right but whose payload is not Arrow IPC (a bug or a
+    // foreign writer, not a torn write): refused by default, cut under TruncateAtCorruption.
+    let (dir, batches) = crashed_copy(3);
+    let wal = wal_files(dir.path()).pop().expect("a log file");
+    let mut bytes = std::fs::read(&wal).expect("read");
+    let offs = frame_offsets(&bytes);
+    let off = offs[1];
+    let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4")) as usize;
+    let payload = off + 16..off + 16 + len;
+    for b in &mut bytes[payload.clone()] {
+        *b = 0xAB;
+    }
+    let crc = crc32(&bytes[payload]);
+    bytes[off + 8..off + 12].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32(&bytes[off..off + 12]);
+    bytes[off + 12..off + 16].copy_from_slice(&hcrc.to_le_bytes());
+    std::fs::write(&wal, &bytes).expect("write");
+
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    assert!(err.to_string().contains("Arrow IPC"), "{err}");
+
+    let db = Db::open(
+        dir.path(),
+        small_opts().wal_recovery(WalRecovery::TruncateAtCorruption),
+    )
+    .expect("opens, keeping what precedes the damage");
+    assert_eq!(
+        rows(&scan(&db, Signal::Spans)),
+        rows(std::slice::from_ref(&batches[0]))
+    );
+    db.close().expect("close");
+}

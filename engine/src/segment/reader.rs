@@ -5,6 +5,9 @@ use std::path::Path;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::KeyValue;
+
+use super::writer::SEGMENT_FORMAT_VERSION;
 
 use crate::io::FileSystem;
 use crate::manifest::SegmentMeta;
@@ -40,8 +43,13 @@ pub fn read_segment(
         path: path.clone(),
         source,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(parquet_err)?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
+    check_metadata(
+        &path,
+        meta,
+        builder.metadata().file_metadata().key_value_metadata(),
+    )?;
+    let reader = builder
         .with_batch_size(64 * 1024)
         .build()
         .map_err(parquet_err)?;
@@ -54,6 +62,50 @@ pub fn read_segment(
         out.push(batch);
     }
     Ok(out)
+}
+
+/// Checks the ScryDB key-value metadata of a segment: the format version it was written
+/// with and the signal it holds.
+pub fn check_metadata(path: &Path, meta: &SegmentMeta, kv: Option<&Vec<KeyValue>>) -> Result<()> {
+    let get = |key: &str| {
+        kv.and_then(|kv| kv.iter().find(|e| e.key == key))
+            .and_then(|e| e.value.as_deref())
+    };
+    match get("scrydb.format_version") {
+        Some(v) if v == SEGMENT_FORMAT_VERSION => {}
+        Some(v) => {
+            return match v.parse::<u32>() {
+                Ok(found) if found > 1 => Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: 1,
+                }),
+                _ => Err(Error::corrupted(
+                    path,
+                    None,
+                    format!("segment declares format version {v:?}"),
+                )),
+            };
+        }
+        None => {
+            return Err(Error::corrupted(
+                path,
+                None,
+                "segment has no scrydb.format_version metadata",
+            ));
+        }
+    }
+    match get("scrydb.signal") {
+        Some(s) if s == meta.signal.name() => Ok(()),
+        other => Err(Error::corrupted(
+            path,
+            None,
+            format!(
+                "segment holds signal {other:?}, the manifest says {}",
+                meta.signal.name()
+            ),
+        )),
+    }
 }
 
 /// Verifies a segment's size and checksum without decoding it.

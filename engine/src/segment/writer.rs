@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::TimestampNanosecondType;
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -63,14 +64,25 @@ impl Write for ChecksumWriter {
 
 /// The writer properties of every segment of `signal`.
 pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
-    let s = schema::schema(signal);
+    // Parquet's sorting columns index leaf columns, which differ from Arrow's top-level
+    // indexes once a nested column precedes a key column.
+    let parquet_schema = ArrowSchemaConverter::new()
+        .convert(&schema::schema(signal))
+        .expect("the signal schemas convert to Parquet");
     let sorting = schema::sort_key(signal)
         .iter()
-        .map(|k| SortingColumn {
-            column_idx: i32::try_from(s.index_of(k).expect("sort key columns exist"))
-                .expect("few columns"),
-            descending: false,
-            nulls_first: false,
+        .map(|k| {
+            let leaf = parquet_schema
+                .columns()
+                .iter()
+                .position(|c| c.path().parts() == [k.to_string()])
+                .expect("sort key columns are top-level leaves");
+            SortingColumn {
+                column_idx: i32::try_from(leaf).expect("few columns"),
+                descending: false,
+                // As `sort_batch` sorts (the key columns are never null anyway).
+                nulls_first: true,
+            }
         })
         .collect();
     WriterProperties::builder()

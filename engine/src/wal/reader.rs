@@ -182,12 +182,8 @@ fn parse_file(
             Damage::Corrupt("not a ScryDB log file (bad magic)".into()),
         ));
     }
-    if read_u32(header, 24) != crc32fast::hash(&header[0..24]) {
-        return Ok(damaged(
-            0,
-            Damage::Corrupt("file header checksum mismatch".into()),
-        ));
-    }
+    // The version is read before the checksum: a later version may lay out (and checksum)
+    // the rest of the header differently, and must be reported as such, not as damage.
     let version = read_u32(header, 8);
     if version > format::VERSION {
         return Err(Error::UnsupportedVersion {
@@ -195,6 +191,18 @@ fn parse_file(
             found: version,
             supported: format::VERSION,
         });
+    }
+    if version == 0 {
+        return Ok(damaged(
+            0,
+            Damage::Corrupt("file header declares version 0".into()),
+        ));
+    }
+    if read_u32(header, 24) != crc32fast::hash(&header[0..24]) {
+        return Ok(damaged(
+            0,
+            Damage::Corrupt("file header checksum mismatch".into()),
+        ));
     }
     if read_u64(header, 16) != seq {
         return Ok(damaged(
@@ -247,8 +255,10 @@ fn parse_file(
             };
             return Ok(damaged(off, damage));
         }
-        let batch = decode_payload(signal, payload)
-            .map_err(|reason| Error::corrupted(path, Some(off as u64), reason))?;
+        let batch = match decode_payload(signal, payload) {
+            Ok(batch) => batch,
+            Err(reason) => return Ok(damaged(off, Damage::Corrupt(reason))),
+        };
         sink(signal, batch)?;
         off = end;
     }
