@@ -26,6 +26,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// An OTLP payload could not be decoded at all (malformed protobuf or JSON, a signal
+    /// that cannot be told). Nothing of it was stored. Records that decode but are invalid
+    /// are not this error: they are counted as rejected (OTLP partial success).
+    #[error("invalid OTLP payload: {reason}")]
+    InvalidOtlp {
+        /// What is wrong and where (a field path or a line and column).
+        reason: String,
+    },
+
     /// An option value is out of range.
     #[error("invalid option `{option}`: {reason}")]
     InvalidOptions {

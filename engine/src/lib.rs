@@ -37,6 +37,7 @@ pub mod io;
 pub mod manifest;
 mod memtable;
 mod options;
+pub mod otlp;
 pub mod partition;
 mod retention;
 pub mod schema;
@@ -48,6 +49,8 @@ pub mod validate;
 pub mod wal;
 mod write;
 
+/// The Arrow version ScryDB's batches are built with.
+pub use arrow;
 pub use db::{Db, LOCK_FILE, WAL_DIR};
 pub use error::{Error, Result};
 pub use manifest::SegmentMeta;

@@ -29,6 +29,15 @@ impl Signal {
         }
     }
 
+    /// What one row is called in OTLP terms: `spans`, `log records`, `data points`.
+    pub fn record_noun(self) -> &'static str {
+        match self {
+            Signal::Spans => "spans",
+            Signal::Logs => "log records",
+            Signal::Metrics => "data points",
+        }
+    }
+
     /// The signal's position in [`Signal::ALL`]; stable, also used in WAL frames.
     pub fn index(self) -> usize {
         self as usize

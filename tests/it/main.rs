@@ -5,6 +5,7 @@ mod concurrency;
 mod crash;
 mod failstop;
 mod fixture;
+mod otlp;
 mod partitions;
 mod recovery;
 mod retention;

@@ -5,7 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod ingest;
+
+/// OTLP decoding allocates every string and list of a request; mimalloc makes that about a
+/// third cheaper than the system allocator (see `benches/benches/otlp.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use scrydb::synth::{self, Rng};
 use scrydb::{Db, Options, Signal};
 
@@ -44,17 +51,48 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Store OTLP files: `.json` (OTLP/JSON), `.jsonl` (one request per line, as the
+    /// Collector's file exporter writes), `.pb`/`.binpb` (protobuf), `-` for stdin. The
+    /// signal is told from the content. Valid records are stored even when others are
+    /// rejected; the exit code is non-zero if anything was rejected or unreadable.
+    Ingest {
+        /// Files to read; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Input format, when the file name does not say (default: from the extension,
+        /// else from the content).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// The signal of protobuf input, when the content cannot tell it.
+        #[arg(long, value_enum)]
+        signal: Option<SignalArg>,
+    },
     /// Show segments, rows and bytes per signal and partition.
     Info,
     /// Check every segment against the checksum the manifest recorded.
     Verify,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Json,
+    Jsonl,
+    Protobuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SignalArg {
+    Traces,
+    Logs,
+    Metrics,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -62,8 +100,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> scrydb::Result<()> {
+/// Runs a command; `Ok(false)` when it finished but reported errors.
+fn run(cli: Cli) -> scrydb::Result<bool> {
     match cli.command {
+        Command::Ingest {
+            files,
+            format,
+            signal,
+        } => {
+            let format = format.map(|f| match f {
+                FormatArg::Json => scrydb::otlp::Format::Json,
+                FormatArg::Jsonl => scrydb::otlp::Format::JsonLines,
+                FormatArg::Protobuf => scrydb::otlp::Format::Protobuf,
+            });
+            let signal = signal.map(|s| match s {
+                SignalArg::Traces => Signal::Spans,
+                SignalArg::Logs => Signal::Logs,
+                SignalArg::Metrics => Signal::Metrics,
+            });
+            let db = Db::open(&cli.db, Options::default())?;
+            let ok = ingest::run(&db, &files, format, signal)?;
+            db.close()?;
+            Ok(ok)
+        }
         Command::Synth {
             spans,
             logs,
@@ -77,17 +136,18 @@ fn run(cli: Cli) -> scrydb::Result<()> {
             metrics.unwrap_or(spans / 10),
             batch.max(1),
             seed,
-        ),
+        )
+        .map(|()| true),
         Command::Info => {
             let db = Db::open(&cli.db, Options::default())?;
             print_info(&db);
-            db.close()
+            db.close().map(|()| true)
         }
         Command::Verify => {
             let db = Db::open(&cli.db, Options::default())?;
             let n = db.verify()?;
             println!("{n} segments verified");
-            db.close()
+            db.close().map(|()| true)
         }
     }
 }

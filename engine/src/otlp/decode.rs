@@ -1,0 +1,368 @@
+//! Decoding OTLP payloads: protobuf and OTLP/JSON, one request or a file of many.
+
+use std::path::Path;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use serde_json::Value;
+
+use super::Request;
+use crate::{Error, Result, Signal};
+
+/// How a file or stream of OTLP requests is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OTLP/JSON: one request, or several JSON documents one after another.
+    Json,
+    /// JSON lines, as the Collector's file exporter writes: one request per line; a bad
+    /// line does not stop the lines after it.
+    JsonLines,
+    /// Binary protobuf: one request, or a sequence of requests each prefixed with its length
+    /// as a 4-byte big-endian integer (the Collector file exporter's `proto` format).
+    Protobuf,
+}
+
+impl Format {
+    /// The format a file name says: `.json`, `.jsonl`/`.ndjson`, `.pb`/`.binpb`/`.proto`.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(Format::Json),
+            "jsonl" | "ndjson" => Some(Format::JsonLines),
+            "pb" | "binpb" | "protobuf" => Some(Format::Protobuf),
+            _ => None,
+        }
+    }
+
+    /// The format the content looks like: JSON if it starts with `{` (after whitespace;
+    /// several lines that each start with `{` are JSON lines), protobuf otherwise.
+    pub fn sniff(bytes: &[u8]) -> Format {
+        let text = bytes.trim_ascii_start();
+        if !text.starts_with(b"{") {
+            return Format::Protobuf;
+        }
+        let lines = text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty());
+        let mut count = 0;
+        for line in lines {
+            count += 1;
+            let line = line.trim_ascii();
+            if !(line.starts_with(b"{") && line.ends_with(b"}")) {
+                return Format::Json;
+            }
+        }
+        if count > 1 {
+            Format::JsonLines
+        } else {
+            Format::Json
+        }
+    }
+}
+
+/// OTLP/JSON enum fields: field name, value names (the index is the number).
+const ENUMS: &[(&str, &str, &[&str])] = &[
+    (
+        "kind",
+        "SPAN_KIND_",
+        &[
+            "UNSPECIFIED",
+            "INTERNAL",
+            "SERVER",
+            "CLIENT",
+            "PRODUCER",
+            "CONSUMER",
+        ],
+    ),
+    ("code", "STATUS_CODE_", &["UNSET", "OK", "ERROR"]),
+    (
+        "severityNumber",
+        "SEVERITY_NUMBER_",
+        &[
+            "UNSPECIFIED",
+            "TRACE",
+            "TRACE2",
+            "TRACE3",
+            "TRACE4",
+            "DEBUG",
+            "DEBUG2",
+            "DEBUG3",
+            "DEBUG4",
+            "INFO",
+            "INFO2",
+            "INFO3",
+            "INFO4",
+            "WARN",
+            "WARN2",
+            "WARN3",
+            "WARN4",
+            "ERROR",
+            "ERROR2",
+            "ERROR3",
+            "ERROR4",
+            "FATAL",
+            "FATAL2",
+            "FATAL3",
+            "FATAL4",
+        ],
+    ),
+    (
+        "aggregationTemporality",
+        "AGGREGATION_TEMPORALITY_",
+        &["UNSPECIFIED", "DELTA", "CUMULATIVE"],
+    ),
+];
+
+/// Replaces enum names (`"SPAN_KIND_SERVER"`, or `"SERVER"`) by their numbers, which is
+/// what the generated serde mapping reads. Only object members that are OTLP enum fields
+/// have these names; attribute keys are values of `"key"` members, never member names.
+fn normalize_enums(v: &mut Value, path: &mut String) -> Result<(), String> {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                if let Value::String(name) = value
+                    && let Some((field, prefix, names)) =
+                        ENUMS.iter().find(|(field, _, _)| field == key)
+                {
+                    let short = name.strip_prefix(prefix).unwrap_or(name);
+                    match names.iter().position(|n| *n == short) {
+                        Some(n) => *value = Value::from(n),
+                        None => {
+                            return Err(format!(
+                                "{path}: {name:?} is not a known {field} (want a number or \
+                                 {prefix}{})",
+                                names.join(&format!(" / {prefix}"))
+                            ));
+                        }
+                    }
+                } else {
+                    normalize_enums(value, path)?;
+                }
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                normalize_enums(item, path)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidOtlp {
+        reason: reason.into(),
+    }
+}
+
+/// Decodes one OTLP/JSON request (`{"resourceSpans": ...}`, `{"resourceLogs": ...}` or
+/// `{"resourceMetrics": ...}`), telling the signal from its top-level member.
+///
+/// Follows the OTLP/JSON encoding: lowerCamelCase member names, trace and span ids as hex
+/// (either case), 64-bit integers as strings or numbers, enums as numbers or names, bytes
+/// as base64, unknown members ignored. Errors name the member path
+/// (`resourceSpans[0].scopeSpans[0].spans[2].traceId`) or the line and column.
+pub fn decode_json(bytes: &[u8]) -> Result<Request> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    decode_json_value(value)
+}
+
+fn decode_json_value(mut value: Value) -> Result<Request> {
+    let Value::Object(map) = &value else {
+        return Err(invalid("a request must be a JSON object"));
+    };
+    let found: Vec<Signal> = [
+        ("resourceSpans", Signal::Spans),
+        ("resourceLogs", Signal::Logs),
+        ("resourceMetrics", Signal::Metrics),
+    ]
+    .into_iter()
+    .filter(|(k, _)| map.contains_key(*k))
+    .map(|(_, s)| s)
+    .collect();
+    let signal = match found[..] {
+        [s] => s,
+        [] if map.is_empty() => Signal::Spans,
+        [] => {
+            return Err(invalid(
+                "no resourceSpans, resourceLogs or resourceMetrics member: not an OTLP request",
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "a request holds exactly one of resourceSpans, resourceLogs, resourceMetrics",
+            ));
+        }
+    };
+    normalize_enums(&mut value, &mut String::new()).map_err(invalid)?;
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            invalid(format!("{path}: {}", e.into_inner()))
+        })
+    }
+    Ok(match signal {
+        Signal::Spans => Request::Traces(typed(value)?),
+        Signal::Logs => Request::Logs(typed(value)?),
+        Signal::Metrics => Request::Metrics(typed(value)?),
+    })
+}
+
+/// Decodes one protobuf request. The three request messages share their outer shape, so
+/// the signal is `hint` when given, else told from the content: the one message type that
+/// decodes and whose records look right (spans with 16- and 8-byte ids, metrics with data,
+/// log records).
+pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
+    let err = |signal: Signal, e: prost::DecodeError| {
+        invalid(format!("not a protobuf {signal} request: {e}"))
+    };
+    match hint {
+        Some(Signal::Spans) => {
+            return ExportTraceServiceRequest::decode(bytes)
+                .map(Request::Traces)
+                .map_err(|e| err(Signal::Spans, e));
+        }
+        Some(Signal::Logs) => {
+            return ExportLogsServiceRequest::decode(bytes)
+                .map(Request::Logs)
+                .map_err(|e| err(Signal::Logs, e));
+        }
+        Some(Signal::Metrics) => {
+            return ExportMetricsServiceRequest::decode(bytes)
+                .map(Request::Metrics)
+                .map_err(|e| err(Signal::Metrics, e));
+        }
+        None => {}
+    }
+    let traces = ExportTraceServiceRequest::decode(bytes);
+    let metrics = ExportMetricsServiceRequest::decode(bytes);
+    let logs = ExportLogsServiceRequest::decode(bytes);
+    let mut candidates: Vec<Request> = Vec::new();
+    if let Ok(t) = &traces {
+        let spans: Vec<_> = t
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect();
+        if !spans.is_empty()
+            && spans
+                .iter()
+                .all(|s| s.trace_id.len() == 16 && s.span_id.len() == 8)
+        {
+            return Ok(Request::Traces(traces.expect("checked")));
+        }
+    }
+    if let Ok(m) = &metrics {
+        let all: Vec<_> = m
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .collect();
+        if !all.is_empty() && all.iter().all(|m| m.data.is_some() && !m.name.is_empty()) {
+            return Ok(Request::Metrics(metrics.expect("checked")));
+        }
+    }
+    if let Ok(l) = logs {
+        let req = Request::Logs(l);
+        if req.records() > 0 {
+            return Ok(req);
+        }
+        candidates.push(req);
+    }
+    if let Ok(t) = traces {
+        candidates.push(Request::Traces(t));
+    }
+    if let Ok(m) = metrics {
+        candidates.push(Request::Metrics(m));
+    }
+    // Decodes, but as nothing recognizable: an empty request stores nothing whatever its
+    // signal; anything else is ambiguous.
+    match candidates.into_iter().find(|c| c.records() == 0) {
+        Some(empty) => Ok(empty),
+        None => Err(invalid(
+            "not a protobuf OTLP request: it decodes as no ExportTraceServiceRequest, \
+             ExportLogsServiceRequest or ExportMetricsServiceRequest with valid records",
+        )),
+    }
+}
+
+/// Splits the content of a file (or stdin) into requests. Each item is the 1-based
+/// position of the request — the line for JSON formats, the message number for protobuf —
+/// and the request or the error that stopped it. A bad JSON line or protobuf message does
+/// not stop the ones after it; a JSON syntax error in [`Format::Json`] ends the stream.
+pub fn split_requests(
+    bytes: &[u8],
+    format: Format,
+    hint: Option<Signal>,
+) -> Vec<(usize, Result<Request>)> {
+    match format {
+        Format::JsonLines => bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.trim_ascii().is_empty())
+            .map(|(i, line)| (i + 1, decode_json(line)))
+            .collect(),
+        Format::Json => {
+            let mut out = Vec::new();
+            let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
+            loop {
+                let start = stream.byte_offset();
+                let Some(next) = stream.next() else { break };
+                let skipped = bytes[start..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_whitespace())
+                    .count();
+                let line = 1 + bytes[..start + skipped]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count();
+                match next {
+                    Ok(v) => out.push((line, decode_json_value(v))),
+                    Err(e) => {
+                        out.push((e.line(), Err(invalid(e.to_string()))));
+                        break;
+                    }
+                }
+            }
+            out
+        }
+        Format::Protobuf => match length_prefixed(bytes) {
+            Some(messages) => messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| (i + 1, decode_protobuf(m, hint)))
+                .collect(),
+            None => vec![(1, decode_protobuf(bytes, hint))],
+        },
+    }
+}
+
+/// The messages of a length-prefixed stream, if `bytes` is exactly such a stream of at
+/// least one message (a plain message is very unlikely to be one: its first byte would
+/// have to be zero).
+fn length_prefixed(bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let msg = rest.get(4..4 + len)?;
+        out.push(msg);
+        rest = &rest[4 + len..];
+    }
+    // A plain protobuf message never starts with a zero byte (field number 0 is invalid),
+    // while a prefix below 16 MiB always does.
+    (!out.is_empty() && bytes[0] == 0).then_some(out)
+}
