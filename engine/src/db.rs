@@ -165,6 +165,32 @@ impl Shared {
     }
 }
 
+/// Takes read snapshots of a database; see [`Db::reader`].
+#[derive(Clone)]
+pub struct Reader {
+    shared: Arc<Shared>,
+}
+
+impl Reader {
+    /// An immutable view of the database now; see [`Db::snapshot`].
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("dir", &self.shared.dir)
+            .finish()
+    }
+}
+
 /// An open ScryDB database: one directory, one writer process.
 ///
 /// `Db` is `Send + Sync`; share it (`Arc<Db>`) between threads. Appends from many threads
@@ -366,6 +392,15 @@ impl Db {
     /// appended after it.
     pub fn snapshot(&self) -> Snapshot {
         self.shared.snapshot()
+    }
+
+    /// A handle that takes snapshots of this database and can be kept and shared (it is
+    /// `Clone + Send + Sync`) by readers such as the SQL layer. It keeps working after the
+    /// `Db` is closed, seeing the state the close left.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Writes everything appended before this call into segments and returns when those

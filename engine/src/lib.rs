@@ -51,7 +51,7 @@ mod write;
 
 /// The Arrow version ScryDB's batches are built with.
 pub use arrow;
-pub use db::{Db, LOCK_FILE, WAL_DIR};
+pub use db::{Db, LOCK_FILE, Reader, WAL_DIR};
 pub use error::{Error, Result};
 pub use manifest::SegmentMeta;
 pub use options::{Durability, Options, WalRecovery};

@@ -60,6 +60,17 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard>;
 }
 
+/// A locked file that unlocks explicitly when dropped. Closing alone is not enough: a child
+/// process forked (by any thread of this process) between our open and its `exec` holds a
+/// duplicate of the descriptor, and a `flock` lock lives until every duplicate is closed.
+struct HeldLock(File);
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;
@@ -154,7 +165,7 @@ impl FileSystem for StdFs {
             .truncate(false)
             .open(path)?;
         match f.try_lock() {
-            Ok(()) => Ok(Box::new(f)),
+            Ok(()) => Ok(Box::new(HeldLock(f))),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "lock is held by another open database",

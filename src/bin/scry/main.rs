@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod ingest;
+mod sql;
 
 /// OTLP decoding allocates every string and list of a request; mimalloc makes that about a
 /// third cheaper than the system allocator (see `benches/benches/otlp.rs`).
@@ -66,6 +67,15 @@ enum Command {
         /// The signal of protobuf input, when the content cannot tell it.
         #[arg(long, value_enum)]
         signal: Option<SignalArg>,
+    },
+    /// Run SQL over the tables spans, logs and metrics; with no query, an interactive
+    /// prompt with history.
+    Sql {
+        /// The query; omit it for the interactive prompt.
+        query: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: sql::OutputFormat,
     },
     /// Show segments, rows and bytes per signal and partition.
     Info,
@@ -138,6 +148,29 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             seed,
         )
         .map(|()| true),
+        Command::Sql { query, format } => {
+            let db = Db::open(&cli.db, Options::default())?;
+            let session = match scrydb::SqlExt::session(&db) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(false);
+                }
+            };
+            let ok = match query {
+                Some(q) => sql::run_query(&session, &q, format),
+                None => match sql::repl(&session, format) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        false
+                    }
+                },
+            };
+            drop(session);
+            db.close()?;
+            Ok(ok)
+        }
         Command::Info => {
             let db = Db::open(&cli.db, Options::default())?;
             print_info(&db);

@@ -1,0 +1,205 @@
+//! ScryDB's SQL functions: `duration_ms`, and the table functions `trace_spans` and
+//! `service_graph`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{Column, DFSchema, Result, ScalarValue, plan_err};
+use datafusion::datasource::provider_as_source;
+use datafusion::datasource::view::ViewTable;
+use datafusion::functions_aggregate::expr_fn::{approx_percentile_cont, count, sum};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, JoinType, LogicalPlanBuilder, ScalarUDF, Volatility, case, col,
+    create_udf, lit,
+};
+use scrydb_engine::Signal;
+
+use crate::ids::parse_hex_id;
+use crate::table::ScryTable;
+
+/// `duration_ms(ns)`: a nanosecond count (such as `spans.duration_ns`) in milliseconds, as a
+/// double.
+pub fn duration_ms() -> ScalarUDF {
+    create_udf(
+        "duration_ms",
+        vec![DataType::Int64],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            Ok(match &args[0] {
+                ColumnarValue::Array(a) => {
+                    let ns = a.as_primitive::<Int64Type>();
+                    let ms: Float64Array = ns.iter().map(|v| v.map(|v| v as f64 / 1e6)).collect();
+                    ColumnarValue::Array(Arc::new(ms))
+                }
+                ColumnarValue::Scalar(ScalarValue::Int64(v)) => {
+                    ColumnarValue::Scalar(ScalarValue::Float64(v.map(|v| v as f64 / 1e6)))
+                }
+                ColumnarValue::Scalar(other) => {
+                    return plan_err!("duration_ms takes nanoseconds as BIGINT, not {other:?}");
+                }
+            })
+        }),
+    )
+}
+
+/// Evaluates a constant argument of a table function (a literal, `now() - interval '1
+/// hour'`, a cast) to a value.
+fn constant(session: &dyn Session, e: &Expr) -> Result<ScalarValue> {
+    let schema = DFSchema::empty();
+    let physical = session.create_physical_expr(e.clone(), &schema)?;
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    match physical.evaluate(&batch)? {
+        ColumnarValue::Scalar(v) => Ok(v),
+        ColumnarValue::Array(a) if a.len() == 1 => ScalarValue::try_from_array(&a, 0),
+        ColumnarValue::Array(_) => plan_err!("argument {e} is not a constant"),
+    }
+}
+
+/// A timestamp argument in nanoseconds: a timestamp, an RFC 3339 string or nanoseconds.
+fn timestamp_arg(session: &dyn Session, e: &Expr, what: &str) -> Result<i64> {
+    let v = constant(session, e)?;
+    let v = match v {
+        ScalarValue::Utf8(Some(_))
+        | ScalarValue::LargeUtf8(Some(_))
+        | ScalarValue::Utf8View(Some(_)) => v.cast_to(&DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+            Some("UTC".into()),
+        ))?,
+        other => other,
+    };
+    match v {
+        ScalarValue::TimestampNanosecond(Some(v), _) | ScalarValue::Int64(Some(v)) => Ok(v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Ok(v * 1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Ok(v * 1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => Ok(v * 1_000_000_000),
+        other => plan_err!("{what} must be a timestamp, not {other:?}"),
+    }
+}
+
+fn ts_lit(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
+}
+
+/// `trace_spans('<hex trace id>')`: the spans of one trace (all columns of `spans`; like
+/// any table, in no particular order: add `ORDER BY time`).
+#[derive(Debug)]
+pub struct TraceSpans {
+    /// The spans table.
+    pub spans: Arc<ScryTable>,
+}
+
+impl TableFunctionImpl for TraceSpans {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let [arg] = args.exprs() else {
+            return plan_err!("trace_spans takes one argument, a trace id as hex");
+        };
+        let id = match constant(args.session(), arg)? {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => match parse_hex_id(&s, 16) {
+                Some(id) => id,
+                None => return plan_err!("trace_spans: '{s}' is not a 32-digit hex trace id"),
+            },
+            ScalarValue::FixedSizeBinary(16, Some(id)) | ScalarValue::Binary(Some(id))
+                if id.len() == 16 =>
+            {
+                id
+            }
+            other => return plan_err!("trace_spans takes a trace id as hex, not {other:?}"),
+        };
+        debug_assert_eq!(self.spans.signal(), Signal::Spans);
+        let plan = LogicalPlanBuilder::scan("spans", provider_as_source(self.spans.clone()), None)?
+            .filter(col("trace_id").eq(lit(ScalarValue::FixedSizeBinary(16, Some(id)))))?
+            .build()?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
+/// `service_graph(start, end)`: calls between services in `[start, end)`, derived from
+/// spans whose parent span is in another service. One row per (caller, callee): `calls`,
+/// `errors` (callee span status ERROR), and `p50_ms` / `p99_ms` of the callee spans'
+/// durations (approximate percentiles). Rows come in no particular order.
+#[derive(Debug)]
+pub struct ServiceGraph {
+    /// The spans table.
+    pub spans: Arc<ScryTable>,
+}
+
+impl TableFunctionImpl for ServiceGraph {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let [start, end] = args.exprs() else {
+            return plan_err!("service_graph takes two arguments: start and end time");
+        };
+        let start = timestamp_arg(args.session(), start, "service_graph's start")?;
+        let end = timestamp_arg(args.session(), end, "service_graph's end")?;
+        let source = provider_as_source(self.spans.clone());
+        let c = |name: &str| Expr::Column(Column::new(Some("c"), name));
+        let p = |name: &str| Expr::Column(Column::new(Some("p"), name));
+        let children = LogicalPlanBuilder::scan("c", source.clone(), None)?
+            .filter(
+                col("time")
+                    .gt_eq(ts_lit(start))
+                    .and(col("time").lt(ts_lit(end))),
+            )?
+            .build()?;
+        let parents = LogicalPlanBuilder::scan("p", source, None)?.build()?;
+        let error = case(c("status_code"))
+            .when(lit("ERROR"), lit(1i64))
+            .otherwise(lit(0i64))?;
+        let duration = c("duration_ns");
+        let plan = LogicalPlanBuilder::from(children)
+            .join(
+                parents,
+                JoinType::Inner,
+                (
+                    vec![
+                        Column::new(Some("c"), "trace_id"),
+                        Column::new(Some("c"), "parent_span_id"),
+                    ],
+                    vec![
+                        Column::new(Some("p"), "trace_id"),
+                        Column::new(Some("p"), "span_id"),
+                    ],
+                ),
+                Some(p("service_name").not_eq(c("service_name"))),
+            )?
+            .aggregate(
+                vec![
+                    datafusion::logical_expr::cast(p("service_name"), DataType::Utf8)
+                        .alias("caller"),
+                    datafusion::logical_expr::cast(c("service_name"), DataType::Utf8)
+                        .alias("callee"),
+                ],
+                vec![
+                    count(lit(1)).alias("calls"),
+                    sum(error).alias("errors"),
+                    approx_percentile_cont(duration.clone().sort(true, false), lit(0.5), None)
+                        .alias("p50_ns"),
+                    approx_percentile_cont(duration.sort(true, false), lit(0.99), None)
+                        .alias("p99_ns"),
+                ],
+            )?
+            .project(vec![
+                col("caller"),
+                col("callee"),
+                col("calls"),
+                col("errors"),
+                (datafusion::logical_expr::cast(col("p50_ns"), DataType::Float64) / lit(1e6))
+                    .alias("p50_ms"),
+                (datafusion::logical_expr::cast(col("p99_ns"), DataType::Float64) / lit(1e6))
+                    .alias("p99_ms"),
+            ])?
+            .build()?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
