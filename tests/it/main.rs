@@ -3,6 +3,7 @@
 mod common;
 mod concurrency;
 mod crash;
+mod duckdb;
 mod failstop;
 mod fixture;
 mod otlp;

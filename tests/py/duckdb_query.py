@@ -1,0 +1,40 @@
+"""Runs SQL queries on DuckDB over a ScryDB store's own Parquet files.
+
+Input (stdin, JSON): {"dir": "<store directory>", "queries": ["SQL", ...]}.
+The views spans, logs and metrics read <dir>/<table>/*/*.parquet.
+Output (stdout, JSON): {"results": [[row, ...], ...], "seconds": [t, ...]} where each row is
+a list of values (numbers, strings, null); blobs are lowercase hex.
+"""
+import json
+import sys
+import time
+
+import duckdb
+
+
+def value(v):
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    if isinstance(v, (int, float, str)) or v is None:
+        return v
+    return str(v)
+
+
+def main():
+    req = json.load(sys.stdin)
+    con = duckdb.connect()
+    for table in ("spans", "logs", "metrics"):
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{req['dir']}/{table}/*/*.parquet')"
+        )
+    results, seconds = [], []
+    for q in req["queries"]:
+        t = time.perf_counter()
+        rows = con.execute(q).fetchall()
+        seconds.append(time.perf_counter() - t)
+        results.append([[value(v) for v in row] for row in rows])
+    json.dump({"results": results, "seconds": seconds}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
