@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub opts: Options,
     pub fs: Arc<dyn FileSystem>,
+    /// Open trace indexes and Parquet metadata, for lookups.
+    pub indexes: Arc<crate::trace::IndexCache>,
     state: RwLock<State>,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
@@ -161,6 +163,7 @@ impl Shared {
             manifest: state.manifest.clone(),
             frozen: state.frozen.iter().cloned().collect(),
             active: state.active.clone(),
+            indexes: self.indexes.clone(),
         }
     }
 }
@@ -286,6 +289,7 @@ impl Db {
         let shared = Arc::new(Shared {
             dir,
             fs,
+            indexes: Arc::default(),
             state: RwLock::new(State {
                 manifest: Arc::new(manifest),
                 active: Arc::new(memtable),
@@ -392,6 +396,32 @@ impl Db {
     /// appended after it.
     pub fn snapshot(&self) -> Snapshot {
         self.shared.snapshot()
+    }
+
+    /// One trace, found exactly with no time hint: its spans, its log records and the
+    /// metric points whose exemplars carry its id, unflushed rows included. Segments are
+    /// probed through their trace indexes; a segment whose index is missing or damaged is
+    /// scanned instead (and said so once in the log).
+    pub fn trace(&self, trace_id: [u8; 16]) -> Result<crate::trace::Trace> {
+        self.snapshot().trace(trace_id, true)
+    }
+
+    /// Rebuilds the trace index of every segment (all, or only those whose index is
+    /// missing or damaged when `all` is false); returns how many were rebuilt.
+    pub fn rebuild_indexes(&self, all: bool) -> Result<usize> {
+        let snap = self.snapshot();
+        let mut n = 0;
+        for signal in Signal::ALL {
+            for seg in snap.segments(signal, None) {
+                if !all && snap.index_cache().index(&self.shared.dir, &seg).is_some() {
+                    continue;
+                }
+                crate::index::build_for_segment(&self.shared.fs, &self.shared.dir, &seg)?;
+                self.shared.indexes.forget(seg.id);
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// A handle that takes snapshots of this database and can be kept and shared (it is
@@ -582,7 +612,14 @@ fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path)
 }
 
 fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
-    let live: HashSet<PathBuf> = m.segments.iter().map(|s| dir.join(&s.path)).collect();
+    let live: HashSet<PathBuf> = m
+        .segments
+        .iter()
+        .flat_map(|s| {
+            let path = dir.join(&s.path);
+            [crate::index::index_path(&path), path]
+        })
+        .collect();
     for signal in Signal::ALL {
         let sdir = dir.join(signal.name());
         for part in fs

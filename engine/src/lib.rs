@@ -33,6 +33,7 @@
 mod db;
 mod error;
 mod flush;
+pub mod index;
 pub mod io;
 pub mod manifest;
 mod memtable;
@@ -45,8 +46,10 @@ pub mod segment;
 mod signal;
 mod snapshot;
 pub mod synth;
+pub mod trace;
 pub mod validate;
 pub mod wal;
+pub mod workload;
 mod write;
 
 /// The Arrow version ScryDB's batches are built with.
@@ -58,3 +61,4 @@ pub use options::{Durability, Options, WalRecovery};
 pub use retention::RetentionStats;
 pub use signal::Signal;
 pub use snapshot::{SignalStats, Snapshot, TimeRange};
+pub use trace::{Trace, parse_trace_id};

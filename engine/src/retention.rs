@@ -26,25 +26,28 @@ pub struct RetentionStats {
 /// that leaves the file behind, and the next open removes it as named by no manifest.
 #[derive(Default)]
 pub struct ObsoleteFiles {
-    pending: Vec<(Weak<SegmentMeta>, PathBuf)>,
+    pending: Vec<(Weak<SegmentMeta>, PathBuf, u64)>,
 }
 
 impl ObsoleteFiles {
     /// Registers a segment that left the manifest.
     pub fn add(&mut self, seg: &Arc<SegmentMeta>, path: PathBuf) {
-        self.pending.push((Arc::downgrade(seg), path));
+        self.pending.push((Arc::downgrade(seg), path, seg.id));
     }
 
     /// Deletes every registered file that no snapshot can read any more.
     pub fn purge(&mut self, shared: &Shared) {
-        self.pending.retain(|(seg, path)| {
+        self.pending.retain(|(seg, path, id)| {
             if seg.strong_count() > 0 {
                 return true;
             }
-            match shared.fs.remove_file(path) {
-                Ok(()) => log::debug!("removed obsolete segment {}", path.display()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => log::warn!("could not remove obsolete segment {}: {e}", path.display()),
+            shared.indexes.forget(*id);
+            for file in [crate::index::index_path(path), path.clone()] {
+                match shared.fs.remove_file(&file) {
+                    Ok(()) => log::debug!("removed obsolete {}", file.display()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => log::warn!("could not remove obsolete {}: {e}", file.display()),
+                }
             }
             if let Some(dir) = path.parent() {
                 // Succeeds only when the partition has no segment left.

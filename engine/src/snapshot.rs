@@ -68,6 +68,7 @@ pub struct Snapshot {
     pub(crate) manifest: Arc<Manifest>,
     pub(crate) frozen: Vec<Arc<FrozenMemtable>>,
     pub(crate) active: Arc<Memtable>,
+    pub(crate) indexes: Arc<crate::trace::IndexCache>,
 }
 
 impl Snapshot {

@@ -120,6 +120,12 @@ pub struct Session {
 impl Session {
     /// A session over the database `reader` reads.
     pub fn new(reader: Reader) -> Result<Self, Error> {
+        Self::with_trace_index(reader, true)
+    }
+
+    /// A session whose `trace_id` lookups use the per-segment trace indexes (`true`, as
+    /// [`Session::new`]) or not (to compare, or to measure what the index buys).
+    pub fn with_trace_index(reader: Reader, use_index: bool) -> Result<Self, Error> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(2);
@@ -133,7 +139,8 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let mut tables = Vec::new();
         for signal in Signal::ALL {
-            let table = Arc::new(ScryTable::new(reader.clone(), signal));
+            let table =
+                Arc::new(ScryTable::new(reader.clone(), signal).with_trace_index(use_index));
             ctx.register_table(signal.name(), table.clone())
                 .map_err(Error::from)?;
             tables.push(table);

@@ -19,6 +19,7 @@ use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
@@ -45,6 +46,7 @@ pub struct ScryTable {
     reader: Reader,
     signal: Signal,
     schema: SchemaRef,
+    use_index: bool,
 }
 
 impl ScryTable {
@@ -54,7 +56,15 @@ impl ScryTable {
             reader,
             signal,
             schema: schema::schema(signal),
+            use_index: true,
         }
+    }
+
+    /// The same table, with `trace_id` lookups going through the per-segment trace indexes
+    /// (`true`, the default) or reading every segment's pages by statistics alone.
+    pub fn with_trace_index(mut self, use_index: bool) -> Self {
+        self.use_index = use_index;
+        self
     }
 
     /// The signal whose rows the table holds.
@@ -148,6 +158,54 @@ fn timestamp_ns(e: &Expr) -> Option<i64> {
     }
 }
 
+/// The trace ids a query is restricted to by `trace_id = <id>` or `trace_id IN (<ids>)`
+/// among its top-level filters (after the hex rewrite, ids are binary literals).
+pub fn trace_ids(filters: &[Expr]) -> Option<Vec<[u8; 16]>> {
+    fn id(e: &Expr) -> Option<[u8; 16]> {
+        match e {
+            Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(b)), _) => {
+                b.as_slice().try_into().ok()
+            }
+            _ => None,
+        }
+    }
+    fn is_trace_id(e: &Expr) -> bool {
+        matches!(e, Expr::Column(c) if c.name == "trace_id")
+    }
+    for f in filters {
+        match f {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                if is_trace_id(left)
+                    && let Some(v) = id(right)
+                {
+                    return Some(vec![v]);
+                }
+                if is_trace_id(right)
+                    && let Some(v) = id(left)
+                {
+                    return Some(vec![v]);
+                }
+            }
+            Expr::InList(datafusion::logical_expr::expr::InList {
+                expr,
+                list,
+                negated: false,
+            }) if is_trace_id(expr) => {
+                let ids: Option<Vec<[u8; 16]>> = list.iter().map(id).collect();
+                if ids.is_some() {
+                    return ids;
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 #[async_trait]
 impl TableProvider for ScryTable {
     fn schema(&self) -> SchemaRef {
@@ -183,6 +241,15 @@ impl TableProvider for ScryTable {
             .memtable_batches(self.signal, bounded.then_some(range))
             .map_err(crate::Error::from)?;
 
+        let lookup = if self.use_index && self.signal != Signal::Metrics {
+            trace_ids(filters)
+        } else {
+            None
+        };
+        let mut index_info = IndexInfo {
+            ids: lookup.as_ref().map_or(0, Vec::len),
+            ..IndexInfo::default()
+        };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !segments.is_empty() {
             // The query's filters reach the source through DataFusion's physical filter
@@ -194,22 +261,51 @@ impl TableProvider for ScryTable {
                 .with_enable_page_index(true);
             let groups = MAX_GROUPS.min(segments.len());
             let mut files: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
-            for (i, seg) in segments.iter().enumerate() {
+            let mut i = 0;
+            for seg in &segments {
+                // With trace ids to find, the segment's trace index says which rows (and so
+                // which pages) to read, or that the segment can be skipped.
+                let mut access = None;
+                if let Some(ids) = &lookup {
+                    match snapshot.index_rows(seg, ids) {
+                        Some(rows) if rows.is_empty() => {
+                            index_info.pruned += 1;
+                            continue;
+                        }
+                        Some(rows) => {
+                            index_info.rows += rows.len();
+                            access = Some(ParquetRowSelection::new(
+                                scrydb_engine::trace::row_selection(&rows, seg.rows),
+                            ));
+                        }
+                        None => index_info.unindexed += 1,
+                    }
+                }
                 // Object store paths are absolute, without the leading `/`.
                 let path = std::path::absolute(snapshot.segment_path(seg))
                     .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
-                files[i % groups].push(PartitionedFile::new(
+                let mut file = PartitionedFile::new(
                     path.to_string_lossy().trim_start_matches('/').to_string(),
                     seg.size,
-                ));
+                );
+                if let Some(plan) = access {
+                    file = file.with_extension(plan);
+                }
+                files[i % groups].push(file);
+                i += 1;
             }
-            let config =
-                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                    .with_file_groups(files.into_iter().map(FileGroup::new).collect())
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit)
-                    .build();
-            inputs.push(DataSourceExec::from_data_source(config));
+            files.retain(|g| !g.is_empty());
+            if !files.is_empty() {
+                let config = FileScanConfigBuilder::new(
+                    ObjectStoreUrl::local_filesystem(),
+                    Arc::new(source),
+                )
+                .with_file_groups(files.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+                inputs.push(DataSourceExec::from_data_source(config));
+            }
         }
         let memtable_batches = memtable.len();
         if !memtable.is_empty() || inputs.is_empty() {
@@ -228,14 +324,29 @@ impl TableProvider for ScryTable {
                 segments: segments.len(),
                 total_segments: total,
                 memtable_batches,
+                index: index_info,
             },
         )))
     }
 }
 
+/// What the trace index did for a scan.
+#[derive(Debug, Clone, Default)]
+struct IndexInfo {
+    /// Trace ids looked up (0: no lookup).
+    ids: usize,
+    /// Segments skipped because their index holds none of the ids.
+    pruned: usize,
+    /// Rows the indexes selected.
+    rows: u64,
+    /// Segments read in full because their index is missing or damaged.
+    unindexed: usize,
+}
+
 /// What a scan chose, shown by `EXPLAIN`.
 #[derive(Debug, Clone)]
 struct ScanInfo {
+    index: IndexInfo,
     signal: Signal,
     range: Option<TimeRange>,
     segments: usize,
@@ -282,6 +393,16 @@ impl DisplayAs for ScryScanExec {
         )?;
         if let Some(r) = i.range {
             write!(f, ", time=[{}, {})", r.start, r.end)?;
+        }
+        if i.index.ids > 0 {
+            write!(
+                f,
+                ", trace_index: ids={} segments_pruned={} rows_selected={}",
+                i.index.ids, i.index.pruned, i.index.rows
+            )?;
+            if i.index.unindexed > 0 {
+                write!(f, " unindexed_segments={}", i.index.unindexed)?;
+            }
         }
         Ok(())
     }

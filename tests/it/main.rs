@@ -3,6 +3,7 @@
 mod common;
 mod concurrency;
 mod crash;
+mod demo;
 mod duckdb;
 mod failstop;
 mod fixture;
@@ -11,4 +12,5 @@ mod partitions;
 mod recovery;
 mod retention;
 mod roundtrip;
+mod trace;
 mod validation;

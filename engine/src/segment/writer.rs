@@ -182,6 +182,8 @@ pub fn write_segment(
     drop(inner);
     fs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename", &tmp, e))?;
+    // The trace index is durable before the segment can be published.
+    crate::index::write(fs, &path, signal, &sorted)?;
     fs.sync_dir(part_dir)
         .map_err(|e| Error::io("fsync", part_dir, e))?;
 

@@ -7,8 +7,11 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod bench;
+mod demo;
 mod ingest;
 mod sql;
+mod trace;
 
 /// OTLP decoding allocates every string and list of a request; mimalloc makes that about a
 /// third cheaper than the system allocator (see `benches/benches/otlp.rs`).
@@ -24,15 +27,68 @@ use scrydb::{Db, Options, Signal};
     about = "ScryDB: embedded OpenTelemetry database"
 )]
 struct Cli {
-    /// Database directory.
-    #[arg(long, global = true, env = "SCRY_DB", default_value = "./scry-data")]
-    db: PathBuf,
+    /// Database directory [default: ./scry-data; `scry demo`: a temporary directory].
+    #[arg(long, global = true, env = "SCRY_DB")]
+    db: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The debugging story: generate a few minutes of telemetry of a 12-service shop with
+    /// one injected incident into a fresh store, then walk from the symptom to the cause,
+    /// printing every SQL query it runs.
+    Demo {
+        /// Scenario seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The incident: latency, error_burst, down, retry_storm.
+        #[arg(long, default_value = "error_burst")]
+        fault: scrydb::workload::FaultKind,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 180, hide = true)]
+        seconds: u32,
+        /// Requests per simulated second.
+        #[arg(long, default_value_t = 20, hide = true)]
+        rate: u32,
+    },
+    /// The benchmark harness: ingest a workload (Arrow API and OTLP), measure storage,
+    /// trace lookups and analytics queries, and run the same on DuckDB over the same data.
+    /// Prints a table and writes JSON.
+    Bench {
+        /// Spans to ingest (10M for the full run).
+        #[arg(long, default_value_t = 1_000_000)]
+        spans: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where the JSON results go.
+        #[arg(long, default_value = "bench-results.json")]
+        json: PathBuf,
+        /// Trace lookups to time (present and absent each).
+        #[arg(long, default_value_t = 1000)]
+        lookups: usize,
+        /// Skip the DuckDB side.
+        #[arg(long)]
+        no_duckdb: bool,
+    },
+    /// Generate workload telemetry as OTLP: `.json`/`.jsonl` (one request per line) or
+    /// `.pb`/`.binpb` (length-prefixed protobuf).
+    Gen {
+        /// Spans to generate (at least).
+        #[arg(long, default_value_t = 100_000)]
+        spans: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Inject a fault: latency, error_burst, down, retry_storm.
+        #[arg(long)]
+        fault: Option<scrydb::workload::FaultKind>,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Generate synthetic spans, logs and metrics, ingest them through the durable write
     /// path, flush, and report throughput and storage.
     Synth {
@@ -77,6 +133,19 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: sql::OutputFormat,
     },
+    /// Show one trace as a waterfall: spans as a tree with offsets and duration bars,
+    /// their logs, and a summary. Found through the trace index, with no time hint.
+    Trace {
+        /// The trace id, 32 hex digits.
+        trace_id: String,
+    },
+    /// Rebuild the trace indexes of segments whose index is missing or damaged (`--all`:
+    /// every segment).
+    Reindex {
+        /// Rebuild every index, not only the unusable ones.
+        #[arg(long)]
+        all: bool,
+    },
     /// Show segments, rows and bytes per signal and partition.
     Info,
     /// Check every segment against the checksum the manifest recorded.
@@ -112,7 +181,87 @@ fn main() -> ExitCode {
 
 /// Runs a command; `Ok(false)` when it finished but reported errors.
 fn run(cli: Cli) -> scrydb::Result<bool> {
+    let db_dir = cli
+        .db
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./scry-data"));
+    let cli = Cli {
+        db: Some(db_dir.clone()),
+        ..cli
+    };
     match cli.command {
+        Command::Demo {
+            seed,
+            fault,
+            seconds,
+            rate,
+        } => {
+            let tmp;
+            let dir = match &cli_db_explicit() {
+                Some(d) => d.clone(),
+                None => {
+                    tmp = tempfile::tempdir().map_err(|e| scrydb::Error::Io {
+                        op: "create temporary directory",
+                        path: std::env::temp_dir(),
+                        source: e,
+                    })?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            let args = demo::DemoArgs {
+                seed,
+                fault,
+                seconds: seconds.max(30),
+                rate: rate.max(1),
+            };
+            match demo::run(&dir, &args) {
+                Ok(ok) => Ok(ok),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(false)
+                }
+            }
+        }
+        Command::Bench {
+            spans,
+            seed,
+            json,
+            lookups,
+            no_duckdb,
+        } => {
+            let tmp;
+            let dir = match cli_db_explicit() {
+                Some(d) => d,
+                None => {
+                    tmp = tempfile::tempdir_in(".").map_err(|e| scrydb::Error::Io {
+                        op: "create temporary directory",
+                        path: PathBuf::from("."),
+                        source: e,
+                    })?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            let args = bench::BenchArgs {
+                spans,
+                seed,
+                json,
+                duckdb: !no_duckdb,
+                lookups: lookups.max(10),
+            };
+            match bench::run(&dir, &args) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(false)
+                }
+            }
+        }
+        Command::Gen {
+            spans,
+            seed,
+            fault,
+            out,
+        } => gen_cmd(spans, seed, fault, &out).map(|()| true),
         Command::Ingest {
             files,
             format,
@@ -128,7 +277,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 SignalArg::Logs => Signal::Logs,
                 SignalArg::Metrics => Signal::Metrics,
             });
-            let db = Db::open(&cli.db, Options::default())?;
+            let db = Db::open(&db_dir, Options::default())?;
             let ok = ingest::run(&db, &files, format, signal)?;
             db.close()?;
             Ok(ok)
@@ -140,7 +289,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             batch,
             seed,
         } => synth_cmd(
-            &cli.db,
+            &db_dir,
             spans,
             logs.unwrap_or(spans / 2),
             metrics.unwrap_or(spans / 10),
@@ -149,7 +298,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         )
         .map(|()| true),
         Command::Sql { query, format } => {
-            let db = Db::open(&cli.db, Options::default())?;
+            let db = Db::open(&db_dir, Options::default())?;
             let session = match scrydb::SqlExt::session(&db) {
                 Ok(s) => s,
                 Err(e) => {
@@ -171,18 +320,123 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close()?;
             Ok(ok)
         }
+        Command::Trace { trace_id } => {
+            let db = Db::open(&db_dir, Options::default())?;
+            let found = trace::run(&db, &trace_id)?;
+            db.close()?;
+            Ok(found)
+        }
+        Command::Reindex { all } => {
+            let db = Db::open(&db_dir, Options::default())?;
+            let n = db.rebuild_indexes(all)?;
+            println!("{n} trace index(es) rebuilt");
+            db.close().map(|()| true)
+        }
         Command::Info => {
-            let db = Db::open(&cli.db, Options::default())?;
+            let db = Db::open(&db_dir, Options::default())?;
             print_info(&db);
             db.close().map(|()| true)
         }
         Command::Verify => {
-            let db = Db::open(&cli.db, Options::default())?;
+            let db = Db::open(&db_dir, Options::default())?;
             let n = db.verify()?;
             println!("{n} segments verified");
             db.close().map(|()| true)
         }
     }
+}
+
+/// `--db` or `$SCRY_DB` as given (the demo uses a temporary directory otherwise).
+fn cli_db_explicit() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--db" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--db=")) {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("SCRY_DB").map(PathBuf::from)
+}
+
+fn gen_cmd(
+    spans: usize,
+    seed: u64,
+    fault: Option<scrydb::workload::FaultKind>,
+    out: &std::path::Path,
+) -> scrydb::Result<()> {
+    use scrydb::otlp::Format;
+    use scrydb::workload::{Workload, WorkloadOptions};
+    use std::io::Write;
+    let format = Format::from_path(out).ok_or_else(|| scrydb::Error::InvalidOptions {
+        option: "--out",
+        reason: format!("{}: use .json, .jsonl, .pb or .binpb", out.display()),
+    })?;
+    let rate = 50;
+    let seconds = (spans / (rate * 18)).max(30) as u32;
+    let opts = WorkloadOptions {
+        seed,
+        seconds: seconds + seconds / 10,
+        traces_per_second: rate as u32,
+        fault,
+        ..Default::default()
+    };
+    let io = |e| scrydb::Error::Io {
+        op: "write",
+        path: out.to_path_buf(),
+        source: e,
+    };
+    let file = std::fs::File::create(out).map_err(|e| scrydb::Error::Io {
+        op: "create",
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    let mut w = std::io::BufWriter::new(file);
+    let workload = Workload::new(opts);
+    let truth = workload.fault().cloned();
+    let mut written = 0;
+    for chunk in workload {
+        if written >= spans {
+            break;
+        }
+        written += chunk.spans;
+        match format {
+            Format::Json | Format::JsonLines => {
+                for line in [
+                    serde_json::to_string(&chunk.traces),
+                    serde_json::to_string(&chunk.logs),
+                    serde_json::to_string(&chunk.metrics),
+                ] {
+                    let line = line.map_err(|e| io(std::io::Error::other(e)))?;
+                    writeln!(w, "{line}").map_err(io)?;
+                }
+            }
+            Format::Protobuf => {
+                use prost::Message;
+                for m in [
+                    chunk.traces.encode_to_vec(),
+                    chunk.logs.encode_to_vec(),
+                    chunk.metrics.encode_to_vec(),
+                ] {
+                    w.write_all(&(m.len() as u32).to_be_bytes()).map_err(io)?;
+                    w.write_all(&m).map_err(io)?;
+                }
+            }
+        }
+    }
+    w.flush().map_err(io)?;
+    println!(
+        "wrote {written} spans with their logs and metrics to {}",
+        out.display()
+    );
+    if let Some(f) = truth {
+        println!(
+            "injected fault: {} on {}/{} from {} to {} (ns)",
+            f.kind, f.service, f.operation, f.start_ns, f.end_ns
+        );
+    }
+    Ok(())
 }
 
 fn synth_cmd(

@@ -1,0 +1,350 @@
+//! Exact trace lookup, with no time hint: the per-segment trace indexes say which segments
+//! and rows hold a trace id; only the Parquet pages holding those rows are read.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
+use parquet::file::metadata::PageIndexPolicy;
+use roaring::RoaringBitmap;
+
+use crate::index::{self, SegmentIndex};
+use crate::manifest::SegmentMeta;
+use crate::snapshot::Snapshot;
+use crate::{Error, Result, Signal, schema};
+
+/// What the database keeps open per segment for lookups: its index (or why it is not
+/// usable) and its Parquet metadata with page index.
+#[derive(Debug)]
+struct Cached {
+    index: std::result::Result<Arc<SegmentIndex>, String>,
+    parquet: Mutex<Option<ArrowReaderMetadata>>,
+}
+
+/// Open segment indexes, shared by every snapshot of a database. An index that cannot be
+/// used (missing, damaged) is reported once in the log; lookups then scan that segment.
+#[derive(Debug, Default)]
+pub struct IndexCache {
+    segments: Mutex<HashMap<u64, Arc<Cached>>>,
+}
+
+impl IndexCache {
+    fn entry(&self, dir: &Path, seg: &SegmentMeta) -> Arc<Cached> {
+        let mut map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(seg.id)
+            .or_insert_with(|| {
+                let path = index::index_path(&dir.join(&seg.path));
+                let index = SegmentIndex::open(&path, seg.signal, seg.rows)
+                    .map(Arc::new)
+                    .map_err(|e| {
+                        log::warn!(
+                            "trace index unusable, lookups scan segment {} instead: {e} \
+                             (`scry reindex` rebuilds it)",
+                            seg.path
+                        );
+                        e.to_string()
+                    });
+                Arc::new(Cached {
+                    index,
+                    parquet: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// The index of `seg`, or `None` when it is missing or damaged.
+    pub fn index(&self, dir: &Path, seg: &SegmentMeta) -> Option<Arc<SegmentIndex>> {
+        self.entry(dir, seg).index.as_ref().ok().cloned()
+    }
+
+    /// The Parquet metadata (with page index) of `seg`, loaded once.
+    pub fn parquet_metadata(&self, dir: &Path, seg: &SegmentMeta) -> Result<ArrowReaderMetadata> {
+        let entry = self.entry(dir, seg);
+        let mut slot = entry.parquet.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let path = dir.join(&seg.path);
+        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let m = ArrowReaderMetadata::load(
+            &file,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::from(true)),
+        )
+        .map_err(|source| Error::Parquet {
+            path: path.clone(),
+            source,
+        })?;
+        *slot = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Forgets segments no longer in the manifest (their files are going away).
+    pub fn retain(&self, live: impl Fn(u64) -> bool) {
+        let mut map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|id, _| live(*id));
+    }
+
+    /// Forgets one segment, so its index is reopened on next use (after a rebuild).
+    pub fn forget(&self, id: u64) {
+        let mut map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&id);
+    }
+
+    /// (indexes open, bytes they hold in memory).
+    pub fn stats(&self) -> (usize, usize) {
+        let map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        let open: Vec<_> = map.values().filter_map(|c| c.index.as_ref().ok()).collect();
+        (open.len(), open.iter().map(|i| i.memory()).sum())
+    }
+}
+
+/// A row selection selecting exactly `rows` out of `total`.
+pub fn row_selection(rows: &RoaringBitmap, total: u64) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut pos: u64 = 0;
+    let mut iter = rows.iter().map(u64::from).peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start + 1;
+        while iter.peek() == Some(&end) {
+            iter.next();
+            end += 1;
+        }
+        if start > pos {
+            selectors.push(RowSelector::skip((start - pos) as usize));
+        }
+        selectors.push(RowSelector::select((end - start) as usize));
+        pos = end;
+    }
+    if total > pos {
+        selectors.push(RowSelector::skip((total - pos) as usize));
+    }
+    RowSelection::from(selectors)
+}
+
+/// The rows and time of every signal of one trace.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// Spans of the trace.
+    pub spans: Vec<RecordBatch>,
+    /// Log records carrying the trace id.
+    pub logs: Vec<RecordBatch>,
+    /// Metric data points with an exemplar carrying the trace id.
+    pub metrics: Vec<RecordBatch>,
+}
+
+impl Trace {
+    /// Rows of `signal` found.
+    pub fn rows(&self, signal: Signal) -> usize {
+        let b = match signal {
+            Signal::Spans => &self.spans,
+            Signal::Logs => &self.logs,
+            Signal::Metrics => &self.metrics,
+        };
+        b.iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        Signal::ALL.iter().all(|s| self.rows(*s) == 0)
+    }
+}
+
+/// Which rows of `batch` hold one of `ids` (for metrics: in an exemplar).
+fn matching(signal: Signal, batch: &RecordBatch, ids: &[[u8; 16]]) -> BooleanArray {
+    match signal {
+        Signal::Spans | Signal::Logs => {
+            let col = batch
+                .column_by_name("trace_id")
+                .expect("canonical batch")
+                .as_fixed_size_binary();
+            (0..batch.num_rows())
+                .map(|r| Some(col.is_valid(r) && ids.iter().any(|id| col.value(r) == id)))
+                .collect()
+        }
+        Signal::Metrics => {
+            let list = batch
+                .column_by_name("exemplars")
+                .expect("canonical batch")
+                .as_list::<i32>();
+            let tid = list
+                .values()
+                .as_struct()
+                .column_by_name("trace_id")
+                .expect("exemplar trace_id")
+                .as_fixed_size_binary()
+                .clone();
+            let offsets = list.value_offsets();
+            (0..batch.num_rows())
+                .map(|r| {
+                    Some(
+                        list.is_valid(r)
+                            && (offsets[r] as usize..offsets[r + 1] as usize).any(|i| {
+                                tid.is_valid(i) && ids.iter().any(|id| tid.value(i) == id)
+                            }),
+                    )
+                })
+                .collect()
+        }
+    }
+}
+
+fn filter_ids(
+    signal: Signal,
+    batch: &RecordBatch,
+    ids: &[[u8; 16]],
+) -> Result<Option<RecordBatch>> {
+    let mask = matching(signal, batch, ids);
+    if mask.true_count() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(filter_record_batch(batch, &mask)?))
+}
+
+impl Snapshot {
+    /// The rows of the segment `seg` that may hold one of `ids`, from its index: `None`
+    /// when the index is unusable (the caller scans), `Some(empty)` when none does.
+    pub fn index_rows(&self, seg: &SegmentMeta, ids: &[[u8; 16]]) -> Option<RoaringBitmap> {
+        let idx = self.indexes.index(&self.dir, seg)?;
+        let mut rows = RoaringBitmap::new();
+        for id in ids {
+            if let Some(r) = idx.rows(id) {
+                rows |= r;
+            }
+        }
+        Some(rows)
+    }
+
+    /// The open-index cache of the database (the SQL layer uses it too).
+    pub fn index_cache(&self) -> &IndexCache {
+        &self.indexes
+    }
+
+    /// Every row of `signal` holding one of `ids` (spans and logs by `trace_id`, metrics by
+    /// exemplar trace id), memtable included. With `use_index`, segments are probed
+    /// through their trace indexes and only the pages holding matching rows are read;
+    /// without, every segment is read and filtered (the reference the index is tested
+    /// against).
+    pub fn trace_rows(
+        &self,
+        signal: Signal,
+        ids: &[[u8; 16]],
+        use_index: bool,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for seg in self.segments(signal, None) {
+            let rows = if use_index {
+                self.index_rows(&seg, ids)
+            } else {
+                None
+            };
+            match rows {
+                Some(rows) if rows.is_empty() => {}
+                Some(rows) => out.extend(self.read_rows(&seg, &rows, signal, ids)?),
+                None => {
+                    for b in self.read_segment(&seg, None)? {
+                        out.extend(filter_ids(signal, &b, ids)?);
+                    }
+                }
+            }
+        }
+        for b in self.memtable_batches(signal, None)? {
+            out.extend(filter_ids(signal, &b, ids)?);
+        }
+        Ok(out)
+    }
+
+    /// Reads only `rows` of a segment (the pages holding them), then keeps the rows that
+    /// really hold one of `ids`.
+    fn read_rows(
+        &self,
+        seg: &SegmentMeta,
+        rows: &RoaringBitmap,
+        signal: Signal,
+        ids: &[[u8; 16]],
+    ) -> Result<Vec<RecordBatch>> {
+        let path = self.dir.join(&seg.path);
+        let meta = self.indexes.parquet_metadata(&self.dir, seg)?;
+        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let parquet_err = |source| Error::Parquet {
+            path: path.clone(),
+            source,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+            .with_row_selection(row_selection(rows, seg.rows))
+            .with_batch_size(8192)
+            .build()
+            .map_err(parquet_err)?;
+        let want = schema::schema(signal);
+        let mut out = Vec::new();
+        for b in reader {
+            let b = b.map_err(|e| Error::corrupted(&path, None, e.to_string()))?;
+            let b = RecordBatch::try_new(want.clone(), b.columns().to_vec()).map_err(|e| {
+                Error::corrupted(&path, None, format!("segment schema differs: {e}"))
+            })?;
+            out.extend(filter_ids(signal, &b, ids)?);
+        }
+        Ok(out)
+    }
+
+    /// One trace: its spans, logs and exemplar points.
+    pub fn trace(&self, id: [u8; 16], use_index: bool) -> Result<Trace> {
+        Ok(Trace {
+            spans: self.trace_rows(Signal::Spans, &[id], use_index)?,
+            logs: self.trace_rows(Signal::Logs, &[id], use_index)?,
+            metrics: self.trace_rows(Signal::Metrics, &[id], use_index)?,
+        })
+    }
+}
+
+/// Parses a trace id written as 32 hex digits (either case).
+pub fn parse_trace_id(hex: &str) -> Result<[u8; 16]> {
+    let s = hex.trim();
+    let bad = || Error::InvalidOptions {
+        option: "trace id",
+        reason: format!("'{s}' is not 32 hex digits"),
+    };
+    if s.len() != 32 || !s.is_ascii() {
+        return Err(bad());
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_cover_exactly_the_rows() {
+        let rows: RoaringBitmap = [0u32, 1, 2, 10, 11, 99].into_iter().collect();
+        let sel = row_selection(&rows, 100);
+        let got: Vec<usize> = {
+            let mut v = Vec::new();
+            let mut pos = 0;
+            for s in sel.iter() {
+                if !s.skip {
+                    v.extend(pos..pos + s.row_count);
+                }
+                pos += s.row_count;
+            }
+            assert_eq!(pos, 100);
+            v
+        };
+        assert_eq!(got, vec![0, 1, 2, 10, 11, 99]);
+        assert_eq!(
+            parse_trace_id("5B8EFFF798038103d269b633813fc60c").expect("parses")[0],
+            0x5b
+        );
+        assert!(parse_trace_id("5b8e").is_err());
+    }
+}

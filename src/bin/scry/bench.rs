@@ -1,0 +1,513 @@
+//! `scry bench`: the benchmark harness. One workload, measured on ScryDB and, side by side
+//! in the same run, on DuckDB (Python `duckdb`) over the same data.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use scrydb::otlp::Request;
+use scrydb::sql::Session;
+use scrydb::workload::{FaultKind, Workload, WorkloadOptions};
+use scrydb::{Db, Options, Signal, SqlExt};
+use serde_json::{Value, json};
+
+/// What to run.
+pub struct BenchArgs {
+    pub spans: usize,
+    pub seed: u64,
+    pub json: PathBuf,
+    pub duckdb: bool,
+    pub lookups: usize,
+}
+
+/// The analytics queries: (name, ScryDB SQL, DuckDB SQL). `{w0}`/`{w1}` are a time window.
+const QUERIES: [(&str, &str, &str); 4] = [
+    (
+        "red_per_service_minute",
+        "SELECT service_name, date_bin(interval '1 minute', time) AS minute, count(*) AS requests, \
+         sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors, \
+         approx_percentile_cont(duration_ns, 0.99) AS p99_ns \
+         FROM spans WHERE kind = 'SERVER' GROUP BY 1, 2",
+        "SELECT service_name, time_bucket(interval '1 minute', time) AS minute, count(*) AS requests, \
+         sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors, \
+         approx_quantile(duration_ns, 0.99) AS p99_ns \
+         FROM spans WHERE kind = 'SERVER' GROUP BY 1, 2",
+    ),
+    (
+        "top_error_operations",
+        "SELECT service_name, name, count(*) AS errors FROM spans WHERE status_code = 'ERROR' \
+         GROUP BY 1, 2 ORDER BY errors DESC LIMIT 10",
+        "SELECT service_name, name, count(*) AS errors FROM spans WHERE status_code = 'ERROR' \
+         GROUP BY 1, 2 ORDER BY errors DESC LIMIT 10",
+    ),
+    (
+        "logs_of_error_traces",
+        "SELECT l.service_name, count(*) AS logs FROM logs l \
+         WHERE l.trace_id IN (SELECT trace_id FROM spans WHERE status_code = 'ERROR') GROUP BY 1",
+        "SELECT l.service_name, count(*) AS logs FROM logs l \
+         WHERE l.trace_id IN (SELECT trace_id FROM spans WHERE status_code = 'ERROR') GROUP BY 1",
+    ),
+    (
+        "metric_window_aggregate",
+        "SELECT service_name, sum(count) AS requests, sum(sum) / sum(count) AS avg_ms FROM metrics \
+         WHERE name = 'rpc.server.duration' AND time >= '{w0}' AND time < '{w1}' GROUP BY 1",
+        "SELECT service_name, sum(count) AS requests, sum(sum) / sum(count) AS avg_ms FROM metrics \
+         WHERE name = 'rpc.server.duration' AND time >= TIMESTAMPTZ '{w0}' AND time < TIMESTAMPTZ '{w1}' GROUP BY 1",
+    ),
+];
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Drops the OS page cache (needs root); whether it worked.
+fn drop_page_cache() -> bool {
+    unsafe_free_sync();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+fn unsafe_free_sync() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SCRY_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = PathBuf::from("target/venv/bin/python");
+    if venv.exists() {
+        return Some(venv);
+    }
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then(|| PathBuf::from("python3"))
+}
+
+fn hex(id: &[u8]) -> String {
+    scrydb::sql::ids::hex(id)
+}
+
+fn files_size(dir: &Path, ext: &str) -> u64 {
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            total += files_size(&p, ext);
+        } else if p.extension().is_some_and(|x| x == ext) {
+            total += e.metadata().map_or(0, |m| m.len());
+        }
+    }
+    total
+}
+
+fn time_queries(session: &Session, w: (&str, &str)) -> Result<Vec<(String, f64)>, String> {
+    let mut out = Vec::new();
+    for (name, sql, _) in QUERIES {
+        let sql = sql.replace("{w0}", w.0).replace("{w1}", w.1);
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            session
+                .sql_blocking(&sql)
+                .map_err(|e| format!("{name}: {e}"))?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        out.push((name.to_string(), percentile(&mut times, 0.5)));
+    }
+    Ok(out)
+}
+
+/// Runs the harness in `dir`.
+pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let rate = 200;
+    let opts = WorkloadOptions {
+        seed: args.seed,
+        seconds: (args.spans / (rate * 10)).max(60) as u32,
+        traces_per_second: rate as u32,
+        fault: Some(FaultKind::ErrorBurst),
+        ..Default::default()
+    };
+    println!(
+        "scry bench: {} spans (with their logs and metrics), seed {}",
+        args.spans, args.seed
+    );
+    println!("store: {}", dir.display());
+
+    // 1. Ingest through the Arrow API (default durability), collecting trace ids to look up.
+    let db = Db::open(dir, Options::default())?;
+    let mut append_time = [Duration::ZERO; 3];
+    let mut rows = [0u64; 3];
+    let mut present: Vec<[u8; 16]> = Vec::new();
+    let mut chunks = 0usize;
+    let mut first_time = i64::MAX;
+    let mut last_time = i64::MIN;
+    for chunk in Workload::new(opts.clone()) {
+        if rows[0] as usize >= args.spans {
+            break;
+        }
+        chunks += 1;
+        for rs in &chunk.traces.resource_spans {
+            for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                if s.parent_span_id.is_empty()
+                    && present.len() < 1_000_000
+                    && let Ok(id) = <[u8; 16]>::try_from(s.trace_id.as_slice())
+                {
+                    present.push(id);
+                }
+                first_time = first_time.min(s.start_time_unix_nano as i64);
+                last_time = last_time.max(s.start_time_unix_nano as i64);
+            }
+        }
+        for req in [
+            Request::Traces(chunk.traces),
+            Request::Logs(chunk.logs),
+            Request::Metrics(chunk.metrics),
+        ] {
+            let c = req.convert();
+            let i = c.signal.index();
+            let t = Instant::now();
+            db.append(c.signal, &c.batch)?;
+            append_time[i] += t.elapsed();
+            rows[i] += c.batch.num_rows() as u64;
+        }
+    }
+    let t = Instant::now();
+    db.flush()?;
+    let flush_secs = t.elapsed().as_secs_f64();
+    let ingest_rss = peak_rss_mib();
+    let arrow_spans_per_s = rows[0] as f64 / append_time[0].as_secs_f64();
+    println!(
+        "ingest (Arrow API, durable): {:.0} spans/s; logs {:.0}/s; metric points {:.0}/s; final flush {:.2} s; {chunks} chunks",
+        arrow_spans_per_s,
+        rows[1] as f64 / append_time[1].as_secs_f64(),
+        rows[2] as f64 / append_time[2].as_secs_f64(),
+        flush_secs
+    );
+
+    // 2. Ingest through OTLP protobuf (decode + convert + durable append), separate store.
+    let otlp_dir = tempfile::tempdir()?;
+    let otlp_db = Db::open(otlp_dir.path(), Options::default())?;
+    let mut otlp_time = Duration::ZERO;
+    let mut otlp_spans = 0u64;
+    for chunk in Workload::new(opts.clone()) {
+        if otlp_spans as usize >= args.spans.min(500_000) {
+            break;
+        }
+        let bytes = chunk.traces.encode_to_vec();
+        let t = Instant::now();
+        let req = scrydb::otlp::decode_protobuf(&bytes, Some(Signal::Spans))?;
+        otlp_spans += otlp_db.ingest_otlp(&req)?.accepted;
+        otlp_time += t.elapsed();
+    }
+    otlp_db.close()?;
+    drop(otlp_dir);
+    let otlp_spans_per_s = otlp_spans as f64 / otlp_time.as_secs_f64();
+    println!(
+        "ingest (OTLP protobuf, decode + convert + durable append): {otlp_spans_per_s:.0} spans/s over {otlp_spans} spans"
+    );
+
+    // 3. Storage.
+    let snap = db.snapshot();
+    let mut bytes_per_row = serde_json::Map::new();
+    for s in Signal::ALL {
+        let st = snap.stats(s);
+        let per = st.segment_bytes as f64 / st.segment_rows.max(1) as f64;
+        bytes_per_row.insert(s.name().into(), json!(per));
+        println!(
+            "  {:<8} {:>10} rows in {:>4} segments, {:>6.1} bytes/row",
+            s.name(),
+            st.segment_rows,
+            st.segments,
+            per
+        );
+    }
+    let index_bytes = files_size(dir, "tidx");
+    let index_per_span = index_bytes as f64 / rows[0].max(1) as f64;
+    println!("  trace index: {index_bytes} bytes in all, {index_per_span:.1} bytes per span");
+
+    // 4. Trace lookups, no time hint.
+    let mut rng = scrydb::synth::Rng::new(args.seed ^ 0xabcdef);
+    let sample: Vec<[u8; 16]> = (0..args.lookups)
+        .map(|_| present[rng.below(present.len() as u64) as usize])
+        .collect();
+    let absent: Vec<[u8; 16]> = (0..args.lookups).map(|_| rng.id::<16>()).collect();
+    let lookup = |db: &Db, ids: &[[u8; 16]], full: bool| -> Result<Vec<f64>, scrydb::Error> {
+        let mut v = Vec::with_capacity(ids.len());
+        for id in ids {
+            let t = Instant::now();
+            let snap = db.snapshot();
+            let n: usize = if full {
+                let tr = snap.trace(*id, true)?;
+                tr.rows(Signal::Spans)
+            } else {
+                snap.trace_rows(Signal::Spans, &[*id], true)?
+                    .iter()
+                    .map(|b| b.num_rows())
+                    .sum()
+            };
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(n);
+        }
+        Ok(v)
+    };
+    // Warm the index cache (blooms and Parquet metadata), then measure.
+    lookup(&db, &sample[..sample.len().min(50)], false)?;
+    let mut warm = lookup(&db, &sample, false)?;
+    let mut warm_absent = lookup(&db, &absent, false)?;
+    let mut warm_full = lookup(&db, &sample, true)?;
+    let found: usize = sample
+        .iter()
+        .take(20)
+        .map(|id| {
+            db.snapshot()
+                .trace(*id, true)
+                .map(|t| t.rows(Signal::Spans))
+                .unwrap_or(0)
+        })
+        .sum();
+    let (w_p50, w_p99) = (percentile(&mut warm, 0.5), percentile(&mut warm, 0.99));
+    let (a_p50, a_p99) = (
+        percentile(&mut warm_absent, 0.5),
+        percentile(&mut warm_absent, 0.99),
+    );
+    let (f_p50, f_p99) = (
+        percentile(&mut warm_full, 0.5),
+        percentile(&mut warm_full, 0.99),
+    );
+    println!(
+        "trace lookup, warm: present p50 {w_p50:.3} ms p99 {w_p99:.3} ms ({:.1} spans per trace); absent p50 {a_p50:.3} ms p99 {a_p99:.3} ms; spans+logs+exemplars p50 {f_p50:.3} ms p99 {f_p99:.3} ms",
+        found as f64 / 20.0
+    );
+
+    // 5. Analytics queries.
+    let mid = first_time + (last_time - first_time) / 3;
+    let w0 = chrono::DateTime::from_timestamp_nanos(mid)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let w1 = chrono::DateTime::from_timestamp_nanos(mid + 60_000_000_000)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let session = db.session()?;
+    let scry_queries = time_queries(&session, (&w0, &w1))?;
+    drop(session);
+    drop(snap);
+    db.close()?;
+
+    // Cold lookups: a fresh open (empty caches) after dropping the page cache.
+    let cold = if drop_page_cache() {
+        let db = Db::open(dir, Options::default())?;
+        let mut v = lookup(&db, &sample[..sample.len().min(200)], false)?;
+        db.close()?;
+        Some((percentile(&mut v, 0.5), percentile(&mut v, 0.99)))
+    } else {
+        None
+    };
+    match cold {
+        Some((p50, p99)) => println!(
+            "trace lookup, cold (page cache dropped, fresh open): p50 {p50:.3} ms p99 {p99:.3} ms"
+        ),
+        None => println!("trace lookup, cold: not measured (dropping the page cache needs root)"),
+    }
+    let rss = peak_rss_mib();
+
+    // 6. DuckDB on the same data.
+    let duck = if args.duckdb {
+        match python() {
+            Some(py) => {
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/py/duckdb_bench.py");
+                let queries: serde_json::Map<String, Value> = QUERIES
+                    .iter()
+                    .map(|(n, _, d)| {
+                        (
+                            n.to_string(),
+                            json!(d.replace("{w0}", &w0).replace("{w1}", &w1)),
+                        )
+                    })
+                    .collect();
+                let input = json!({
+                    "dir": std::path::absolute(dir)?,
+                    "db_file": std::path::absolute(dir)?.join("duckdb-bench.duckdb"),
+                    "queries": queries,
+                    "present": sample.iter().take(200).map(|i| hex(i)).collect::<Vec<_>>(),
+                    "absent": absent.iter().take(200).map(|i| hex(i)).collect::<Vec<_>>(),
+                    "runs": 3,
+                });
+                let mut child = std::process::Command::new(&py)
+                    .arg(&script)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()?;
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .ok_or("no stdin")?
+                    .write_all(input.to_string().as_bytes())?;
+                let out = child.wait_with_output()?;
+                if out.status.success() {
+                    Some(serde_json::from_slice::<Value>(&out.stdout)?)
+                } else {
+                    println!("DuckDB side failed; see its error above");
+                    None
+                }
+            }
+            None => {
+                println!(
+                    "DuckDB side skipped: no Python with duckdb (run tests/run.sh once, or set SCRY_PYTHON)"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    // 7. The table.
+    println!();
+    println!(
+        "{:<34} {:>14} {:>16} {:>16} {:>10}",
+        "measure", "ScryDB", "DuckDB parquet", "DuckDB native", "ratio*"
+    );
+    let dq = |mode: &str, name: &str| {
+        duck.as_ref()
+            .and_then(|d| d[mode]["queries"][name].as_f64())
+    };
+    for (name, secs) in &scry_queries {
+        let p = dq("parquet", name);
+        let n = dq("native", name);
+        let best = [p, n].into_iter().flatten().fold(f64::NAN, f64::min);
+        println!(
+            "{:<34} {:>12.1}ms {:>14} {:>14} {:>10}",
+            name,
+            secs * 1e3,
+            p.map_or("-".into(), |v| format!("{:.1}ms", v * 1e3)),
+            n.map_or("-".into(), |v| format!("{:.1}ms", v * 1e3)),
+            if best.is_finite() {
+                format!("{:.2}x", secs / best)
+            } else {
+                "-".into()
+            }
+        );
+    }
+    let dl = |mode: &str, key: &str, p: f64| {
+        duck.as_ref().and_then(|d| {
+            let mut v: Vec<f64> = d[mode][key]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_f64)
+                .collect();
+            Some(percentile(&mut v, p))
+        })
+    };
+    for (label, ours, key, p) in [
+        ("trace lookup present p50", w_p50, "lookup_present_ms", 0.5),
+        ("trace lookup present p99", w_p99, "lookup_present_ms", 0.99),
+        ("trace lookup absent p50", a_p50, "lookup_absent_ms", 0.5),
+        ("trace lookup absent p99", a_p99, "lookup_absent_ms", 0.99),
+    ] {
+        let pq = dl("parquet", key, p);
+        let nt = dl("native", key, p);
+        let best = [pq, nt].into_iter().flatten().fold(f64::NAN, f64::min);
+        println!(
+            "{:<34} {:>12.3}ms {:>14} {:>14} {:>10}",
+            label,
+            ours,
+            pq.map_or("-".into(), |v| format!("{v:.2}ms")),
+            nt.map_or("-".into(), |v| format!("{v:.2}ms")),
+            if best.is_finite() {
+                format!("{:.3}x", ours / best)
+            } else {
+                "-".into()
+            }
+        );
+    }
+    let duck_bytes = duck
+        .as_ref()
+        .and_then(|d| d["native_file_bytes"].as_f64())
+        .map(|b| b / (rows[0] + rows[1] + rows[2]) as f64);
+    let ours_bytes = (0..3).map(|i| snap_bytes(dir, Signal::ALL[i])).sum::<u64>() as f64
+        / (rows[0] + rows[1] + rows[2]) as f64;
+    println!(
+        "{:<34} {:>12.1}B {:>14} {:>14} {:>10}",
+        "bytes per row, all signals",
+        ours_bytes,
+        "(same files)",
+        duck_bytes.map_or("-".into(), |v| format!("{v:.1}B")),
+        duck_bytes.map_or("-".into(), |v| format!("{:.2}x", ours_bytes / v))
+    );
+    let duck_load = duck
+        .as_ref()
+        .and_then(|d| d["native_load_seconds"]["spans"].as_f64());
+    println!(
+        "{:<34} {:>13.0}/s {:>14} {:>14} {:>10}",
+        "ingest spans (Arrow API, durable)",
+        arrow_spans_per_s,
+        "-",
+        duck_load.map_or("-".into(), |s| format!("{:.0}/s", rows[0] as f64 / s)),
+        duck_load.map_or("-".into(), |s| format!(
+            "{:.2}x",
+            arrow_spans_per_s / (rows[0] as f64 / s)
+        ))
+    );
+    println!(
+        "{:<34} {:>13.0}/s",
+        "ingest spans (OTLP protobuf)", otlp_spans_per_s
+    );
+    println!(
+        "{:<34} {:>12.0}MiB (during ingest: {:.0} MiB)",
+        "peak RSS", rss, ingest_rss
+    );
+    println!(
+        "* ratio = ScryDB / the faster DuckDB mode; below 1 means ScryDB is faster (for ingest, above 1)."
+    );
+    println!("  DuckDB native ingest is CREATE TABLE AS from the same Parquet files.");
+
+    let report = json!({
+        "spans": rows[0], "logs": rows[1], "metric_points": rows[2],
+        "seed": args.seed,
+        "ingest_arrow_spans_per_s": arrow_spans_per_s,
+        "ingest_otlp_protobuf_spans_per_s": otlp_spans_per_s,
+        "bytes_per_row": bytes_per_row,
+        "trace_index_bytes_per_span": index_per_span,
+        "lookup_ms": {
+            "present": {"p50": w_p50, "p99": w_p99},
+            "absent": {"p50": a_p50, "p99": a_p99},
+            "all_signals": {"p50": f_p50, "p99": f_p99},
+            "cold": cold.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
+        },
+        "queries_s": scry_queries.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+        "peak_rss_mib": rss,
+        "peak_rss_ingest_mib": ingest_rss,
+        "duckdb": duck,
+    });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    println!("results written to {}", args.json.display());
+    Ok(())
+}
+
+fn snap_bytes(dir: &Path, signal: Signal) -> u64 {
+    files_size(&dir.join(signal.name()), "parquet")
+}
