@@ -72,8 +72,8 @@ impl Default for Options {
             flush_threads: 2,
             wal_recovery: WalRecovery::default(),
             zstd_level: 3,
-            row_group_size: 128 * 1024,
-            data_page_row_limit: 8 * 1024,
+            row_group_size: 32 * 1024,
+            data_page_row_limit: 1024,
             retention: None,
             fs: Arc::new(StdFs),
         }
@@ -155,7 +155,7 @@ impl Options {
     /// Maximum rows per Parquet data page; smaller pages let a trace lookup or a narrow time
     /// range decode less.
     ///
-    /// Default: 8192. Must be at least 64.
+    /// Default: 1024. Must be at least 64.
     pub fn data_page_row_limit(mut self, rows: usize) -> Self {
         self.data_page_row_limit = rows;
         self

@@ -332,20 +332,27 @@ pub fn columns(signal: Signal) -> &'static [ColumnSpec] {
     &signal_schema(signal).columns
 }
 
-/// The sort key of rows inside a segment.
-///
-/// `spans` and `logs` sort by `(service_name, time)`: nearly every analytic query filters
-/// or groups by service, and inside one service's run rows are in time order, so page
-/// statistics prune a narrow time window inside an hour partition. A trace's rows share a
-/// time window, so within each service's run they sit in the same page or two: a trace
-/// lookup (through the trace-ID index) decodes about one page per service the trace
-/// touches, not the segment. `metrics` sort by `(name, service_name, time)` so one series
-/// is contiguous, which is how metric queries read and what compresses best.
+/// The columns rows inside a segment are sorted by. `spans` and `logs` are sorted by the
+/// minute of `time` ([`sorts_by_minute`]) first, then by these: a trace's rows are
+/// contiguous, so a trace lookup decodes one or two pages per column, and `time` is ordered
+/// to within a minute for page-statistics pruning. `metrics` sort by `(name,
+/// service_name, time)` so one series is contiguous, which is how metric queries read and
+/// what compresses best. (Why, with measurements: `docs/format.md`, section 4.)
 pub fn sort_key(signal: Signal) -> &'static [&'static str] {
     match signal {
-        Signal::Spans | Signal::Logs => &["service_name", "time"],
+        Signal::Spans | Signal::Logs => &["time", "trace_id"],
         Signal::Metrics => &["name", "service_name", "time"],
     }
+}
+
+/// For `spans` and `logs`, rows are sorted by the minute of `time` first ([`SORT_BUCKET_NS`]),
+/// then by the [`sort_key`] columns: a trace's rows (which share a minute, nearly always)
+/// are contiguous, and `time` stays ordered to within a minute.
+pub const SORT_BUCKET_NS: i64 = 60_000_000_000;
+
+/// Whether `signal`'s sort starts with the minute of `time` ([`SORT_BUCKET_NS`]).
+pub fn sorts_by_minute(signal: Signal) -> bool {
+    matches!(signal, Signal::Spans | Signal::Logs)
 }
 
 #[cfg(test)]

@@ -83,7 +83,12 @@ fn every_column_of_every_signal_round_trips() {
 fn segments_are_sorted_and_carry_statistics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(dir.path());
-    db.append(Signal::Spans, &synth(Signal::Spans, 1, 3000, BASE))
+    // Two minutes of the same partition in one batch, the later minute first.
+    let later = synth(Signal::Spans, 1, 1500, BASE + 60_000_000_000);
+    let earlier = synth(Signal::Spans, 2, 1500, BASE);
+    let both = arrow::compute::concat_batches(&later.schema(), [&later, &earlier]).expect("concat");
+    db.append(Signal::Spans, &both).expect("append");
+    db.append(Signal::Metrics, &synth(Signal::Metrics, 1, 300, BASE))
         .expect("append");
     db.flush().expect("flush");
     let snap = db.snapshot();
@@ -102,7 +107,19 @@ fn segments_are_sorted_and_carry_statistics() {
             .any(|k| k.key == "scrydb.signal" && k.value.as_deref() == Some("spans"))
     );
     let rg = md.row_group(0);
-    assert!(rg.sorting_columns().is_some());
+    // Spans are sorted by an expression first (the minute of time), which Parquet's
+    // sorting columns cannot state; metrics declare theirs.
+    assert!(rg.sorting_columns().is_none());
+    let metric_seg = &snap.segments(Signal::Metrics, None)[0];
+    let file = std::fs::File::open(snap.segment_path(metric_seg)).expect("segment");
+    let metric_md = parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .expect("parquet")
+        .metadata()
+        .clone();
+    assert_eq!(
+        metric_md.row_group(0).sorting_columns().map(|c| c.len()),
+        Some(3)
+    );
     assert!(rg.column(0).statistics().is_some(), "time statistics");
     // (Parquet metadata records the codec, not its level.)
     assert!(matches!(
@@ -124,28 +141,34 @@ fn segments_are_sorted_and_carry_statistics() {
         },
         "segments carry the page index"
     );
-    // Sorted by (service_name, time).
+    // Sorted by (minute of time, trace_id, time): a trace's rows are contiguous.
     let batches = snap.read_segment(seg, None).expect("read");
-    let mut last: Option<(String, i64)> = None;
+    let mut last: Option<(i64, Vec<u8>, i64)> = None;
+    let mut rows = 0;
     for b in &batches {
         use arrow::array::AsArray;
-        let svc = arrow::compute::cast(
-            b.column_by_name("service_name").expect("svc"),
-            &arrow::datatypes::DataType::Utf8,
-        )
-        .expect("cast");
-        let svc = svc.as_string::<i32>();
+        let ids = b
+            .column_by_name("trace_id")
+            .expect("trace_id")
+            .as_fixed_size_binary();
         let t = b
             .column(0)
             .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
         for r in 0..b.num_rows() {
-            let key = (svc.value(r).to_string(), t.value(r));
+            let key = (
+                t.value(r).div_euclid(60_000_000_000),
+                ids.value(r).to_vec(),
+                t.value(r),
+            );
             if let Some(prev) = &last {
                 assert!(prev <= &key, "rows out of order: {prev:?} then {key:?}");
             }
             last = Some(key);
+            rows += 1;
         }
     }
+    assert_eq!(rows, 3000);
+    assert_eq!(seg.rows, 3000);
     // Time range pruning at the snapshot level.
     assert_eq!(
         snap.segments(Signal::Spans, Some(TimeRange::new(BASE - HOUR, BASE)))

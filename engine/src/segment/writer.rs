@@ -92,7 +92,9 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_data_page_row_count_limit(opts.data_page_row_limit)
         .set_max_row_group_row_count(Some(opts.row_group_size))
-        .set_sorting_columns(Some(sorting))
+        // Parquet's sorting columns can only state a column-prefix order; spans and logs are
+        // sorted by an expression (the minute of `time`) first, so they declare none.
+        .set_sorting_columns((!schema::sorts_by_minute(signal)).then_some(sorting))
         .set_key_value_metadata(Some(vec![
             KeyValue::new(
                 "scrydb.format_version".into(),
@@ -103,18 +105,50 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
         .build()
 }
 
-/// Sorts a batch by its signal's sort key.
+/// Sorts a batch by its signal's sort order: `spans` and `logs` by (minute of `time`,
+/// `trace_id`, `time`), so a trace's rows are contiguous and a lookup decodes one or two
+/// pages per column; `metrics` by (`name`, `service_name`, `time`), series by series.
 pub fn sort_batch(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
-    let columns: Vec<SortColumn> = schema::sort_key(signal)
-        .iter()
-        .map(|k| SortColumn {
+    let mut columns: Vec<SortColumn> = Vec::new();
+    if schema::sorts_by_minute(signal) {
+        let times = batch
+            .column_by_name("time")
+            .expect("canonical batches have time")
+            .as_primitive::<TimestampNanosecondType>();
+        let minutes: arrow::array::Int64Array = times
+            .values()
+            .iter()
+            .map(|t| t.div_euclid(schema::SORT_BUCKET_NS))
+            .collect();
+        columns.push(SortColumn {
+            values: Arc::new(minutes),
+            options: None,
+        });
+        columns.push(SortColumn {
             values: batch
-                .column_by_name(k)
-                .expect("canonical batches have the sort key")
+                .column_by_name("trace_id")
+                .expect("canonical batches have trace_id")
                 .clone(),
             options: None,
-        })
-        .collect();
+        });
+        columns.push(SortColumn {
+            values: batch
+                .column_by_name("time")
+                .expect("canonical batches have time")
+                .clone(),
+            options: None,
+        });
+    } else {
+        for k in schema::sort_key(signal) {
+            columns.push(SortColumn {
+                values: batch
+                    .column_by_name(k)
+                    .expect("canonical batches have the sort key")
+                    .clone(),
+                options: None,
+            });
+        }
+    }
     let indices = lexsort_to_indices(&columns, None)?;
     Ok(take_record_batch(batch, &indices)?)
 }
