@@ -323,7 +323,12 @@ impl SegmentIndex {
                 std::cmp::Ordering::Equal => {
                     let start = self.bitmaps_at + self.offset(mid) as usize;
                     let end = self.bitmaps_at + self.offset(mid + 1) as usize;
-                    return RoaringBitmap::deserialize_from(&self.map[start..end]).ok();
+                    // Offsets passed the checksum; a file that is well-formed but wrong
+                    // still must not panic the reader.
+                    return self
+                        .map
+                        .get(start..end)
+                        .and_then(|b| RoaringBitmap::deserialize_from(b).ok());
                 }
             }
         }

@@ -9,7 +9,7 @@ use prost::Message;
 use serde_json::Value;
 
 use super::Request;
-use crate::{Error, Result, Signal};
+use crate::{Error, Result, Signal, schema};
 
 /// How a file or stream of OTLP requests is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,55 +63,43 @@ impl Format {
 
 /// OTLP/JSON enum fields: field name, value names (the index is the number).
 const ENUMS: &[(&str, &str, &[&str])] = &[
-    (
-        "kind",
-        "SPAN_KIND_",
-        &[
-            "UNSPECIFIED",
-            "INTERNAL",
-            "SERVER",
-            "CLIENT",
-            "PRODUCER",
-            "CONSUMER",
-        ],
-    ),
-    ("code", "STATUS_CODE_", &["UNSET", "OK", "ERROR"]),
-    (
-        "severityNumber",
-        "SEVERITY_NUMBER_",
-        &[
-            "UNSPECIFIED",
-            "TRACE",
-            "TRACE2",
-            "TRACE3",
-            "TRACE4",
-            "DEBUG",
-            "DEBUG2",
-            "DEBUG3",
-            "DEBUG4",
-            "INFO",
-            "INFO2",
-            "INFO3",
-            "INFO4",
-            "WARN",
-            "WARN2",
-            "WARN3",
-            "WARN4",
-            "ERROR",
-            "ERROR2",
-            "ERROR3",
-            "ERROR4",
-            "FATAL",
-            "FATAL2",
-            "FATAL3",
-            "FATAL4",
-        ],
-    ),
+    ("kind", "SPAN_KIND_", schema::SPAN_KINDS),
+    ("code", "STATUS_CODE_", schema::STATUS_CODES),
+    ("severityNumber", "SEVERITY_NUMBER_", SEVERITY_NUMBERS),
     (
         "aggregationTemporality",
         "AGGREGATION_TEMPORALITY_",
-        &["UNSPECIFIED", "DELTA", "CUMULATIVE"],
+        schema::TEMPORALITIES,
     ),
+];
+
+/// `SeverityNumber` names without `SEVERITY_NUMBER_`, by number.
+const SEVERITY_NUMBERS: &[&str] = &[
+    "UNSPECIFIED",
+    "TRACE",
+    "TRACE2",
+    "TRACE3",
+    "TRACE4",
+    "DEBUG",
+    "DEBUG2",
+    "DEBUG3",
+    "DEBUG4",
+    "INFO",
+    "INFO2",
+    "INFO3",
+    "INFO4",
+    "WARN",
+    "WARN2",
+    "WARN3",
+    "WARN4",
+    "ERROR",
+    "ERROR2",
+    "ERROR3",
+    "ERROR4",
+    "FATAL",
+    "FATAL2",
+    "FATAL3",
+    "FATAL4",
 ];
 
 /// Replaces enum names (`"SPAN_KIND_SERVER"`, or `"SERVER"`) by their numbers, which is
