@@ -79,11 +79,11 @@ fn peak_rss_mib() -> f64 {
 
 /// Drops the OS page cache (needs root); whether it worked.
 fn drop_page_cache() -> bool {
-    unsafe_free_sync();
+    sync_filesystems();
     std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
-fn unsafe_free_sync() {
+fn sync_filesystems() {
     let _ = std::process::Command::new("sync").status();
 }
 
