@@ -62,6 +62,9 @@ impl Write for ChecksumWriter {
     }
 }
 
+/// Largest dictionary page per column chunk, in bytes.
+const DICTIONARY_PAGE_LIMIT: usize = 16 * 1024;
+
 /// The writer properties of every segment of `signal`.
 pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
     // Parquet's sorting columns index leaf columns, which differ from Arrow's top-level
@@ -91,6 +94,9 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_data_page_row_count_limit(opts.data_page_row_limit)
+        // A lookup of a few rows decodes each column's dictionary page whole; a column
+        // whose dictionary outgrows this falls back to plain pages (zstd still applies).
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .set_max_row_group_row_count(Some(opts.row_group_size))
         // Parquet's sorting columns can only state a column-prefix order; spans and logs are
         // sorted by an expression (the minute of `time`) first, so they declare none.
