@@ -126,9 +126,7 @@ impl Session {
     /// A session whose `trace_id` lookups use the per-segment trace indexes (`true`, as
     /// [`Session::new`]) or not (to compare, or to measure what the index buys).
     pub fn with_trace_index(reader: Reader, use_index: bool) -> Result<Self, Error> {
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_target_partitions(2);
+        let config = SessionConfig::new().with_information_schema(true);
         let mut rules = Analyzer::new().rules;
         rules.insert(0, Arc::new(ids::HexIds));
         let state = SessionStateBuilder::new()
