@@ -30,13 +30,13 @@ fn flush(c: &mut Criterion) {
                 &fs,
                 dir.path(),
                 &opts,
-                SegmentJob {
-                    signal: Signal::Spans,
+                SegmentJob::whole(
+                    Signal::Spans,
                     id,
-                    partition_start: BASE_NS,
-                    partition_end: BASE_NS + 3_600_000_000_000,
-                    batch: batch.clone(),
-                },
+                    BASE_NS,
+                    BASE_NS + 3_600_000_000_000,
+                    batch.clone(),
+                ),
             )
             .expect("segment written");
             std::fs::remove_file(dir.path().join(&meta.path)).expect("remove");

@@ -5,8 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampNanosecondType;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -16,7 +15,7 @@ use crate::manifest::{self, Manifest};
 use crate::memtable::FrozenMemtable;
 use crate::retention::{self, ObsoleteFiles, RetentionStats};
 use crate::segment::writer::SegmentJob;
-use crate::{Error, Result, Signal, partition, schema, wal};
+use crate::{Error, Result, Signal, partition, wal};
 
 /// Messages to the manager.
 pub enum FlushMsg {
@@ -125,13 +124,14 @@ fn flush_one(
         if batches.is_empty() {
             continue;
         }
-        for (start, batch) in split_by_partition(signal, batches, width)? {
+        for (start, rows) in split_by_partition(batches, width) {
             let job = SegmentJob {
                 signal,
                 id: next_id,
                 partition_start: start,
                 partition_end: start.saturating_add(width),
-                batch,
+                batches: batches.to_vec(),
+                rows,
             };
             next_id += 1;
             workers
@@ -206,34 +206,39 @@ fn flush_one(
     Ok(())
 }
 
-/// Concatenates a signal's batches and splits the rows by time partition.
-fn split_by_partition(
-    signal: Signal,
-    batches: &[RecordBatch],
-    width: i64,
-) -> Result<Vec<(i64, RecordBatch)>> {
-    let all = concat_batches(&schema::schema(signal), batches)?;
-    let times = all
-        .column(0)
-        .as_primitive::<TimestampNanosecondType>()
-        .values();
-    let first = partition::partition_start(times.first().copied().unwrap_or(0), width);
-    if times
+/// The rows of one partition as (batch, row) positions; `None` for every row.
+type PartitionRows = Option<Vec<(usize, usize)>>;
+
+/// Splits a signal's rows by time partition: per partition start, its rows, or `None` when
+/// every row is in that one partition (the common case).
+fn split_by_partition(batches: &[RecordBatch], width: i64) -> Vec<(i64, PartitionRows)> {
+    let times = |b: &RecordBatch| {
+        b.column(0)
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .clone()
+    };
+    let first = batches
         .iter()
-        .all(|t| partition::partition_start(*t, width) == first)
-    {
-        return Ok(vec![(first, all)]);
+        .find_map(|b| times(b).first().copied())
+        .map(|t| partition::partition_start(t, width))
+        .unwrap_or(0);
+    if batches.iter().all(|b| {
+        times(b)
+            .iter()
+            .all(|t| partition::partition_start(*t, width) == first)
+    }) {
+        return vec![(first, None)];
     }
-    let mut rows: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-    for (i, t) in times.iter().enumerate() {
-        let i = u32::try_from(i).map_err(|_| Error::Poisoned {
-            reason: "memtable holds more than 2^32 rows of one signal".into(),
-        })?;
-        rows.entry(partition::partition_start(*t, width))
-            .or_default()
-            .push(i);
+    let mut rows: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+    for (bi, b) in batches.iter().enumerate() {
+        for (ri, t) in times(b).iter().enumerate() {
+            rows.entry(partition::partition_start(*t, width))
+                .or_default()
+                .push((bi, ri));
+        }
     }
     rows.into_iter()
-        .map(|(start, idx)| Ok((start, take_record_batch(&all, &UInt32Array::from(idx))?)))
+        .map(|(start, r)| (start, Some(r)))
         .collect()
 }

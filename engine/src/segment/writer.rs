@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, lexsort_to_indices};
 use arrow::datatypes::TimestampNanosecondType;
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
@@ -30,8 +30,33 @@ pub struct SegmentJob {
     pub partition_start: i64,
     /// Partition end (exclusive), ns.
     pub partition_end: i64,
-    /// The rows, in the signal's canonical schema.
-    pub batch: RecordBatch,
+    /// Batches holding the rows, in the signal's canonical schema (shared with the
+    /// memtable: cloning them copies no data).
+    pub batches: Vec<RecordBatch>,
+    /// The rows of the segment as (batch, row) positions in `batches`; `None` for every
+    /// row of every batch. The segment is built with one copy of the rows, straight into
+    /// sorted order.
+    pub rows: Option<Vec<(usize, usize)>>,
+}
+
+impl SegmentJob {
+    /// A job writing every row of `batch`.
+    pub fn whole(
+        signal: Signal,
+        id: u64,
+        partition_start: i64,
+        partition_end: i64,
+        batch: RecordBatch,
+    ) -> Self {
+        SegmentJob {
+            signal,
+            id,
+            partition_start,
+            partition_end,
+            batches: vec![batch],
+            rows: None,
+        }
+    }
 }
 
 /// Relative path of a segment.
@@ -83,7 +108,7 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
             SortingColumn {
                 column_idx: i32::try_from(leaf).expect("few columns"),
                 descending: false,
-                // As `sort_batch` sorts (the key columns are never null anyway).
+                // As `sort_rows` sorts (the key columns are never null anyway).
                 nulls_first: true,
             }
         })
@@ -111,17 +136,44 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
         .build()
 }
 
-/// Sorts a batch by its signal's sort order: `spans` and `logs` by (minute of `time`,
-/// `trace_id`, `time`), so a trace's rows are contiguous and a lookup decodes one or two
-/// pages per column; `metrics` by (`name`, `service_name`, `time`), series by series.
-pub fn sort_batch(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
+/// The rows `rows` of `batches` (every row when `None`) as one batch in the signal's sort
+/// order: `spans` and `logs` by (minute of `time`, `trace_id`, `time`), so a trace's rows are
+/// contiguous and a lookup decodes one or two pages per column; `metrics` by (`name`,
+/// `service_name`, `time`), series by series. Only the sort keys are gathered to sort; the
+/// rows are then copied once, in order.
+pub fn sort_rows(
+    signal: Signal,
+    batches: &[RecordBatch],
+    rows: Option<&[(usize, usize)]>,
+) -> Result<RecordBatch> {
+    let all: Vec<(usize, usize)>;
+    let rows = match rows {
+        Some(r) => r,
+        None => {
+            all = batches
+                .iter()
+                .enumerate()
+                .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+                .collect();
+            &all
+        }
+    };
+    let gather = |name: &str| -> Result<arrow::array::ArrayRef> {
+        let cols: Vec<&dyn arrow::array::Array> = batches
+            .iter()
+            .map(|b| {
+                b.column_by_name(name)
+                    .expect("canonical batches have the sort key")
+                    .as_ref()
+            })
+            .collect();
+        Ok(arrow::compute::interleave(&cols, rows)?)
+    };
     let mut columns: Vec<SortColumn> = Vec::new();
     if schema::sorts_by_minute(signal) {
-        let times = batch
-            .column_by_name("time")
-            .expect("canonical batches have time")
-            .as_primitive::<TimestampNanosecondType>();
-        let minutes: arrow::array::Int64Array = times
+        let time = gather("time")?;
+        let minutes: arrow::array::Int64Array = time
+            .as_primitive::<TimestampNanosecondType>()
             .values()
             .iter()
             .map(|t| t.div_euclid(schema::SORT_BUCKET_NS))
@@ -131,32 +183,26 @@ pub fn sort_batch(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
             options: None,
         });
         columns.push(SortColumn {
-            values: batch
-                .column_by_name("trace_id")
-                .expect("canonical batches have trace_id")
-                .clone(),
+            values: gather("trace_id")?,
             options: None,
         });
         columns.push(SortColumn {
-            values: batch
-                .column_by_name("time")
-                .expect("canonical batches have time")
-                .clone(),
+            values: time,
             options: None,
         });
     } else {
         for k in schema::sort_key(signal) {
             columns.push(SortColumn {
-                values: batch
-                    .column_by_name(k)
-                    .expect("canonical batches have the sort key")
-                    .clone(),
+                values: gather(k)?,
                 options: None,
             });
         }
     }
-    let indices = lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(batch, &indices)?)
+    let order = lexsort_to_indices(&columns, None)?;
+    drop(columns);
+    let ordered: Vec<(usize, usize)> = order.values().iter().map(|&i| rows[i as usize]).collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    Ok(arrow::compute::interleave_record_batch(&refs, &ordered)?)
 }
 
 /// Sorts, encodes and durably writes one segment; returns its metadata for the manifest.
@@ -174,10 +220,11 @@ pub fn write_segment(
         id,
         partition_start,
         partition_end,
-        batch,
+        batches,
+        rows,
     } = job;
-    let sorted = sort_batch(signal, &batch)?;
-    drop(batch);
+    let sorted = sort_rows(signal, &batches, rows.as_deref())?;
+    drop(batches);
     let times = sorted
         .column(0)
         .as_primitive::<TimestampNanosecondType>()
