@@ -581,22 +581,13 @@ fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path)
             ),
         ))
     };
-    for signal in Signal::ALL {
-        let sdir = dir.join(signal.name());
-        for part in fs
-            .read_dir(&sdir)
-            .map_err(|e| Error::io("list", &sdir, e))?
+    for part in partition_dirs(fs, dir)? {
+        for f in fs
+            .read_dir(&part)
+            .map_err(|e| Error::io("list", &part, e))?
         {
-            if !part.is_dir {
-                continue;
-            }
-            for f in fs
-                .read_dir(&part.path)
-                .map_err(|e| Error::io("list", &part.path, e))?
-            {
-                if f.path.extension().is_some_and(|x| x == "parquet") {
-                    return refuse(&f.path);
-                }
+            if f.path.extension().is_some_and(|x| x == "parquet") {
+                return refuse(&f.path);
             }
         }
     }
@@ -611,6 +602,26 @@ fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path)
     Ok(())
 }
 
+/// The partition directories of every signal (other entries in a signal directory are
+/// left alone, with a warning).
+fn partition_dirs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for signal in Signal::ALL {
+        let sdir = dir.join(signal.name());
+        for part in fs
+            .read_dir(&sdir)
+            .map_err(|e| Error::io("list", &sdir, e))?
+        {
+            if part.is_dir {
+                out.push(part.path);
+            } else {
+                log::warn!("leaving unexpected file {} alone", part.path.display());
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
     let live: HashSet<PathBuf> = m
         .segments
@@ -620,33 +631,23 @@ fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
             [crate::index::index_path(&path), path]
         })
         .collect();
-    for signal in Signal::ALL {
-        let sdir = dir.join(signal.name());
-        for part in fs
-            .read_dir(&sdir)
-            .map_err(|e| Error::io("list", &sdir, e))?
+    for part in partition_dirs(fs, dir)? {
+        let mut remaining = 0;
+        for f in fs
+            .read_dir(&part)
+            .map_err(|e| Error::io("list", &part, e))?
         {
-            if !part.is_dir {
-                log::warn!("leaving unexpected file {} alone", part.path.display());
+            if f.is_dir || live.contains(&f.path) {
+                remaining += 1;
                 continue;
             }
-            let mut remaining = 0;
-            for f in fs
-                .read_dir(&part.path)
-                .map_err(|e| Error::io("list", &part.path, e))?
-            {
-                if f.is_dir || live.contains(&f.path) {
-                    remaining += 1;
-                    continue;
-                }
-                log::info!("removing {} (named by no manifest)", f.path.display());
-                fs.remove_file(&f.path)
-                    .map_err(|e| Error::io("remove", &f.path, e))?;
-            }
-            if remaining == 0 {
-                fs.remove_dir(&part.path)
-                    .map_err(|e| Error::io("remove directory", &part.path, e))?;
-            }
+            log::info!("removing {} (named by no manifest)", f.path.display());
+            fs.remove_file(&f.path)
+                .map_err(|e| Error::io("remove", &f.path, e))?;
+        }
+        if remaining == 0 {
+            fs.remove_dir(&part)
+                .map_err(|e| Error::io("remove directory", &part, e))?;
         }
     }
     Ok(())
