@@ -309,10 +309,12 @@ impl SegmentIndex {
         self.bloom.may_contain(id)
     }
 
-    /// The rows holding `id` (binary search over the mapped keys), if any.
-    pub fn rows(&self, id: &[u8; 16]) -> Option<RoaringBitmap> {
+    /// The rows holding `id` (binary search over the mapped keys): `Ok(None)` when the
+    /// segment does not hold it, `Err` when its bitmap cannot be read (the caller must not
+    /// take that for "absent").
+    pub fn rows(&self, id: &[u8; 16]) -> std::result::Result<Option<RoaringBitmap>, String> {
         if !self.may_contain(id) {
-            return None;
+            return Ok(None);
         }
         let (mut lo, mut hi) = (0, self.n_keys);
         while lo < hi {
@@ -325,14 +327,17 @@ impl SegmentIndex {
                     let end = self.bitmaps_at + self.offset(mid + 1) as usize;
                     // Offsets passed the checksum; a file that is well-formed but wrong
                     // still must not panic the reader.
-                    return self
+                    let bytes = self
                         .map
                         .get(start..end)
-                        .and_then(|b| RoaringBitmap::deserialize_from(b).ok());
+                        .ok_or_else(|| format!("bitmap {mid} lies outside the file"))?;
+                    return RoaringBitmap::deserialize_from(bytes)
+                        .map(Some)
+                        .map_err(|e| format!("bitmap {mid} does not decode: {e}"));
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     /// Distinct trace ids.
@@ -367,7 +372,7 @@ mod tests {
         let idx = SegmentIndex::open(&path, Signal::Spans, 6000).expect("opens");
         assert_eq!(idx.keys(), 1000);
         for (id, rows) in &map {
-            assert_eq!(idx.rows(id).as_ref(), Some(rows));
+            assert_eq!(idx.rows(id).expect("readable").as_ref(), Some(rows));
         }
         let absent = (0u32..10_000)
             .filter(|i| {

@@ -214,8 +214,16 @@ impl Snapshot {
         let idx = self.indexes.index(&self.dir, seg)?;
         let mut rows = RoaringBitmap::new();
         for id in ids {
-            if let Some(r) = idx.rows(id) {
-                rows |= r;
+            match idx.rows(id) {
+                Ok(Some(r)) => rows |= r,
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!(
+                        "trace index of segment {} unusable, scanning it instead: {e}",
+                        seg.path
+                    );
+                    return None;
+                }
             }
         }
         Some(rows)
