@@ -122,6 +122,38 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// Opens a segment of this snapshot for random-access reads through the engine's file
+    /// system. The file stays readable while this snapshot (or a clone) lives.
+    pub fn open_segment(&self, seg: &SegmentMeta) -> Result<segment::file::SegmentFile> {
+        let path = self.segment_path(seg);
+        let file = self
+            .fs
+            .open_read(&path)
+            .map_err(|e| crate::Error::io("open", &path, e))?;
+        if file.len() != seg.size {
+            return Err(crate::Error::corrupted(
+                &path,
+                None,
+                format!(
+                    "segment is {} bytes, the manifest says {}",
+                    file.len(),
+                    seg.size
+                ),
+            ));
+        }
+        Ok(segment::file::SegmentFile(file))
+    }
+
+    /// The Parquet metadata of a segment, page index included: read once per segment and
+    /// process, then shared by every snapshot (a segment never changes).
+    pub fn segment_metadata(
+        &self,
+        seg: &SegmentMeta,
+    ) -> Result<parquet::arrow::arrow_reader::ArrowReaderMetadata> {
+        self.indexes
+            .parquet_metadata(self.fs.as_ref(), &self.dir, seg)
+    }
+
     /// Reads one segment whole, restricted to `range`, verifying its checksum first.
     pub fn read_segment(
         &self,

@@ -2,7 +2,6 @@
 //! and rows hold a trace id; only the Parquet pages holding those rows are read.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +15,9 @@ use parquet::file::metadata::PageIndexPolicy;
 use roaring::RoaringBitmap;
 
 use crate::index::{self, SegmentIndex};
+use crate::io::FileSystem;
 use crate::manifest::SegmentMeta;
+use crate::segment::file::SegmentFile;
 use crate::snapshot::Snapshot;
 use crate::{Error, Result, Signal, schema};
 
@@ -65,14 +66,22 @@ impl IndexCache {
     }
 
     /// The Parquet metadata (with page index) of `seg`, loaded once.
-    pub fn parquet_metadata(&self, dir: &Path, seg: &SegmentMeta) -> Result<ArrowReaderMetadata> {
+    pub fn parquet_metadata(
+        &self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        seg: &SegmentMeta,
+    ) -> Result<ArrowReaderMetadata> {
         let entry = self.entry(dir, seg);
         let mut slot = entry.parquet.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = slot.as_ref() {
             return Ok(m.clone());
         }
         let path = dir.join(&seg.path);
-        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let file = SegmentFile(
+            fs.open_read(&path)
+                .map_err(|e| Error::io("open", &path, e))?,
+        );
         let m = ArrowReaderMetadata::load(
             &file,
             ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::from(true)),
@@ -278,8 +287,8 @@ impl Snapshot {
         ids: &[[u8; 16]],
     ) -> Result<Vec<RecordBatch>> {
         let path = self.dir.join(&seg.path);
-        let meta = self.indexes.parquet_metadata(&self.dir, seg)?;
-        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let meta = self.segment_metadata(seg)?;
+        let file = self.open_segment(seg)?;
         let parquet_err = |source| Error::Parquet {
             path: path.clone(),
             source,

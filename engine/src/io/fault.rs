@@ -1,13 +1,14 @@
 //! A [`FileSystem`] that fails on command, for tests of fail-stop and recovery.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::{DirEntry, FileSystem, LockGuard, WritableFile};
+use super::{DirEntry, FileSystem, LockGuard, ReadableFile, WritableFile};
 
 /// The kinds of operation [`FaultyFs`] can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +21,12 @@ pub enum FaultOp {
     Rename,
     /// A file creation.
     Create,
+    /// A read: [`FileSystem::read`], [`FileSystem::open_read`], [`FileSystem::map`] and
+    /// every [`ReadableFile::read_at`].
+    Read,
 }
 
-const OPS: usize = 4;
+const OPS: usize = 5;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -88,7 +92,24 @@ impl FaultyFs {
 struct FaultyFile {
     inner: Box<dyn WritableFile>,
     counters: Arc<Counters>,
-    path: std::path::PathBuf,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct FaultyReadFile {
+    inner: Arc<dyn ReadableFile>,
+    counters: Arc<Counters>,
+    path: PathBuf,
+}
+
+impl ReadableFile for FaultyReadFile {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, range: Range<u64>) -> io::Result<Bytes> {
+        self.counters.check(FaultOp::Read, &self.path)?;
+        self.inner.read_at(range)
+    }
 }
 
 impl Write for FaultyFile {
@@ -121,7 +142,20 @@ impl FileSystem for FaultyFs {
         }))
     }
     fn read(&self, path: &Path) -> io::Result<Bytes> {
+        self.counters.check(FaultOp::Read, path)?;
         self.inner.read(path)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        self.counters.check(FaultOp::Read, path)?;
+        Ok(Arc::new(FaultyReadFile {
+            inner: self.inner.open_read(path)?,
+            counters: self.counters.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+    fn map(&self, path: &Path) -> io::Result<Bytes> {
+        self.counters.check(FaultOp::Read, path)?;
+        self.inner.map(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.counters.check(FaultOp::Rename, from)?;

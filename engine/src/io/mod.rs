@@ -11,7 +11,9 @@ use std::any::Any;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -19,6 +21,20 @@ use bytes::Bytes;
 pub trait WritableFile: Write + Send {
     /// Makes everything written so far durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// A file open for random-access reads. ScryDB reads only files that no writer changes any
+/// more (published segments and indexes), so a length taken at open stays true.
+pub trait ReadableFile: Send + Sync + fmt::Debug {
+    /// The file's length in bytes when it was opened.
+    fn len(&self) -> u64;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads exactly the bytes of `range`; a range past the end is an
+    /// [`io::ErrorKind::UnexpectedEof`] error, never a short read.
+    fn read_at(&self, range: Range<u64>) -> io::Result<Bytes>;
 }
 
 /// An entry of a directory listing.
@@ -41,6 +57,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// Reads a whole file.
     fn read(&self, path: &Path) -> io::Result<Bytes>;
+    /// Opens a file for random-access reads (segment pages).
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>>;
+    /// The whole content of an immutable file, memory-mapped where the file system can (an
+    /// index that lookups binary-search without reading it whole). The caller must not
+    /// use this on a file that may still change.
+    fn map(&self, path: &Path) -> io::Result<Bytes>;
     /// Atomically renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -95,6 +117,47 @@ impl WritableFile for StdFile {
     }
 }
 
+#[derive(Debug)]
+struct StdReadFile {
+    file: File,
+    len: u64,
+}
+
+impl ReadableFile for StdReadFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, range: Range<u64>) -> io::Result<Bytes> {
+        if range.start > range.end || range.end > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("read of bytes {range:?} of a {}-byte file", self.len),
+            ));
+        }
+        let n = usize::try_from(range.end - range.start).map_err(io::Error::other)?;
+        let mut buf = vec![0; n];
+        #[cfg(unix)]
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf, range.start)?;
+        #[cfg(windows)]
+        {
+            let mut done = 0;
+            while done < n {
+                let got = std::os::windows::fs::FileExt::seek_read(
+                    &self.file,
+                    &mut buf[done..],
+                    range.start + done as u64,
+                )?;
+                if got == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                done += got;
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
 impl FileSystem for StdFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
@@ -111,6 +174,26 @@ impl FileSystem for StdFs {
 
     fn read(&self, path: &Path) -> io::Result<Bytes> {
         std::fs::read(path).map(Bytes::from)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Arc::new(StdReadFile { file, len }))
+    }
+
+    fn map(&self, path: &Path) -> io::Result<Bytes> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            // An empty file cannot be mapped on every platform.
+            return Ok(Bytes::new());
+        }
+        // SAFETY: callers map only immutable files (published indexes), which nobody
+        // truncates or rewrites while they are mapped; they are deleted only by name, which
+        // leaves the mapping valid.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file) }?;
+        Ok(Bytes::from_owner(map))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -7,6 +7,7 @@
 //! `time` and sort key) and the key-value metadata `scrydb.format_version` and
 //! `scrydb.signal`.
 
+pub mod file;
 pub mod reader;
 pub mod writer;
 
