@@ -25,10 +25,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! SQL over the three tables comes with [`SqlExt`]:
+//! SQL over the three tables (`spans`, `logs`, `metrics`) runs on the same handle, through
+//! one SQL session that the handle keeps and reuses:
 //!
 //! ```
-//! use scrydb::{Db, Options, Signal, SqlExt};
+//! use scrydb::{Db, Options, Signal};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! let db = Db::open(dir.path(), Options::default())?;
@@ -40,42 +41,92 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The storage engine is [`scrydb_engine`] (re-exported here); the SQL layer is
-//! [`scrydb_sql`].
+//! The storage engine is [`scrydb_engine`] (re-exported here; [`Db`] dereferences to its
+//! handle, so every engine call works on it); the SQL layer is [`scrydb_sql`].
 
 pub use scrydb_engine::*;
 pub use scrydb_sql as sql;
 
+use std::path::Path;
+use std::sync::OnceLock;
+
 use scrydb_engine::arrow::array::RecordBatch;
 
-/// SQL on a [`Db`]: the `spans`, `logs` and `metrics` tables and ScryDB's functions (see
-/// [`scrydb_sql`]). Every query reads a fresh snapshot.
-pub trait SqlExt {
-    /// A SQL session over this database, to run many queries or use DataFusion directly.
-    fn session(&self) -> std::result::Result<sql::Session, sql::Error>;
+/// An open ScryDB database with SQL: the storage engine's handle
+/// ([`scrydb_engine::Db`], which this dereferences to: `append`, `snapshot`, `trace`,
+/// `flush`, `ingest_otlp`, ...) plus a SQL session created on first use and reused by every
+/// query after it.
+///
+/// `Db` is `Send + Sync`; share it (`Arc<Db>`) between threads. Every SQL statement reads
+/// one snapshot of its own (see [`sql::Session`]), so reusing the session never makes a
+/// query see stale rows.
+pub struct Db {
+    engine: scrydb_engine::Db,
+    session: OnceLock<sql::Session>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.engine.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = scrydb_engine::Db;
+
+    fn deref(&self) -> &scrydb_engine::Db {
+        &self.engine
+    }
+}
+
+impl From<scrydb_engine::Db> for Db {
+    fn from(engine: scrydb_engine::Db) -> Self {
+        Db {
+            engine,
+            session: OnceLock::new(),
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `dir`; see [`scrydb_engine::Db::open`]
+    /// for recovery, locking and errors.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        scrydb_engine::Db::open(dir, opts).map(Db::from)
+    }
+
+    /// The storage engine's handle.
+    pub fn engine(&self) -> &scrydb_engine::Db {
+        &self.engine
+    }
+
+    /// The SQL session of this database, created on first use (registering the tables and
+    /// functions costs a few milliseconds once) and then shared by every query.
+    pub fn session(&self) -> std::result::Result<&sql::Session, sql::Error> {
+        if let Some(s) = self.session.get() {
+            return Ok(s);
+        }
+        let created = sql::Session::new(self.engine.reader())?;
+        // Two threads may race to create it; one wins and both use the winner.
+        let _ = self.session.set(created);
+        Ok(self.session.get().expect("set above"))
+    }
 
     /// Runs one SQL statement. Trace and span ids come back as binary; see
     /// [`sql::ids_as_hex`] for display.
-    fn sql(
-        &self,
-        query: &str,
-    ) -> impl std::future::Future<Output = std::result::Result<Vec<RecordBatch>, sql::Error>>;
-
-    /// [`SqlExt::sql`] without an async runtime. Must not be called from an async task.
-    fn sql_blocking(&self, query: &str) -> std::result::Result<Vec<RecordBatch>, sql::Error>;
-}
-
-impl SqlExt for Db {
-    fn session(&self) -> std::result::Result<sql::Session, sql::Error> {
-        sql::Session::new(self.reader())
-    }
-
-    async fn sql(&self, query: &str) -> std::result::Result<Vec<RecordBatch>, sql::Error> {
+    pub async fn sql(&self, query: &str) -> std::result::Result<Vec<RecordBatch>, sql::Error> {
         self.session()?.sql(query).await
     }
 
-    fn sql_blocking(&self, query: &str) -> std::result::Result<Vec<RecordBatch>, sql::Error> {
+    /// [`Db::sql`] without an async runtime. Must not be called from an async task.
+    pub fn sql_blocking(&self, query: &str) -> std::result::Result<Vec<RecordBatch>, sql::Error> {
         self.session()?.sql_blocking(query)
+    }
+
+    /// Flushes everything, stops the background threads and releases the directory; see
+    /// [`scrydb_engine::Db::close`].
+    pub fn close(self) -> Result<()> {
+        self.engine.close()
     }
 }
 

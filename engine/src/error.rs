@@ -121,6 +121,71 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A copy of this error with the same variant and fields, for an error that has to be
+    /// reported in two places (errors are not `Clone`: they hold `std::io::Error`s). Wrapped
+    /// operating-system, Parquet and Arrow errors keep their kind and message, not their
+    /// own sources.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::InvalidBatch {
+                signal,
+                column,
+                row,
+                reason,
+            } => Error::InvalidBatch {
+                signal: *signal,
+                column: column.clone(),
+                row: *row,
+                reason: reason.clone(),
+            },
+            Error::InvalidOtlp { reason } => Error::InvalidOtlp {
+                reason: reason.clone(),
+            },
+            Error::InvalidOptions { option, reason } => Error::InvalidOptions {
+                option,
+                reason: reason.clone(),
+            },
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Corrupted {
+                path,
+                offset,
+                reason,
+            } => Error::Corrupted {
+                path: path.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => Error::UnsupportedVersion {
+                path: path.clone(),
+                found: *found,
+                supported: *supported,
+            },
+            Error::Locked { dir, lock_file } => Error::Locked {
+                dir: dir.clone(),
+                lock_file: lock_file.clone(),
+            },
+            Error::Poisoned { reason } => Error::Poisoned {
+                reason: reason.clone(),
+            },
+            Error::Closed => Error::Closed,
+            Error::Parquet { path, source } => Error::Parquet {
+                path: path.clone(),
+                source: parquet::errors::ParquetError::General(source.to_string()),
+            },
+            Error::Arrow(e) => Error::Arrow(arrow::error::ArrowError::ExternalError(
+                e.to_string().into(),
+            )),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,

@@ -74,12 +74,16 @@ fn timestamp_arg(session: &dyn Session, e: &Expr, what: &str) -> Result<i64> {
         ))?,
         other => other,
     };
-    match v {
-        ScalarValue::TimestampNanosecond(Some(v), _) | ScalarValue::Int64(Some(v)) => Ok(v),
-        ScalarValue::TimestampMicrosecond(Some(v), _) => Ok(v * 1_000),
-        ScalarValue::TimestampMillisecond(Some(v), _) => Ok(v * 1_000_000),
-        ScalarValue::TimestampSecond(Some(v), _) => Ok(v * 1_000_000_000),
-        other => plan_err!("{what} must be a timestamp, not {other:?}"),
+    let (value, scale) = match v {
+        ScalarValue::TimestampNanosecond(Some(v), _) | ScalarValue::Int64(Some(v)) => (v, 1),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => (v, 1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => (v, 1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => (v, 1_000_000_000),
+        other => return plan_err!("{what} must be a timestamp, not {other:?}"),
+    };
+    match value.checked_mul(scale) {
+        Some(ns) => Ok(ns),
+        None => plan_err!("{what} is out of range: nanosecond timestamps reach years 1677 to 2262"),
     }
 }
 

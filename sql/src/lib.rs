@@ -4,15 +4,6 @@
 //! on `scrydb-engine`, never the reverse, and knows nothing of file formats beyond what a
 //! snapshot hands it (segment paths with time ranges, in-memory batches).
 //!
-//! This crate currently holds the one place where engine errors become DataFusion errors;
-//! the `spans`, `logs` and `metrics` table providers are built on it.
-
-//! # scrydb-sql
-//!
-//! The SQL layer of ScryDB: Apache DataFusion over the storage engine's snapshots. It depends
-//! on `scrydb-engine`, never the reverse, and knows nothing of file formats beyond what a
-//! snapshot hands it (segment paths with time ranges, in-memory batches).
-//!
 //! A [`Session`] registers the tables `spans`, `logs` and `metrics` ([`table::ScryTable`]),
 //! the function `duration_ms(ns)`, the table functions `trace_spans('<hex>')` and
 //! `service_graph(start, end)`, and a rewrite that lets trace and span ids be written as hex
@@ -39,15 +30,16 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::execution::SessionStateBuilder;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::Analyzer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use scrydb_engine::{Reader, Signal};
 
 pub use ids::ids_as_hex;
-pub use table::ScryTable;
-
-use datafusion::error::DataFusionError;
+pub use table::{ScryTable, StatementSnapshots};
 
 /// Errors of the SQL layer.
 #[derive(Debug)]
@@ -84,16 +76,69 @@ impl From<scrydb_engine::Error> for Error {
     }
 }
 
-impl From<DataFusionError> for Error {
-    fn from(e: DataFusionError) -> Self {
-        // An engine error inside DataFusion's wrappers stays an engine error.
-        if let DataFusionError::External(inner) = e.find_root()
-            && let Some(engine) = inner.downcast_ref::<Error>()
-            && let Error::Engine(_) = engine
-        {
-            return Error::Query(one_line(&engine.to_string()));
+impl Error {
+    /// The engine error behind this one, if the storage engine failed.
+    pub fn engine(&self) -> Option<&scrydb_engine::Error> {
+        match self {
+            Error::Engine(e) => Some(e),
+            Error::Query(_) => None,
         }
-        Error::Query(one_line(&e.find_root().strip_backtrace()))
+    }
+}
+
+impl From<DataFusionError> for Error {
+    /// An engine error inside DataFusion's wrappers (context, shared, external, Arrow and
+    /// Parquet errors) stays an engine error of the same variant and fields; anything else
+    /// is a one-line [`Error::Query`].
+    fn from(e: DataFusionError) -> Self {
+        match find_engine_error(&e) {
+            Some(engine) => Error::Engine(engine.duplicate()),
+            None => Error::Query(one_line(&e.find_root().strip_backtrace())),
+        }
+    }
+}
+
+/// The engine error a DataFusion error wraps, however deep. DataFusion shares one error
+/// between partitions (`Shared`), so the error is found by reference and duplicated.
+fn find_engine_error(e: &DataFusionError) -> Option<&scrydb_engine::Error> {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::parquet::errors::ParquetError;
+    fn in_boxed<'a>(
+        b: &'a (dyn std::error::Error + Send + Sync + 'static),
+    ) -> Option<&'a scrydb_engine::Error> {
+        if let Some(e) = b.downcast_ref::<Error>() {
+            return e.engine();
+        }
+        if let Some(e) = b.downcast_ref::<scrydb_engine::Error>() {
+            return Some(e);
+        }
+        if let Some(e) = b.downcast_ref::<DataFusionError>() {
+            return find_engine_error(e);
+        }
+        if let Some(ParquetError::External(inner)) = b.downcast_ref::<ParquetError>() {
+            return in_boxed(inner.as_ref());
+        }
+        if let Some(ArrowError::ExternalError(inner)) = b.downcast_ref::<ArrowError>() {
+            return in_boxed(inner.as_ref());
+        }
+        None
+    }
+    match e {
+        DataFusionError::External(b) => in_boxed(b.as_ref()),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            find_engine_error(inner)
+        }
+        DataFusionError::Shared(inner) => find_engine_error(inner),
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::ExternalError(b) => in_boxed(b.as_ref()),
+            _ => None,
+        },
+        DataFusionError::ParquetError(p) => match p.as_ref() {
+            ParquetError::External(b) => in_boxed(b.as_ref()),
+            _ => None,
+        },
+        DataFusionError::Collection(errors) => errors.iter().find_map(find_engine_error),
+        _ => None,
     }
 }
 
@@ -110,9 +155,35 @@ impl From<Error> for DataFusionError {
     }
 }
 
+/// How a [`Session`] reads the tables. The defaults are what users want; the switches exist
+/// to compare (differential tests) and to measure what each optimization buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// `trace_id = ...` and `trace_id IN (...)` go through the per-segment trace indexes.
+    /// Default: `true`.
+    pub trace_index: bool,
+    /// `time` predicates prune segments and memtable rows before files are opened.
+    /// Default: `true`.
+    pub time_pruning: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            trace_index: true,
+            time_pruning: true,
+        }
+    }
+}
+
 /// A SQL session over one database: the three tables and ScryDB's functions registered in
-/// a DataFusion `SessionContext`. Each query reads a fresh snapshot, so it sees every row
-/// whose append returned before the query started.
+/// a DataFusion `SessionContext`. A session is meant to be kept and reused (it is `Send +
+/// Sync`; queries may run on it concurrently).
+///
+/// Each statement reads one snapshot, taken when its first table is planned and shared by
+/// every table scan of the statement: it sees every row whose append returned before the
+/// statement started, and all of its scans see the same rows. Statements run through
+/// [`Session::context`] directly take a snapshot per table scan instead.
 pub struct Session {
     ctx: SessionContext,
 }
@@ -120,12 +191,23 @@ pub struct Session {
 impl Session {
     /// A session over the database `reader` reads.
     pub fn new(reader: Reader) -> Result<Self, Error> {
-        Self::with_trace_index(reader, true)
+        Self::with_options(reader, SessionOptions::default())
     }
 
     /// A session whose `trace_id` lookups use the per-segment trace indexes (`true`, as
     /// [`Session::new`]) or not (to compare, or to measure what the index buys).
     pub fn with_trace_index(reader: Reader, use_index: bool) -> Result<Self, Error> {
+        Self::with_options(
+            reader,
+            SessionOptions {
+                trace_index: use_index,
+                ..SessionOptions::default()
+            },
+        )
+    }
+
+    /// A session reading the tables as `options` says.
+    pub fn with_options(reader: Reader, options: SessionOptions) -> Result<Self, Error> {
         let config = SessionConfig::new().with_information_schema(true);
         let mut rules = Analyzer::new().rules;
         rules.insert(0, Arc::new(ids::HexIds));
@@ -137,8 +219,11 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let mut tables = Vec::new();
         for signal in Signal::ALL {
-            let table =
-                Arc::new(ScryTable::new(reader.clone(), signal).with_trace_index(use_index));
+            let table = Arc::new(
+                ScryTable::new(reader.clone(), signal)
+                    .with_trace_index(options.trace_index)
+                    .with_time_pruning(options.time_pruning),
+            );
             ctx.register_table(signal.name(), table.clone())
                 .map_err(Error::from)?;
             tables.push(table);
@@ -177,10 +262,33 @@ impl Session {
         &self,
         query: &str,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
-        let df = self.ctx.sql(query).await?;
+        let df = self.dataframe(query).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok((schema, batches))
+    }
+
+    /// Plans one SQL statement with a snapshot of its own (see [`Session`]); the
+    /// `DataFrame` runs it. Statements that change the session (`SET`, `CREATE VIEW`, ...)
+    /// apply to the session, not only to this statement.
+    pub async fn dataframe(&self, query: &str) -> Result<DataFrame, Error> {
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .set_extension(Arc::new(StatementSnapshots::default()));
+        let plan = state.create_logical_plan(query).await?;
+        Ok(match plan {
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
+                self.ctx.execute_logical_plan(plan).await?
+            }
+            plan => DataFrame::new(state, plan),
+        })
+    }
+
+    /// Runs one SQL statement and streams its result, batch by batch, for results too large
+    /// to hold in memory. The stream owns the statement's snapshot until it is dropped.
+    pub async fn sql_stream(&self, query: &str) -> Result<SendableRecordBatchStream, Error> {
+        Ok(self.dataframe(query).await?.execute_stream().await?)
     }
 
     /// [`Session::sql`] for callers without an async runtime: runs on a runtime ScryDB keeps
@@ -218,5 +326,38 @@ mod tests {
     fn engine_errors_keep_their_message_in_datafusion() {
         let e: DataFusionError = Error::from(scrydb_engine::Error::Closed).into();
         assert!(e.to_string().contains("database is closed"), "{e}");
+    }
+
+    #[test]
+    fn engine_errors_keep_their_kind_through_datafusion_wrappers() {
+        use datafusion::parquet::errors::ParquetError;
+        let poisoned = || scrydb_engine::Error::Poisoned {
+            reason: "disk full".into(),
+        };
+        let wrapped = [
+            DataFusionError::from(Error::Engine(poisoned())),
+            DataFusionError::External(Box::new(poisoned())).context("reading spans"),
+            DataFusionError::Shared(Arc::new(DataFusionError::from(Error::Engine(poisoned())))),
+            DataFusionError::ParquetError(Box::new(ParquetError::External(Box::new(
+                Error::Engine(poisoned()),
+            )))),
+            DataFusionError::ArrowError(
+                Box::new(datafusion::arrow::error::ArrowError::ExternalError(
+                    Box::new(DataFusionError::from(Error::Engine(poisoned()))),
+                )),
+                None,
+            ),
+        ];
+        for e in wrapped {
+            let shown = e.to_string();
+            match Error::from(e) {
+                Error::Engine(scrydb_engine::Error::Poisoned { reason }) => {
+                    assert_eq!(reason, "disk full")
+                }
+                other => panic!("{shown} became {other:?}"),
+            }
+        }
+        let plain = Error::from(DataFusionError::Plan("no such column".into()));
+        assert!(matches!(plain, Error::Query(ref m) if m.contains("no such column")));
     }
 }

@@ -1,13 +1,20 @@
 //! The `spans`, `logs` and `metrics` tables: a DataFusion [`TableProvider`] over engine
 //! snapshots.
 //!
-//! A scan takes a fresh snapshot, keeps the segments whose time range can match the query's
-//! `time` predicates (the rest are never opened), reads them through DataFusion's Parquet
-//! source (statistics, page index and predicate pushdown apply), and unions them with the
-//! snapshot's unflushed memtable rows, so a row is queryable as soon as its append returns.
+//! A scan reads the snapshot of its statement (one per statement, shared by every table scan
+//! in it: see [`StatementSnapshots`]), keeps the segments whose time range can match the
+//! query's `time` predicates (the rest are never opened), reads them through DataFusion's
+//! Parquet source (statistics, page index and predicate pushdown apply) with a reader that
+//! goes through the engine's file system and its cached Parquet metadata
+//! ([`SegmentReaderFactory`]), and unions them with the snapshot's unflushed memtable rows,
+//! so a row is queryable as soon as its append returns. The plan and every stream it
+//! returns own the snapshot: no segment file it names is deleted before the last batch.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -20,25 +27,70 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, ParquetFileMetrics, ParquetFileReaderFactory, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
-use scrydb_engine::{Reader, Signal, TimeRange, schema};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use scrydb_engine::segment::file::SegmentFile;
+use scrydb_engine::{Reader, SegmentMeta, Signal, Snapshot, TimeRange, schema};
 
 /// Files per scan partition: segments are read in parallel across at most this many
 /// groups (DataFusion also splits large files by row group).
 const MAX_GROUPS: usize = 8;
+
+/// The snapshots of one SQL statement, one per database, taken by the first table scan of
+/// the statement that reads that database and shared by every later scan of it (self-joins,
+/// subqueries, table functions, joins across signals), so a statement never sees a row on
+/// one side of a join that the other side lacks.
+///
+/// [`crate::Session`] puts a fresh one into the `SessionConfig` of every statement it plans.
+/// A plan built without one (a `SessionContext` used directly) takes a snapshot per scan.
+#[derive(Debug, Default)]
+pub struct StatementSnapshots {
+    taken: Mutex<Vec<(PathBuf, Arc<Snapshot>)>>,
+}
+
+impl StatementSnapshots {
+    /// The statement's snapshot of the database `reader` reads, taken now if this is the
+    /// statement's first scan of it.
+    pub fn get(&self, reader: &Reader) -> Arc<Snapshot> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, snap)) = taken.iter().find(|(dir, _)| dir == reader.path()) {
+            return snap.clone();
+        }
+        let snap = Arc::new(reader.snapshot());
+        taken.push((reader.path().to_path_buf(), snap.clone()));
+        snap
+    }
+}
+
+/// The snapshot a scan planned with `state` reads.
+fn statement_snapshot(state: &dyn Session, reader: &Reader) -> Arc<Snapshot> {
+    match state.config().get_extension::<StatementSnapshots>() {
+        Some(statement) => statement.get(reader),
+        None => Arc::new(reader.snapshot()),
+    }
+}
 
 /// One signal's table.
 #[derive(Debug, Clone)]
@@ -47,6 +99,7 @@ pub struct ScryTable {
     signal: Signal,
     schema: SchemaRef,
     use_index: bool,
+    time_pruning: bool,
 }
 
 impl ScryTable {
@@ -57,7 +110,16 @@ impl ScryTable {
             signal,
             schema: schema::schema(signal),
             use_index: true,
+            time_pruning: true,
         }
+    }
+
+    /// The same table, with `time` predicates pruning segments and memtable rows before
+    /// any file is opened (`true`, the default) or not (every segment is read and the
+    /// predicates filter its rows: the reference pruning is tested against).
+    pub fn with_time_pruning(mut self, time_pruning: bool) -> Self {
+        self.time_pruning = time_pruning;
+        self
     }
 
     /// The same table, with `trace_id` lookups going through the per-segment trace indexes
@@ -138,10 +200,18 @@ fn apply(r: &mut TimeRange, op: Operator, v: i64) {
     }
 }
 
+/// Whether `e` is the `time` column, possibly behind casts that keep every nanosecond (to
+/// a nanosecond timestamp in any time zone: the zone changes how a value prints, not the
+/// instant). A cast that can narrow the value (to seconds, to a date, to a string) is not
+/// looked through: `CAST(time AS TIMESTAMP(0)) = t` matches a whole second of `time`,
+/// not the instant `t`.
 fn is_time(e: &Expr) -> bool {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let exact = |t: &DataType| matches!(t, DataType::Timestamp(TimeUnit::Nanosecond, _));
     match e {
         Expr::Column(c) => c.name == "time",
-        Expr::Cast(c) => is_time(&c.expr),
+        Expr::Cast(c) => exact(c.field.data_type()) && is_time(&c.expr),
+        Expr::TryCast(c) => exact(c.field.data_type()) && is_time(&c.expr),
         _ => false,
     }
 }
@@ -227,13 +297,17 @@ impl TableProvider for ScryTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.reader.snapshot();
-        let range = time_range(filters);
+        let snapshot = statement_snapshot(state, &self.reader);
+        let range = if self.time_pruning {
+            time_range(filters)
+        } else {
+            TimeRange::all()
+        };
         let bounded = range != TimeRange::all();
         let total = snapshot.segments(self.signal, None).len();
         let segments = snapshot.segments(self.signal, bounded.then_some(range));
@@ -252,13 +326,10 @@ impl TableProvider for ScryTable {
         };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !segments.is_empty() {
-            // The query's filters reach the source through DataFusion's physical filter
-            // pushdown (the table answers `Inexact`), which prunes row groups and pages by
-            // statistics and filters rows while decoding.
-            let source = ParquetSource::new(self.schema.clone())
-                .with_pushdown_filters(true)
-                .with_reorder_filters(true)
-                .with_enable_page_index(true);
+            let mut factory = SegmentReaderFactory {
+                snapshot: snapshot.clone(),
+                segments: HashMap::new(),
+            };
             let groups = MAX_GROUPS.min(segments.len());
             let mut files: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
             let mut i = 0;
@@ -284,10 +355,9 @@ impl TableProvider for ScryTable {
                 // Object store paths are absolute, without the leading `/`.
                 let path = std::path::absolute(snapshot.segment_path(seg))
                     .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
-                let mut file = PartitionedFile::new(
-                    path.to_string_lossy().trim_start_matches('/').to_string(),
-                    seg.size,
-                );
+                let location = path.to_string_lossy().trim_start_matches('/').to_string();
+                factory.segments.insert(location.clone(), seg.clone());
+                let mut file = PartitionedFile::new(location, seg.size);
                 if let Some(plan) = access {
                     file = file.with_extension(plan);
                 }
@@ -296,6 +366,14 @@ impl TableProvider for ScryTable {
             }
             files.retain(|g| !g.is_empty());
             if !files.is_empty() {
+                // The query's filters reach the source through DataFusion's physical filter
+                // pushdown (the table answers `Inexact`), which prunes row groups and pages
+                // by statistics and filters rows while decoding.
+                let source = ParquetSource::new(self.schema.clone())
+                    .with_pushdown_filters(true)
+                    .with_reorder_filters(true)
+                    .with_enable_page_index(true)
+                    .with_parquet_file_reader_factory(Arc::new(factory));
                 let config = FileScanConfigBuilder::new(
                     ObjectStoreUrl::local_filesystem(),
                     Arc::new(source),
@@ -318,6 +396,7 @@ impl TableProvider for ScryTable {
         let input = UnionExec::try_new(inputs)?;
         Ok(Arc::new(ScryScanExec::new(
             input,
+            snapshot,
             ScanInfo {
                 signal: self.signal,
                 range: bounded.then_some(range),
@@ -327,6 +406,106 @@ impl TableProvider for ScryTable {
                 index: index_info,
             },
         )))
+    }
+}
+
+/// Opens the segments of one scan through the engine's file system, with their Parquet
+/// metadata (footer and page index) read once per segment and process and cached by the
+/// engine. It owns the scan's snapshot, so the files stay readable while any reader lives.
+#[derive(Debug)]
+pub struct SegmentReaderFactory {
+    snapshot: Arc<Snapshot>,
+    /// Segments by the object-store location the scan gave their files.
+    segments: HashMap<String, Arc<SegmentMeta>>,
+}
+
+impl ParquetFileReaderFactory for SegmentReaderFactory {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        _metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let location = file.object_meta.location.as_ref();
+        let Some(seg) = self.segments.get(location) else {
+            return datafusion::common::internal_err!(
+                "segment reader asked for {location}, which its scan did not plan"
+            );
+        };
+        let metrics = ParquetFileMetrics::new(partition_index, location, metrics);
+        Ok(Box::new(SegmentReader {
+            snapshot: self.snapshot.clone(),
+            segment: seg.clone(),
+            file: None,
+            bytes_scanned: metrics.bytes_scanned,
+        }))
+    }
+}
+
+/// Reads one segment for DataFusion's Parquet source. Page reads are positioned reads of a
+/// local file, done inline (no blocking-pool hop): they take microseconds when the page
+/// cache holds them.
+struct SegmentReader {
+    snapshot: Arc<Snapshot>,
+    segment: Arc<SegmentMeta>,
+    /// Opened on the first byte read (metadata comes from the cache).
+    file: Option<SegmentFile>,
+    bytes_scanned: Count,
+}
+
+impl SegmentReader {
+    fn read(&mut self, range: Range<u64>) -> std::result::Result<bytes::Bytes, ParquetError> {
+        let external =
+            |e: scrydb_engine::Error| ParquetError::External(Box::new(crate::Error::Engine(e)));
+        if self.file.is_none() {
+            self.file = Some(
+                self.snapshot
+                    .open_segment(&self.segment)
+                    .map_err(external)?,
+            );
+        }
+        let file = self.file.as_ref().expect("opened above");
+        let path = self.snapshot.segment_path(&self.segment);
+        let bytes = file.0.read_at(range.clone()).map_err(|source| {
+            external(scrydb_engine::Error::Io {
+                op: "read",
+                path,
+                source,
+            })
+        })?;
+        self.bytes_scanned.add(bytes.len());
+        Ok(bytes)
+    }
+}
+
+impl AsyncFileReader for SegmentReader {
+    fn get_bytes(
+        &mut self,
+        range: Range<u64>,
+    ) -> BoxFuture<'_, std::result::Result<bytes::Bytes, ParquetError>> {
+        let r = self.read(range);
+        async move { r }.boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, std::result::Result<Vec<bytes::Bytes>, ParquetError>> {
+        let r = ranges.into_iter().map(|r| self.read(r)).collect();
+        async move { r }.boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, std::result::Result<Arc<ParquetMetaData>, ParquetError>> {
+        let r = self
+            .snapshot
+            .segment_metadata(&self.segment)
+            .map(|m| m.metadata().clone())
+            .map_err(|e| ParquetError::External(Box::new(crate::Error::Engine(e))));
+        async move { r }.boxed()
     }
 }
 
@@ -354,17 +533,20 @@ struct ScanInfo {
     memtable_batches: usize,
 }
 
-/// The root of a table scan: passes its input through unchanged and shows in `EXPLAIN` how
-/// many segments the time predicates pruned.
+/// The root of a table scan: passes its input through unchanged, shows in `EXPLAIN` how
+/// many segments the time predicates pruned, and owns the snapshot the scan reads — as does
+/// every stream it returns, so retention or compaction cannot delete a file the query has
+/// yet to read.
 #[derive(Debug)]
 pub struct ScryScanExec {
     input: Arc<dyn ExecutionPlan>,
+    snapshot: Arc<Snapshot>,
     info: ScanInfo,
     properties: Arc<PlanProperties>,
 }
 
 impl ScryScanExec {
-    fn new(input: Arc<dyn ExecutionPlan>, info: ScanInfo) -> Self {
+    fn new(input: Arc<dyn ExecutionPlan>, snapshot: Arc<Snapshot>, info: ScanInfo) -> Self {
         let properties = Arc::new(PlanProperties::new(
             input.equivalence_properties().clone(),
             input.output_partitioning().clone(),
@@ -373,9 +555,15 @@ impl ScryScanExec {
         ));
         ScryScanExec {
             input,
+            snapshot,
             info,
             properties,
         }
+    }
+
+    /// The manifest version the scan reads.
+    pub fn manifest_version(&self) -> u64 {
+        self.snapshot.manifest_version()
     }
 }
 
@@ -450,12 +638,15 @@ impl ExecutionPlan for ScryScanExec {
         Ok(match options.children_properties {
             ChildrenPropertiesMode::Keep => Arc::new(ScryScanExec {
                 input,
+                snapshot: self.snapshot.clone(),
                 info: self.info.clone(),
                 properties: self.properties.clone(),
             }),
-            ChildrenPropertiesMode::Recompute => {
-                Arc::new(ScryScanExec::new(input, self.info.clone()))
-            }
+            ChildrenPropertiesMode::Recompute => Arc::new(ScryScanExec::new(
+                input,
+                self.snapshot.clone(),
+                self.info.clone(),
+            )),
         })
     }
 
@@ -474,7 +665,18 @@ impl ExecutionPlan for ScryScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        let stream = self.input.execute(partition, context)?;
+        let schema = stream.schema();
+        // The stream may outlive the plan (DataFusion drops plans while streams run): it
+        // keeps the snapshot, and with it every file the scan names, until it is dropped.
+        let snapshot = self.snapshot.clone();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.map(move |batch| {
+                let _owned = &snapshot;
+                batch
+            }),
+        )))
     }
 
     fn gather_filters_for_pushdown(

@@ -12,5 +12,6 @@ mod partitions;
 mod recovery;
 mod retention;
 mod roundtrip;
+mod sql_reads;
 mod trace;
 mod validation;

@@ -8,7 +8,7 @@ use prost::Message;
 use scrydb::otlp::Request;
 use scrydb::sql::Session;
 use scrydb::workload::{FaultKind, Workload, WorkloadOptions};
-use scrydb::{Db, Options, Signal, SqlExt};
+use scrydb::{Db, Options, Signal};
 use serde_json::{Value, json};
 
 /// What to run.
@@ -310,8 +310,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let session = db.session()?;
-    let scry_queries = time_queries(&session, (&w0, &w1))?;
-    drop(session);
+    let scry_queries = time_queries(session, (&w0, &w1))?;
     drop(snap);
     db.close()?;
 

@@ -10,7 +10,7 @@ use scrydb::arrow::datatypes::{Float64Type, Int64Type};
 use scrydb::otlp::Request;
 use scrydb::sql::Session;
 use scrydb::workload::{FaultKind, Workload, WorkloadOptions};
-use scrydb::{Db, Options, SqlExt};
+use scrydb::{Db, Options};
 
 /// What the demo was asked to do.
 pub struct DemoArgs {
@@ -167,7 +167,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms\n\
         FROM spans WHERE parent_span_id IS NULL AND kind = 'SERVER'\n\
         GROUP BY 1 ORDER BY 1";
-    let r = query(&session, &ui, sql)?;
+    let r = query(session, &ui, sql)?;
     let buckets = ints(&r, 0);
     let err = floats(&r, 2);
     let p99 = floats(&r, 3);
@@ -230,7 +230,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
          FROM spans WHERE kind = 'SERVER' AND {window}\n\
          GROUP BY 1 ORDER BY errors DESC, p99_ms DESC LIMIT 6"
     );
-    let r = query(&session, &ui, &sql)?;
+    let r = query(session, &ui, &sql)?;
     let (svc, n, e, p) = (strings(&r, 0), ints(&r, 1), ints(&r, 2), floats(&r, 3));
     for i in 0..svc.len() {
         println!(
@@ -254,7 +254,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
              GROUP BY 1, 2, 3, 4, 5 ORDER BY n DESC LIMIT 5",
             window.replace(" AND time", " AND s.time")
         );
-        let r = query(&session, &ui, &sql)?;
+        let r = query(session, &ui, &sql)?;
         let (svc, name, kind, peer, method, n) = (
             strings(&r, 0),
             strings(&r, 1),
@@ -307,7 +307,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
              FROM own GROUP BY 1, 2\n\
              ORDER BY coalesce(during_ms, 0) - coalesce(outside_ms, 0) DESC LIMIT 5"
         );
-        let r = query(&session, &ui, &sql)?;
+        let r = query(session, &ui, &sql)?;
         let (svc, name, during, outside) =
             (strings(&r, 0), strings(&r, 1), floats(&r, 2), floats(&r, 3));
         for i in 0..svc.len() {
@@ -330,7 +330,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         "SELECT trace_id FROM spans WHERE {example_filter} AND {window}\n\
          ORDER BY duration_ns DESC LIMIT 1"
     );
-    let r = query(&session, &ui, &sql)?;
+    let r = query(session, &ui, &sql)?;
     let trace_hex = strings(&r, 0)
         .into_iter()
         .next()
@@ -348,7 +348,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
          (SELECT trace_id FROM spans WHERE {example_filter} AND {window})\n\
          ORDER BY l.time LIMIT 6"
     );
-    let r = query(&session, &ui, &sql)?;
+    let r = query(session, &ui, &sql)?;
     let (time, svc, sev, body) = (
         strings(&r, 0),
         strings(&r, 1),
@@ -380,7 +380,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
          JOIN spans s ON s.trace_id = m.e['trace_id'] AND s.span_id = m.e['span_id']\n\
          ORDER BY ms DESC LIMIT 1"
     );
-    let r = query(&session, &ui, &sql)?;
+    let r = query(session, &ui, &sql)?;
     let (svc, ms, name, tid) = (
         strings(&r, 0),
         floats(&r, 1),
@@ -393,7 +393,6 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         println!("  rpc.server.duration of {s}: {m:.0} ms, exemplar → span {n} of trace {t}");
     }
 
-    drop(session);
     db.close()?;
     let ok = service == truth.service && operation == truth.operation;
     println!(

@@ -299,7 +299,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         .map(|()| true),
         Command::Sql { query, format } => {
             let db = Db::open(&db_dir, Options::default())?;
-            let session = match scrydb::SqlExt::session(&db) {
+            let session = match db.session() {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -307,8 +307,8 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 }
             };
             let ok = match query {
-                Some(q) => sql::run_query(&session, &q, format),
-                None => match sql::repl(&session, format) {
+                Some(q) => sql::run_query(session, &q, format),
+                None => match sql::repl(session, format) {
                     Ok(()) => true,
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -316,7 +316,6 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                     }
                 },
             };
-            drop(session);
             db.close()?;
             Ok(ok)
         }
