@@ -32,10 +32,13 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::Analyzer;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 use scrydb_engine::{Reader, Signal};
 
 pub use ids::ids_as_hex;
@@ -50,6 +53,11 @@ pub enum Error {
     /// The query failed: a syntax or planning error, or an error while running it. The
     /// message is one line.
     Query(String),
+    /// The query needed more memory than the session's limit
+    /// ([`SessionOptions::memory_limit`]) even after spilling what DataFusion can spill,
+    /// or its collected result alone exceeds the limit (stream it with
+    /// [`Session::sql_stream`] instead). The session and the database stay usable.
+    ResourcesExhausted(String),
 }
 
 impl std::fmt::Display for Error {
@@ -57,6 +65,7 @@ impl std::fmt::Display for Error {
         match self {
             Error::Engine(e) => write!(f, "{e}"),
             Error::Query(m) => f.write_str(m),
+            Error::ResourcesExhausted(m) => write!(f, "query memory limit reached: {m}"),
         }
     }
 }
@@ -65,7 +74,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Engine(e) => Some(e),
-            Error::Query(_) => None,
+            Error::Query(_) | Error::ResourcesExhausted(_) => None,
         }
     }
 }
@@ -81,7 +90,7 @@ impl Error {
     pub fn engine(&self) -> Option<&scrydb_engine::Error> {
         match self {
             Error::Engine(e) => Some(e),
-            Error::Query(_) => None,
+            Error::Query(_) | Error::ResourcesExhausted(_) => None,
         }
     }
 }
@@ -91,9 +100,12 @@ impl From<DataFusionError> for Error {
     /// Parquet errors) stays an engine error of the same variant and fields; anything else
     /// is a one-line [`Error::Query`].
     fn from(e: DataFusionError) -> Self {
-        match find_engine_error(&e) {
-            Some(engine) => Error::Engine(engine.duplicate()),
-            None => Error::Query(one_line(&e.find_root().strip_backtrace())),
+        if let Some(engine) = find_engine_error(&e) {
+            return Error::Engine(engine.duplicate());
+        }
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(one_line(m)),
+            root => Error::Query(one_line(&root.strip_backtrace())),
         }
     }
 }
@@ -165,6 +177,12 @@ pub struct SessionOptions {
     /// `time` predicates prune segments and memtable rows before files are opened.
     /// Default: `true`.
     pub time_pruning: bool,
+    /// Bytes of memory the queries of this session may hold at once (hash tables, sort
+    /// buffers, join build sides, and the batches [`Session::sql`] collects). Sorts,
+    /// aggregations and sort-merge joins spill to temporary files beyond it; what cannot
+    /// spill fails with [`Error::ResourcesExhausted`] instead of growing the process.
+    /// Default: [`default_memory_limit`] (half the machine's memory).
+    pub memory_limit: usize,
 }
 
 impl Default for SessionOptions {
@@ -172,7 +190,25 @@ impl Default for SessionOptions {
         SessionOptions {
             trace_index: true,
             time_pruning: true,
+            memory_limit: default_memory_limit(),
         }
+    }
+}
+
+/// Half the machine's physical memory (`MemTotal` of `/proc/meminfo`), or 4 GiB where that
+/// cannot be read. At least 64 MiB.
+pub fn default_memory_limit() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .map(|kib| kib.saturating_mul(1024));
+    match total {
+        Some(bytes) => (bytes / 2).max(64 << 20),
+        None => 4 << 30,
     }
 }
 
@@ -186,6 +222,7 @@ impl Default for SessionOptions {
 /// [`Session::context`] directly take a snapshot per table scan instead.
 pub struct Session {
     ctx: SessionContext,
+    memory_limit: usize,
 }
 
 impl Session {
@@ -211,8 +248,17 @@ impl Session {
         let config = SessionConfig::new().with_information_schema(true);
         let mut rules = Analyzer::new().rules;
         rules.insert(0, Arc::new(ids::HexIds));
+        // Spilling operators share the limit fairly; an error names the largest consumers.
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(options.memory_limit),
+            std::num::NonZeroUsize::new(3).expect("3 is not zero"),
+        );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()?;
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_default_features()
             .with_analyzer_rules(rules)
             .build();
@@ -241,7 +287,10 @@ impl Session {
                 spans: tables[0].clone(),
             }),
         );
-        Ok(Session { ctx })
+        Ok(Session {
+            ctx,
+            memory_limit: options.memory_limit,
+        })
     }
 
     /// The DataFusion context, to register more tables or functions or use the DataFrame
@@ -264,7 +313,20 @@ impl Session {
     ) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
         let df = self.dataframe(query).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
+        let mut stream = df.execute_stream().await?;
+        let (mut batches, mut bytes) = (Vec::new(), 0usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            bytes = bytes.saturating_add(batch.get_array_memory_size());
+            if bytes > self.memory_limit {
+                return Err(Error::ResourcesExhausted(format!(
+                    "the result holds more than {} bytes (the session's memory limit); \
+                     stream it (Session::sql_stream, `scry sql` streams) or narrow it",
+                    self.memory_limit
+                )));
+            }
+            batches.push(batch);
+        }
         Ok((schema, batches))
     }
 

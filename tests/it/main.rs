@@ -12,6 +12,7 @@ mod partitions;
 mod recovery;
 mod retention;
 mod roundtrip;
+mod sql_limits;
 mod sql_reads;
 mod trace;
 mod validation;

@@ -307,9 +307,10 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 }
             };
             let ok = match query {
-                Some(q) => sql::run_query(session, &q, format),
+                // One argument may hold several statements; they run in order.
+                Some(q) => sql::piped(session, format, std::io::Cursor::new(q)),
                 None => match sql::repl(session, format) {
-                    Ok(()) => true,
+                    Ok(ok) => ok,
                     Err(e) => {
                         eprintln!("error: {e}");
                         false
