@@ -495,17 +495,21 @@ mod tests {
         use scrydb::arrow::datatypes::{DataType, Field, Schema};
         use std::sync::Arc;
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
-        let wide = "x".repeat(200_000);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from(vec![Some(wide.as_str()), None]))],
-        )
-        .expect("batch");
+        let wide = "x".repeat(70_000); // wider than a format string's width can be
+        let batch = |cell: &str| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(vec![Some(cell), None]))],
+            )
+            .expect("batch")
+        };
+        let (first, rest) = (batch(&wide), batch("narrow"));
         for format in [OutputFormat::Table, OutputFormat::Csv, OutputFormat::Json] {
             let mut out = Vec::new();
             let mut p = Printer::new(&schema, format);
-            for _ in 0..(TABLE_ALIGN_ROWS + 5) {
-                p.batch(&mut out, &batch).expect("prints");
+            p.batch(&mut out, &first).expect("prints");
+            for _ in 1..(TABLE_ALIGN_ROWS + 5) {
+                p.batch(&mut out, &rest).expect("prints");
             }
             p.finish(&mut out).expect("finishes");
             let text = String::from_utf8(out).expect("utf8");
