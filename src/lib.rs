@@ -43,6 +43,8 @@
 //! The storage engine is [`scrydb_engine`] (re-exported here); the SQL layer is
 //! [`scrydb_sql`].
 
+pub mod diagnose;
+
 pub use scrydb_engine::*;
 pub use scrydb_sql as sql;
 
