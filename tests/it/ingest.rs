@@ -108,6 +108,12 @@ fn jsonl_streams_past_a_bad_line_with_exact_counts_and_progress() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
+        report.problems[1].lines(),
+        [
+            "batch.jsonl:5: rejected resource_spans[0].scope_spans[0].spans[1]: trace_id is 2 bytes, not 16"
+        ]
+    );
+    assert_eq!(
         *problems.lock().expect("lock"),
         at.iter()
             .zip(&report.problems)

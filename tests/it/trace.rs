@@ -250,6 +250,23 @@ fn retention_removes_indexes_with_their_segments() {
     db.close().expect("close");
 }
 
+/// The output of `scry trace <id>`, which must succeed.
+fn scry_trace(db: &Path, id: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(db)
+        .args(["trace", id])
+        .output()
+        .expect("scry runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 #[test]
 fn scry_trace_draws_the_waterfall() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -274,18 +291,7 @@ fn scry_trace_draws_the_waterfall() {
         .expect("ingest");
     db.close().expect("close");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
-        .arg("--db")
-        .arg(dir.path())
-        .args(["trace", &t.to_uppercase()])
-        .output()
-        .expect("scry runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = scry_trace(dir.path(), &t.to_uppercase());
     for want in [
         "root",
         "child [ERROR: boom]",
@@ -374,18 +380,7 @@ fn span_trees_of_broken_traces_keep_every_span_and_scry_trace_draws_them() {
     assert_eq!(tree.nodes[1].self_ns, 2000);
     db.close().expect("close");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
-        .arg("--db")
-        .arg(dir.path())
-        .args(["trace", t])
-        .output()
-        .expect("scry runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = scry_trace(dir.path(), t);
     for want in [
         "s1 (parent chain loops; cut here)",
         "s5 (ends before it starts)",

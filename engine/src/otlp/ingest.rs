@@ -452,6 +452,37 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// The problem in full, one line each: for rejected records, `file:line: rejected
+    /// <location>: <reason>` per kept error and `file:line: and N more rejected <records>`
+    /// when there were more; for an undecodable request, its [`Display`](fmt::Display)
+    /// line.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Problem::Undecodable { .. } => vec![self.to_string()],
+            Problem::Rejected {
+                at,
+                signal,
+                count,
+                errors,
+            } => {
+                let mut out: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{at}: rejected {e}"))
+                    .collect();
+                let more = count.saturating_sub(errors.len() as u64);
+                if more > 0 {
+                    out.push(format!(
+                        "{at}: and {more} more rejected {}",
+                        signal.record_noun()
+                    ));
+                }
+                out
+            }
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     /// One line: `file:line: <error>`, or `file:line: N <records> rejected: <first reason>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

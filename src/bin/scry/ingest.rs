@@ -49,25 +49,8 @@ impl Bar {
 
 /// Prints a problem as it is found: `file:line: ...`, one line per rejected record.
 fn print_problem(p: &Problem) {
-    match p {
-        Problem::Rejected {
-            at,
-            signal,
-            count,
-            errors,
-        } => {
-            for e in errors {
-                eprintln!("{at}: rejected {}: {}", e.location, e.reason);
-            }
-            if *count > errors.len() as u64 {
-                eprintln!(
-                    "{at}: and {} more rejected {}",
-                    count - errors.len() as u64,
-                    signal.record_noun()
-                );
-            }
-        }
-        other => eprintln!("{other}"),
+    for line in p.lines() {
+        eprintln!("{line}");
     }
 }
 
