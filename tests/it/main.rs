@@ -7,6 +7,7 @@ mod demo;
 mod duckdb;
 mod failstop;
 mod fixture;
+mod ingest;
 mod otlp;
 mod partitions;
 mod recovery;

@@ -250,6 +250,23 @@ fn retention_removes_indexes_with_their_segments() {
     db.close().expect("close");
 }
 
+/// The output of `scry trace <id>`, which must succeed.
+fn scry_trace(db: &Path, id: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(db)
+        .args(["trace", id])
+        .output()
+        .expect("scry runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 #[test]
 fn scry_trace_draws_the_waterfall() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -274,18 +291,7 @@ fn scry_trace_draws_the_waterfall() {
         .expect("ingest");
     db.close().expect("close");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
-        .arg("--db")
-        .arg(dir.path())
-        .args(["trace", &t.to_uppercase()])
-        .output()
-        .expect("scry runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = scry_trace(dir.path(), &t.to_uppercase());
     for want in [
         "root",
         "child [ERROR: boom]",
@@ -314,4 +320,73 @@ fn scry_trace_draws_the_waterfall() {
         .expect("scry runs");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}
+
+#[test]
+fn span_trees_of_broken_traces_keep_every_span_and_scry_trace_draws_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    // A parent loop (1 → 2 → 1) with a child under it, a span that is its own parent, a
+    // span ending before it starts, and the widest possible timestamps.
+    let t = "00000000000000000000000000c0ffee";
+    let span = |id: &str, parent: &str, start: &str, end: &str| {
+        format!(
+            r#"{{"traceId":"{t}","spanId":"{id}","parentSpanId":"{parent}","name":"s{}","startTimeUnixNano":"{start}","endTimeUnixNano":"{end}"}}"#,
+            &id[15..]
+        )
+    };
+    let spans = [
+        span("0000000000000001", "0000000000000002", "1000", "5000"),
+        span("0000000000000002", "0000000000000001", "2000", "4000"),
+        span("0000000000000003", "0000000000000002", "2500", "3000"),
+        span(
+            "0000000000000004",
+            "0000000000000004",
+            "0",
+            "9223372036854775807",
+        ),
+        span("0000000000000005", "", "9223372036854775807", "1"),
+    ];
+    let json = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"api"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    );
+    let got = db
+        .ingest_otlp(&otlp::decode_json(json.as_bytes()).expect("decodes"))
+        .expect("ingest");
+    assert_eq!(got.rejected, 0, "{:?}", got.errors);
+    let id = scrydb::parse_trace_id(t).expect("hex");
+    let tree = db.trace(id).expect("lookup").tree().expect("tree");
+    let names: Vec<(&str, usize)> = tree
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.depth))
+        .collect();
+    assert_eq!(
+        names,
+        [("s4", 0), ("s1", 0), ("s2", 1), ("s3", 2), ("s5", 0)]
+    );
+    let flagged: Vec<&str> = tree
+        .nodes
+        .iter()
+        .filter(|n| n.cycle_broken)
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(flagged, ["s4", "s1"]);
+    assert_eq!(tree.duration_ns(), i64::MAX);
+    let s5 = &tree.nodes[4];
+    assert!(s5.ends_before_start && s5.duration_ns == 0);
+    // s1 (1000..5000) minus s2 (2000..4000).
+    assert_eq!(tree.nodes[1].self_ns, 2000);
+    db.close().expect("close");
+
+    let text = scry_trace(dir.path(), t);
+    for want in [
+        "s1 (parent chain loops; cut here)",
+        "s5 (ends before it starts)",
+        "5 spans, 1 services (api)",
+        "2 parent loop(s) cut",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
 }

@@ -148,7 +148,7 @@ fn normalize_enums(v: &mut Value, path: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-fn invalid(reason: impl Into<String>) -> Error {
+pub(super) fn invalid(reason: impl Into<String>) -> Error {
     Error::InvalidOtlp {
         reason: reason.into(),
     }
@@ -166,7 +166,8 @@ pub fn decode_json(bytes: &[u8]) -> Result<Request> {
     decode_json_value(value)
 }
 
-fn decode_json_value(mut value: Value) -> Result<Request> {
+/// Decodes one OTLP/JSON request already parsed into a JSON value.
+pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
     let Value::Object(map) = &value else {
         return Err(invalid("a request must be a JSON object"));
     };
@@ -290,67 +291,17 @@ pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
 /// Splits the content of a file (or stdin) into requests. Each item is the 1-based
 /// position of the request — the line for JSON formats, the message number for protobuf —
 /// and the request or the error that stopped it. A bad JSON line or protobuf message does
-/// not stop the ones after it; a JSON syntax error in [`Format::Json`] ends the stream.
+/// not stop the ones after it; in [`Format::Json`] a document with a syntax error is
+/// skipped, and one whose brackets do not match ends the stream.
+///
+/// This collects [`super::ingest::Requests`], which reads the same incrementally.
 pub fn split_requests(
     bytes: &[u8],
     format: Format,
     hint: Option<Signal>,
 ) -> Vec<(usize, Result<Request>)> {
-    match format {
-        Format::JsonLines => bytes
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .filter(|(_, line)| !line.trim_ascii().is_empty())
-            .map(|(i, line)| (i + 1, decode_json(line)))
-            .collect(),
-        Format::Json => {
-            let mut out = Vec::new();
-            let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
-            loop {
-                let start = stream.byte_offset();
-                let Some(next) = stream.next() else { break };
-                let skipped = bytes[start..]
-                    .iter()
-                    .take_while(|b| b.is_ascii_whitespace())
-                    .count();
-                let line = 1 + bytes[..start + skipped]
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count();
-                match next {
-                    Ok(v) => out.push((line, decode_json_value(v))),
-                    Err(e) => {
-                        out.push((e.line(), Err(invalid(e.to_string()))));
-                        break;
-                    }
-                }
-            }
-            out
-        }
-        Format::Protobuf => match length_prefixed(bytes) {
-            Some(messages) => messages
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| (i + 1, decode_protobuf(m, hint)))
-                .collect(),
-            None => vec![(1, decode_protobuf(bytes, hint))],
-        },
-    }
-}
-
-/// The messages of a length-prefixed stream, if `bytes` is exactly such a stream of at
-/// least one message (a plain message is very unlikely to be one: its first byte would
-/// have to be zero).
-fn length_prefixed(bytes: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let msg = rest.get(4..4 + len)?;
-        out.push(msg);
-        rest = &rest[4 + len..];
-    }
-    // A plain protobuf message never starts with a zero byte (field number 0 is invalid),
-    // while a prefix below 16 MiB always does.
-    (!out.is_empty() && bytes[0] == 0).then_some(out)
+    super::ingest::Requests::new(bytes, format, hint, "<memory>")
+        // Reading a byte slice cannot fail; an error would be the last item anyway.
+        .map(|item| item.unwrap_or_else(|e| (0, Err(e))))
+        .collect()
 }

@@ -26,6 +26,7 @@
 
 mod columns;
 mod decode;
+pub mod ingest;
 mod logs;
 mod metrics;
 mod traces;

@@ -1,25 +1,14 @@
 //! `scry trace <hex>`: one trace as a waterfall in the terminal.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
 use scrydb::arrow::array::{Array, AsArray, RecordBatch};
 use scrydb::arrow::datatypes::{Int32Type, TimestampNanosecondType};
 use scrydb::sql::ids::hex;
-use scrydb::{Db, Trace};
+use scrydb::{Db, SpanTree, Trace};
 
 const BAR: usize = 40;
-
-struct Span {
-    id: Vec<u8>,
-    parent: Option<Vec<u8>>,
-    service: String,
-    name: String,
-    start: i64,
-    end: i64,
-    error: bool,
-    status: String,
-}
 
 struct Log {
     span: Option<Vec<u8>>,
@@ -55,32 +44,6 @@ fn ts(b: &RecordBatch, col: &str, row: usize) -> i64 {
         .expect("canonical column")
         .as_primitive::<TimestampNanosecondType>()
         .value(row)
-}
-
-fn spans(t: &Trace) -> Vec<Span> {
-    let mut out = Vec::new();
-    for b in &t.spans {
-        for r in 0..b.num_rows() {
-            let code = dict_str(b, "status_code", r);
-            let msg = dict_str(b, "status_message", r);
-            out.push(Span {
-                id: id(b, "span_id", r).unwrap_or_default(),
-                parent: id(b, "parent_span_id", r),
-                service: dict_str(b, "service_name", r),
-                name: dict_str(b, "name", r),
-                start: ts(b, "time", r),
-                end: ts(b, "end_time", r),
-                error: code == "ERROR",
-                status: if msg.is_empty() {
-                    code
-                } else {
-                    format!("{code}: {msg}")
-                },
-            });
-        }
-    }
-    out.sort_by_key(|s| (s.start, s.end));
-    out
 }
 
 fn logs(t: &Trace) -> Vec<Log> {
@@ -156,18 +119,11 @@ pub fn print_trace(db: &Db, id: [u8; 16], color: bool) -> scrydb::Result<()> {
     let t0 = std::time::Instant::now();
     let trace = db.trace(id)?;
     let took = t0.elapsed();
+    let tree = trace.tree()?;
     let style = Style { color };
     let out = std::io::stdout();
     let mut out = out.lock();
-    let _ = print(
-        &mut out,
-        &id,
-        &spans(&trace),
-        &logs(&trace),
-        &trace,
-        &style,
-        took,
-    );
+    let _ = print(&mut out, &id, &tree, &logs(&trace), &trace, &style, took);
     Ok(())
 }
 
@@ -181,53 +137,39 @@ pub fn run(db: &Db, trace_hex: &str) -> scrydb::Result<bool> {
         eprintln!("trace {} not found", hex(&id));
         return Ok(false);
     }
+    let tree = trace.tree()?;
     let style = Style {
         color: std::io::stdout().is_terminal(),
     };
-    let spans = spans(&trace);
-    let logs = logs(&trace);
     let out = std::io::stdout();
     let mut out = out.lock();
-    let _ = print(&mut out, &id, &spans, &logs, &trace, &style, took);
+    let _ = print(&mut out, &id, &tree, &logs(&trace), &trace, &style, took);
     Ok(true)
+}
+
+/// `part` of `total` as a position on a bar of `BAR` cells.
+fn cells(part: i64, total: i64) -> f64 {
+    (part.max(0) as f64 / total.max(1) as f64) * BAR as f64
 }
 
 fn print(
     out: &mut impl Write,
     id: &[u8; 16],
-    spans: &[Span],
+    tree: &SpanTree,
     logs: &[Log],
     trace: &Trace,
     style: &Style,
     took: std::time::Duration,
 ) -> std::io::Result<()> {
-    let start = spans.iter().map(|s| s.start).min().unwrap_or(0);
-    let end = spans
-        .iter()
-        .map(|s| s.end)
-        .max()
-        .unwrap_or(start)
-        .max(start + 1);
-    let total = end - start;
-    let ids: HashSet<&[u8]> = spans.iter().map(|s| s.id.as_slice()).collect();
-    let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
-    let mut roots = Vec::new();
-    for (i, s) in spans.iter().enumerate() {
-        match &s.parent {
-            Some(p) if ids.contains(p.as_slice()) && p != &s.id => {
-                children.entry(p.as_slice()).or_default().push(i)
-            }
-            _ => roots.push(i),
-        }
-    }
-    let mut logs_of: HashMap<&[u8], Vec<&Log>> = HashMap::new();
+    let start = tree.start;
+    let total = tree.duration_ns().max(1);
+    let by_id = tree.index_by_id();
+    let mut logs_of: HashMap<usize, Vec<&Log>> = HashMap::new();
     let mut loose_logs = Vec::new();
     for l in logs {
-        match &l.span {
-            Some(s) if ids.contains(s.as_slice()) => {
-                logs_of.entry(s.as_slice()).or_default().push(l)
-            }
-            _ => loose_logs.push(l),
+        match l.span.as_deref().and_then(|s| by_id.get(s)) {
+            Some(&i) => logs_of.entry(i).or_default().push(l),
+            None => loose_logs.push(l),
         }
     }
     writeln!(
@@ -239,60 +181,54 @@ fn print(
         "timeline",
         w = BAR
     )?;
-    // Depth-first, iteratively (traces can be deep), children in start order.
-    let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|&i| (i, 0)).collect();
-    let mut seen = HashSet::new();
-    while let Some((i, depth)) = stack.pop() {
-        if !seen.insert(i) {
-            continue;
-        }
-        let s = &spans[i];
-        let offset = s.start - start;
-        let dur = s.end - s.start;
-        let from = ((offset.max(0) as f64 / total as f64) * BAR as f64) as usize;
-        let len = (((dur.max(0)) as f64 / total as f64) * BAR as f64)
-            .ceil()
-            .max(1.0) as usize;
-        let from = from.min(BAR - 1);
-        let len = len.min(BAR - from);
+    for (i, s) in tree.nodes.iter().enumerate() {
+        let from = (cells(s.offset_ns, total) as usize).min(BAR - 1);
+        let len = (cells(s.duration_ns, total).ceil().max(1.0) as usize).min(BAR - from);
         let bar = format!(
             "{}{}{}",
             " ".repeat(from),
             "█".repeat(len),
             " ".repeat(BAR - from - len)
         );
-        let bar = if s.error {
+        let bar = if s.is_error() {
             style.paint("31", &bar)
         } else {
             style.paint("32", &bar)
         };
-        let orphan = match &s.parent {
-            Some(p) if !ids.contains(p.as_slice()) => format!(" (parent {} missing)", hex(p)),
-            _ => String::new(),
-        };
-        let status = if s.error {
-            style.paint("1;31", &format!(" [{}]", s.status))
+        let mut notes = String::new();
+        if let (true, Some(p)) = (s.orphan, s.parent_span_id) {
+            notes.push_str(&format!(" (parent {} missing)", hex(&p)));
+        }
+        if s.cycle_broken {
+            notes.push_str(" (parent chain loops; cut here)");
+        }
+        if s.ends_before_start {
+            notes.push_str(" (ends before it starts)");
+        }
+        let status = if s.is_error() {
+            let text = match &s.status_message {
+                Some(m) => format!("{}: {m}", s.status_code),
+                None => s.status_code.clone(),
+            };
+            style.paint("1;31", &format!(" [{text}]"))
         } else {
             String::new()
         };
+        let indent = "  ".repeat(s.depth.min(30));
         writeln!(
             out,
-            "{:>10} {:>10} |{bar}| {}{} {}{}{}",
-            ms(offset),
-            ms(dur),
-            "  ".repeat(depth.min(30)),
+            "{:>10} {:>10} |{bar}| {indent}{} {}{status}{notes}",
+            ms(s.offset_ns),
+            ms(s.duration_ns),
             style.service(&s.service),
             s.name,
-            status,
-            orphan
         )?;
-        for l in logs_of.get(s.id.as_slice()).into_iter().flatten() {
+        for l in logs_of.get(&i).into_iter().flatten() {
             let line = format!(
-                "{:>10} {:>10}  {:BAR$}  {}  · {} {}",
-                ms(l.time - start),
+                "{:>10} {:>10}  {:BAR$}  {indent}  · {} {}",
+                ms(l.time.saturating_sub(start)),
                 "",
                 "",
-                "  ".repeat(depth.min(30)),
                 l.severity,
                 l.body
             );
@@ -303,46 +239,38 @@ fn print(
                 writeln!(out, "{}", style.paint("2", &line))?;
             }
         }
-        if let Some(kids) = children.get(s.id.as_slice()) {
-            for &k in kids.iter().rev() {
-                stack.push((k, depth + 1));
-            }
-        }
     }
     for l in &loose_logs {
         writeln!(
             out,
             "{:>10} {:>10}  {:BAR$}  · {} {} (log of no span in the trace)",
-            ms(l.time - start),
+            ms(l.time.saturating_sub(start)),
             "",
             "",
             l.severity,
             l.body
         )?;
     }
-    let mut services: Vec<&str> = spans.iter().map(|s| s.service.as_str()).collect();
-    services.sort_unstable();
-    services.dedup();
-    let errors = spans.iter().filter(|s| s.error).count();
-    let orphans = spans
-        .iter()
-        .filter(|s| {
-            s.parent
-                .as_ref()
-                .is_some_and(|p| !ids.contains(p.as_slice()))
-        })
-        .count();
+    let services = tree.services();
+    let errors = tree.nodes.iter().filter(|s| s.is_error()).count();
+    let orphans = tree.nodes.iter().filter(|s| s.orphan).count();
+    let cycles = tree.nodes.iter().filter(|s| s.cycle_broken).count();
     writeln!(
         out,
-        "{} spans, {} services ({}), total {}, {} error{}{}; {} logs, {} exemplar points; found in {:.2} ms",
-        spans.len(),
+        "{} spans, {} services ({}), total {}, {} error{}{}{}; {} logs, {} exemplar points; found in {:.2} ms",
+        tree.nodes.len(),
         services.len(),
         services.join(", "),
-        ms(total),
+        ms(tree.duration_ns()),
         errors,
         if errors == 1 { "" } else { "s" },
         if orphans > 0 {
             format!(", {orphans} with a missing parent")
+        } else {
+            String::new()
+        },
+        if cycles > 0 {
+            format!(", {cycles} parent loop(s) cut")
         } else {
             String::new()
         },

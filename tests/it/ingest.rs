@@ -1,0 +1,285 @@
+//! The library's OTLP ingester (`scrydb::otlp::ingest`): streams read incrementally with
+//! every problem placed at its `source:line`, exact reports, progress, and rows counted as
+//! stored only once they are.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use scrydb::otlp::Format;
+use scrydb::otlp::ingest::{IngestOptions, IngestReport, Ingester, Problem};
+use scrydb::{Db, Error, Signal};
+
+use crate::common::*;
+
+fn compact(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/otlp")
+        .join(name);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
+    serde_json::to_string(&v).expect("compact")
+}
+
+/// A span request with one valid span and one whose trace id is too short.
+const HALF_BAD: &str = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"ok","startTimeUnixNano":"1","endTimeUnixNano":"2"},{"traceId":"5b8e","spanId":"eee19b7ec3c1b174","name":"bad","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
+
+fn rows(db: &Db, signal: Signal) -> u64 {
+    count(&scan(db, signal)) as u64
+}
+
+#[test]
+fn jsonl_streams_past_a_bad_line_with_exact_counts_and_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let (trace, logs, metrics) = (
+        compact("trace.json"),
+        compact("logs.json"),
+        compact("metrics.json"),
+    );
+    // Line 3 does not decode, line 5 holds a rejected span, line 6 is blank.
+    let jsonl =
+        format!("{trace}\n{logs}\n{{\"resourceSpans\": 7}}\n{metrics}\n{HALF_BAD}\n\n{trace}\n");
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let problems = Arc::new(Mutex::new(Vec::new()));
+    let found = problems.clone();
+    let db_ref = &db;
+    let mut ingester = Ingester::new(&db, IngestOptions::default().batch_rows(2))
+        .on_progress(move |p| {
+            // What is counted as stored is there for every reader already.
+            let visible: u64 = Signal::ALL.iter().map(|s| rows(db_ref, *s)).sum();
+            assert!(
+                visible >= p.stored,
+                "{} stored, {visible} visible",
+                p.stored
+            );
+            seen.lock()
+                .expect("lock")
+                .push((p.requests, p.bytes_read, p.stored, p.accepted));
+        })
+        .on_problem(move |p| found.lock().expect("lock").push(p.to_string()));
+    let report = ingester
+        .ingest_reader(jsonl.as_bytes(), Some(Format::JsonLines), "batch.jsonl")
+        .expect("ingest");
+    assert_eq!(report.requests, 6);
+    assert_eq!(report.undecodable, 1);
+    assert_eq!(
+        (
+            report.stored.spans,
+            report.stored.logs,
+            report.stored.metrics
+        ),
+        (3, 1, 4)
+    );
+    assert_eq!(report.rejected.spans, 1);
+    assert_eq!(report.rejected.total(), 1);
+    assert_eq!(report.bytes, jsonl.len() as u64);
+    assert!(!report.is_clean());
+    let at: Vec<String> = report
+        .problems
+        .iter()
+        .map(|p| match p {
+            Problem::Undecodable { at, .. } | Problem::Rejected { at, .. } => at.to_string(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(at, ["batch.jsonl:3", "batch.jsonl:5"]);
+    assert!(
+        report.problems[0]
+            .to_string()
+            .starts_with("batch.jsonl:3: invalid OTLP payload"),
+        "{}",
+        report.problems[0]
+    );
+    match &report.problems[1] {
+        Problem::Rejected {
+            signal,
+            count,
+            errors,
+            ..
+        } => {
+            assert_eq!((*signal, *count), (Signal::Spans, 1));
+            assert_eq!(
+                errors[0].to_string(),
+                "resource_spans[0].scope_spans[0].spans[1]: trace_id is 2 bytes, not 16"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        report.problems[1].lines(),
+        [
+            "batch.jsonl:5: rejected resource_spans[0].scope_spans[0].spans[1]: trace_id is 2 bytes, not 16"
+        ]
+    );
+    assert_eq!(
+        *problems.lock().expect("lock"),
+        at.iter()
+            .zip(&report.problems)
+            .map(|(_, p)| p.to_string())
+            .collect::<Vec<_>>()
+    );
+    // Progress after every request and at the end, growing; rows stored along the way
+    // (batches of 2 rows), not only at the end.
+    let calls = calls.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 7);
+    assert!(
+        calls
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2)
+    );
+    assert!(calls[..5].iter().any(|c| c.2 > 0), "{calls:?}");
+    assert_eq!(
+        calls.last().map(|c| (c.0, c.1, c.2, c.3)),
+        Some((6, jsonl.len() as u64, 8, 8))
+    );
+    let total = ingester.finish();
+    assert_eq!(total, report);
+    assert_eq!(
+        (
+            rows(&db, Signal::Spans),
+            rows(&db, Signal::Logs),
+            rows(&db, Signal::Metrics)
+        ),
+        (3, 1, 4)
+    );
+    db.close().expect("close");
+}
+
+#[test]
+fn multi_document_json_and_totals_over_several_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let pretty = |name: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/otlp")
+                .join(name),
+        )
+        .expect("fixture")
+    };
+    // Three pretty-printed documents, the middle one with a syntax error.
+    let (trace, logs) = (pretty("trace.json"), pretty("logs.json"));
+    let broken = "{\n  \"resourceSpans\": [}\n";
+    let json = format!("{trace}\n{logs}{trace}");
+    let mut ingester = Ingester::new(&db, IngestOptions::default());
+    let first = ingester
+        .ingest_bytes(json.as_bytes(), None, "ok.json")
+        .expect("ingest");
+    assert_eq!(
+        (first.requests, first.stored.spans, first.stored.logs),
+        (3, 2, 1)
+    );
+    assert!(first.is_clean());
+
+    // A document whose brackets do not match ends the stream: the one before it is stored,
+    // the error names the line where it is.
+    let file = dir.path().join("broken.json");
+    let content = format!("{logs}{broken}{trace}");
+    std::fs::write(&file, &content).expect("write");
+    let second = ingester.ingest_file(&file, None).expect("ingest");
+    assert_eq!(
+        (second.requests, second.undecodable, second.stored.logs),
+        (2, 1, 1)
+    );
+    let at = content.find("[}").expect("the error") + 1;
+    let line = 1 + content[..at].matches('\n').count();
+    let msg = second.problems[0].to_string();
+    assert!(
+        msg.starts_with(&format!("{}:{line}: invalid OTLP payload", file.display())),
+        "{msg}"
+    );
+
+    let total = ingester.report().clone();
+    assert_eq!(total.requests, 5);
+    assert_eq!((total.stored.spans, total.stored.logs), (2, 2));
+    assert_eq!(total.undecodable, 1);
+    assert_eq!(total.bytes, first.bytes + second.bytes);
+    assert_eq!(total.problems.len(), 1);
+    drop(ingester);
+    db.close().expect("close");
+}
+
+/// Yields `data`, then fails.
+struct FailingReader {
+    data: std::io::Cursor<Vec<u8>>,
+}
+
+impl Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.data.read(buf)? {
+            0 => Err(std::io::Error::other("connection reset")),
+            n => Ok(n),
+        }
+    }
+}
+
+#[test]
+fn a_stream_that_fails_keeps_what_was_read_and_says_which_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let trace = compact("trace.json");
+    let mut ingester = Ingester::new(&db, IngestOptions::default());
+    let reader = FailingReader {
+        data: std::io::Cursor::new(format!("{trace}\n{trace}\n").into_bytes()),
+    };
+    let err = ingester
+        .ingest_reader(reader, None, "<stdin>")
+        .expect_err("the stream fails");
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("<stdin>") && err.to_string().contains("connection reset"),
+        "{err}"
+    );
+    assert_eq!(ingester.report().stored.spans, 2);
+    assert_eq!(rows(&db, Signal::Spans), 2);
+    drop(ingester);
+    db.close().expect("close");
+}
+
+#[test]
+fn single_requests_protobuf_streams_and_problem_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let mut ingester = Ingester::new(&db, IngestOptions::default().max_problems(2));
+    let req = scrydb::otlp::decode_json(HALF_BAD.as_bytes()).expect("decodes");
+    for _ in 0..3 {
+        let got = ingester.ingest_request(&req).expect("stored");
+        assert_eq!((got.accepted, got.rejected), (1, 1));
+    }
+    let r: &IngestReport = ingester.report();
+    assert_eq!((r.requests, r.stored.spans, r.rejected.spans), (3, 3, 3));
+    assert_eq!(r.problems.len(), 2, "only the first problems are kept");
+    assert_eq!(
+        r.problems[1]
+            .to_string()
+            .split(':')
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["request", "2"]
+    );
+
+    // A length-prefixed protobuf stream through a reader.
+    let mut stream = Vec::new();
+    for name in ["trace.binpb", "metrics.binpb"] {
+        let m = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/otlp")
+                .join(name),
+        )
+        .expect("fixture");
+        stream.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        stream.extend_from_slice(&m);
+    }
+    let got = ingester
+        .ingest_reader(&stream[..], None, "proto")
+        .expect("ingest");
+    assert_eq!(
+        (got.requests, got.stored.spans, got.stored.metrics),
+        (2, 1, 4)
+    );
+    assert_eq!(rows(&db, Signal::Spans), 4);
+    drop(ingester);
+    db.close().expect("close");
+}
