@@ -22,7 +22,7 @@
 //! use scrydb_engine::{Db, Options, Signal};
 //! # fn main() -> scrydb_engine::Result<()> {
 //! let db = Db::open("./scry-data", Options::default())?;
-//! let batch = scrydb_engine::synth::spans(&mut scrydb_engine::synth::Rng::new(1), 1_000, 0);
+//! let batch = scrydb_workload::synth::spans(&mut scrydb_workload::Rng::new(1), 1_000, 0);
 //! db.append(Signal::Spans, &batch)?;
 //! let rows: usize = db.snapshot().scan(Signal::Spans, None)?.iter().map(|b| b.num_rows()).sum();
 //! assert_eq!(rows, 1_000);
@@ -45,11 +45,9 @@ pub mod schema;
 pub mod segment;
 mod signal;
 mod snapshot;
-pub mod synth;
 pub mod trace;
 pub mod validate;
 pub mod wal;
-pub mod workload;
 mod write;
 
 /// The Arrow version ScryDB's batches are built with.

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use scrydb::workload::FaultKind;
+use scrydb_workload::FaultKind;
 
 fn scry(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_scry"))

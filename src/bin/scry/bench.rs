@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use scrydb::otlp::Request;
 use scrydb::sql::Session;
-use scrydb::workload::{FaultKind, Workload, WorkloadOptions};
 use scrydb::{Db, Options, Signal, SqlExt};
+use scrydb_workload::{FaultKind, Workload, WorkloadOptions};
 use serde_json::{Value, json};
 
 /// What to run.
@@ -248,7 +248,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     println!("  trace index: {index_bytes} bytes in all, {index_per_span:.1} bytes per span");
 
     // 4. Trace lookups, no time hint.
-    let mut rng = scrydb::synth::Rng::new(args.seed ^ 0xabcdef);
+    let mut rng = scrydb_workload::Rng::new(args.seed ^ 0xabcdef);
     let sample: Vec<[u8; 16]> = (0..args.lookups)
         .map(|_| present[rng.below(present.len() as u64) as usize])
         .collect();

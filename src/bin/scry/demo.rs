@@ -9,8 +9,8 @@ use scrydb::arrow::array::{Array, AsArray, RecordBatch};
 use scrydb::arrow::datatypes::{Float64Type, Int64Type};
 use scrydb::otlp::Request;
 use scrydb::sql::Session;
-use scrydb::workload::{FaultKind, Workload, WorkloadOptions};
 use scrydb::{Db, Options, SqlExt};
+use scrydb_workload::{FaultKind, Workload, WorkloadOptions};
 
 /// What the demo was asked to do.
 pub struct DemoArgs {

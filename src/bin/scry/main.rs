@@ -17,8 +17,8 @@ mod trace;
 /// third cheaper than the system allocator (see `benches/benches/otlp.rs`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use scrydb::synth::{self, Rng};
 use scrydb::{Db, Options, Signal};
+use scrydb_workload::synth::{self, Rng};
 
 #[derive(Parser)]
 #[command(
@@ -45,7 +45,7 @@ enum Command {
         seed: u64,
         /// The incident: latency, error_burst, down, retry_storm.
         #[arg(long, default_value = "error_burst")]
-        fault: scrydb::workload::FaultKind,
+        fault: scrydb_workload::FaultKind,
         /// Simulated seconds.
         #[arg(long, default_value_t = 180, hide = true)]
         seconds: u32,
@@ -84,7 +84,7 @@ enum Command {
         seed: u64,
         /// Inject a fault: latency, error_burst, down, retry_storm.
         #[arg(long)]
-        fault: Option<scrydb::workload::FaultKind>,
+        fault: Option<scrydb_workload::FaultKind>,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -363,11 +363,11 @@ fn cli_db_explicit() -> Option<PathBuf> {
 fn gen_cmd(
     spans: usize,
     seed: u64,
-    fault: Option<scrydb::workload::FaultKind>,
+    fault: Option<scrydb_workload::FaultKind>,
     out: &std::path::Path,
 ) -> scrydb::Result<()> {
     use scrydb::otlp::Format;
-    use scrydb::workload::{Workload, WorkloadOptions};
+    use scrydb_workload::{Workload, WorkloadOptions};
     use std::io::Write;
     let format = Format::from_path(out).ok_or_else(|| scrydb::Error::InvalidOptions {
         option: "--out",
@@ -460,13 +460,7 @@ fn synth_cmd(
             continue;
         }
         // Generate first so the timing below is the database's, not the generator's.
-        let batches: Vec<_> = (0..total)
-            .step_by(batch)
-            .map(|start| {
-                let n = batch.min(total - start);
-                synth::batch(signal, &mut rng, n, base + start as i64 * 10_000)
-            })
-            .collect();
+        let batches = synth::batches(signal, &mut rng, total, batch, base);
         let t = Instant::now();
         for b in &batches {
             db.append(signal, b)?;

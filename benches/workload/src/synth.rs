@@ -1,6 +1,6 @@
 //! Deterministic synthetic telemetry with every column populated, for tests, benchmarks and
-//! the CLI's smoke run. (The realistic workload generator with fault injection is a
-//! separate module; this one is about coverage and speed.)
+//! the CLI's smoke run. (The realistic generator with fault injection is [`crate::system`];
+//! this one is about coverage and speed.)
 
 use std::sync::Arc;
 
@@ -11,53 +11,10 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Int32Type};
 
-use crate::Signal;
-use crate::schema::{self, attributes_builder};
+use scrydb_engine::Signal;
+use scrydb_engine::schema::{self, attributes_builder};
 
-/// A small, fast, deterministic random number generator (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator whose sequence is fixed by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-
-    /// A random non-zero id of `N` bytes.
-    pub fn id<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        for chunk in out.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-        out[0] |= 1;
-        out
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
+pub use crate::Rng;
 
 const SERVICES: &[&str] = &[
     "frontend",
@@ -649,4 +606,27 @@ pub fn batch(signal: Signal, rng: &mut Rng, n: usize, base_ns: i64) -> RecordBat
         Signal::Logs => logs(rng, n, base_ns),
         Signal::Metrics => metrics(rng, n, base_ns),
     }
+}
+
+/// `total` rows of `signal` in batches of `batch_rows` rows (the last one shorter), starting
+/// at `base_ns` and about 10 µs apart.
+pub fn batches(
+    signal: Signal,
+    rng: &mut Rng,
+    total: usize,
+    batch_rows: usize,
+    base_ns: i64,
+) -> Vec<RecordBatch> {
+    let batch_rows = batch_rows.max(1);
+    (0..total)
+        .step_by(batch_rows)
+        .map(|start| {
+            batch(
+                signal,
+                rng,
+                batch_rows.min(total - start),
+                base_ns + start as i64 * 10_000,
+            )
+        })
+        .collect()
 }
