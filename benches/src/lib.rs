@@ -1,2 +1,6 @@
-//! ScryDB's benchmarks: the criterion benches live in `benches/benches/`; their data comes
-//! from `scrydb-workload`.
+//! ScryDB's benchmarks: the criterion benches of each component live in `benches/benches/`
+//! (`cargo bench -p scrydb-benches`); [`harness`] runs a whole workload through ScryDB and
+//! DuckDB side by side (`cargo run --release -p scrydb-benches --bin scry-bench`). Their data
+//! comes from `scrydb-workload`.
+
+pub mod harness;

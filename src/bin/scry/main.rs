@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod bench;
 mod demo;
 mod ingest;
 mod sql;
@@ -52,26 +51,6 @@ enum Command {
         /// Requests per simulated second.
         #[arg(long, default_value_t = 20, hide = true)]
         rate: u32,
-    },
-    /// The benchmark harness: ingest a workload (Arrow API and OTLP), measure storage,
-    /// trace lookups and analytics queries, and run the same on DuckDB over the same data.
-    /// Prints a table and writes JSON.
-    Bench {
-        /// Spans to ingest (10M for the full run).
-        #[arg(long, default_value_t = 1_000_000)]
-        spans: usize,
-        /// Seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Where the JSON results go.
-        #[arg(long, default_value = "bench-results.json")]
-        json: PathBuf,
-        /// Trace lookups to time (present and absent each).
-        #[arg(long, default_value_t = 1000)]
-        lookups: usize,
-        /// Skip the DuckDB side.
-        #[arg(long)]
-        no_duckdb: bool,
     },
     /// Generate workload telemetry as OTLP: `.json`/`.jsonl` (one request per line) or
     /// `.pb`/`.binpb` (length-prefixed protobuf).
@@ -216,40 +195,6 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             };
             match demo::run(&dir, &args) {
                 Ok(ok) => Ok(ok),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Ok(false)
-                }
-            }
-        }
-        Command::Bench {
-            spans,
-            seed,
-            json,
-            lookups,
-            no_duckdb,
-        } => {
-            let tmp;
-            let dir = match cli_db_explicit() {
-                Some(d) => d,
-                None => {
-                    tmp = tempfile::tempdir_in(".").map_err(|e| scrydb::Error::Io {
-                        op: "create temporary directory",
-                        path: PathBuf::from("."),
-                        source: e,
-                    })?;
-                    tmp.path().to_path_buf()
-                }
-            };
-            let args = bench::BenchArgs {
-                spans,
-                seed,
-                json,
-                duckdb: !no_duckdb,
-                lookups: lookups.max(10),
-            };
-            match bench::run(&dir, &args) {
-                Ok(()) => Ok(true),
                 Err(e) => {
                     eprintln!("error: {e}");
                     Ok(false)
