@@ -40,11 +40,13 @@ mod memtable;
 mod options;
 pub mod otlp;
 pub mod partition;
+mod recovery;
 mod retention;
 pub mod schema;
 pub mod segment;
 mod signal;
 mod snapshot;
+mod state;
 pub mod trace;
 pub mod validate;
 pub mod wal;
@@ -52,7 +54,7 @@ mod write;
 
 /// The Arrow version ScryDB's batches are built with.
 pub use arrow;
-pub use db::{Db, LOCK_FILE, Reader, WAL_DIR};
+pub use db::{Db, LOCK_FILE, Reader};
 pub use error::{Error, Result};
 pub use manifest::SegmentMeta;
 pub use options::{Durability, Options, WalRecovery};
@@ -60,3 +62,4 @@ pub use retention::RetentionStats;
 pub use signal::Signal;
 pub use snapshot::{SignalStats, Snapshot, TimeRange};
 pub use trace::{Trace, parse_trace_id};
+pub use wal::WAL_DIR;

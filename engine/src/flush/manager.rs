@@ -10,11 +10,11 @@ use arrow::datatypes::TimestampNanosecondType;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::worker::{WorkItem, panic_message};
-use crate::db::Shared;
 use crate::manifest::{self, Manifest};
 use crate::memtable::FrozenMemtable;
 use crate::retention::{self, ObsoleteFiles, RetentionStats};
 use crate::segment::writer::SegmentJob;
+use crate::state::Shared;
 use crate::{Error, Result, Signal, partition, wal};
 
 /// Messages to the manager.
