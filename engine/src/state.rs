@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::index::IndexCache;
 use crate::io::FileSystem;
 use crate::manifest::Manifest;
 use crate::memtable::{FrozenMemtable, Memtable};
@@ -36,7 +37,7 @@ pub(crate) struct Shared {
     pub opts: Options,
     pub fs: Arc<dyn FileSystem>,
     /// Open trace indexes and Parquet metadata, for lookups.
-    pub indexes: Arc<crate::trace::IndexCache>,
+    pub indexes: Arc<IndexCache>,
     state: RwLock<State>,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
