@@ -43,9 +43,13 @@ impl Bloom {
         }
     }
 
-    /// Whether `id` may be in the set (false: certainly not).
+    /// Whether `id` may be in the set (false: certainly not). A filter of no words (which
+    /// the writer never makes, and opening an index refuses) says "may".
     pub fn may_contain(&self, id: &[u8; 16]) -> bool {
         let bits = self.words.len() as u64 * 64;
+        if bits == 0 {
+            return true;
+        }
         let (h1, h2) = hashes(id);
         (0..BLOOM_PROBES).all(|i| {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) % bits;

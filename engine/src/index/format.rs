@@ -80,7 +80,8 @@ pub(crate) struct Layout {
 
 /// Checks the whole of an index file (`bytes`, read from `path`) for a segment of `signal`
 /// with `rows` rows: magic, format version (before the checksum, so a newer file says so),
-/// CRC, signal, row count, and sizes that fit the file. Every later read of a part the
+/// CRC, signal, row count, a bloom filter of at least one word, and sizes that fit the
+/// file. Every later read of a part the
 /// layout names is in bounds.
 pub(crate) fn decode(bytes: &[u8], path: &Path, signal: Signal, rows: u64) -> Result<Layout> {
     let bad = |offset: usize, reason: &str| Error::corrupted(path, Some(offset as u64), reason);
@@ -111,6 +112,11 @@ pub(crate) fn decode(bytes: &[u8], path: &Path, signal: Signal, rows: u64) -> Re
     }
     let n_keys = u32_at(24) as usize;
     let bloom_words = u32_at(28) as usize;
+    if bloom_words == 0 {
+        // The writer sizes every filter to at least one word; lookups take hashes modulo
+        // its size.
+        return Err(bad(28, "bloom filter has no words"));
+    }
     let keys_at = HEADER_LEN + bloom_words * 8;
     let offsets_at = keys_at + n_keys * 16;
     let bitmaps_at = offsets_at + (n_keys + 1) * 4;

@@ -155,4 +155,31 @@ mod tests {
             );
         }
     }
+
+    /// `bytes` (an encoded index) rewritten with a bloom filter of zero words and a valid
+    /// checksum: well-formed to every check but the filter's size.
+    fn without_bloom_words(bytes: &[u8]) -> Vec<u8> {
+        let words = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes")) as usize;
+        let mut out = bytes[..HEADER_LEN].to_vec();
+        out[28..32].copy_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&bytes[HEADER_LEN + words * 8..bytes.len() - 4]);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn an_index_without_bloom_words_is_refused_not_a_panic() {
+        let id = [7u8; 16];
+        let map = HashMap::from([(id, RoaringBitmap::from_iter([0u32, 3]))]);
+        let bytes = without_bloom_words(&encode(Signal::Logs, 4, &map));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("2.tidx");
+        std::fs::write(&path, &bytes).expect("write");
+        match SegmentIndex::open(&path, Signal::Logs, 4) {
+            Err(Error::Corrupted { path: p, .. }) => assert_eq!(p, path),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(idx) => panic!("opened; a lookup would divide by zero: {:?}", idx.rows(&id)),
+        }
+    }
 }
