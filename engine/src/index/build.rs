@@ -12,11 +12,30 @@ use super::format::{encode, index_path};
 use crate::io::FileSystem;
 use crate::{Error, Result, Signal};
 
-/// Row positions of every trace id in `batch` (a sorted segment's rows).
-pub fn collect(signal: Signal, batch: &RecordBatch) -> HashMap<[u8; 16], RoaringBitmap> {
+/// Most rows an indexed segment may hold: row positions are stored as `u32`.
+pub const MAX_ROWS: u64 = 1 << 32;
+
+/// Fails with [`Error::TooLarge`] when a segment of `rows` rows has positions an index
+/// cannot address, so that no position is ever truncated.
+fn check_addressable(rows: usize) -> Result<()> {
+    if rows as u64 > MAX_ROWS {
+        return Err(Error::TooLarge {
+            what: "segment rows for a trace index",
+            size: rows as u64,
+            limit: MAX_ROWS,
+        });
+    }
+    Ok(())
+}
+
+/// Row positions of every trace id in `batch` (a sorted segment's rows). Fails with
+/// [`Error::TooLarge`] for a batch of more than [`MAX_ROWS`] rows.
+pub fn collect(signal: Signal, batch: &RecordBatch) -> Result<HashMap<[u8; 16], RoaringBitmap>> {
+    check_addressable(batch.num_rows())?;
     let mut map: HashMap<[u8; 16], RoaringBitmap> = HashMap::new();
     let mut add = |id: &[u8], row: usize| {
         if let Ok(id) = <[u8; 16]>::try_from(id) {
+            // In range: `row < num_rows <= MAX_ROWS`, checked above.
             map.entry(id).or_default().insert(row as u32);
         }
     };
@@ -55,7 +74,7 @@ pub fn collect(signal: Signal, batch: &RecordBatch) -> HashMap<[u8; 16], Roaring
             }
         }
     }
-    map
+    Ok(map)
 }
 
 /// Writes the index of `batch` (the sorted rows of the segment at `segment_path`) durably,
@@ -66,7 +85,7 @@ pub fn write(
     signal: Signal,
     batch: &RecordBatch,
 ) -> Result<u64> {
-    let bytes = encode(signal, batch.num_rows() as u64, &collect(signal, batch));
+    let bytes = encode(signal, batch.num_rows() as u64, &collect(signal, batch)?)?;
     let path = index_path(segment_path);
     let tmp = path.with_extension("tidx.tmp");
     let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
@@ -93,4 +112,23 @@ pub fn build_for_segment(
     let dir = dir.parent().expect("segments are in a partition directory");
     fs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_past_u32_are_an_error_not_wrapped() {
+        assert!(check_addressable(0).is_ok());
+        assert!(check_addressable(u32::MAX as usize).is_ok());
+        // Positions 0..=u32::MAX: the last one still fits.
+        assert!(check_addressable(1 << 32).is_ok());
+        match check_addressable((1 << 32) + 1) {
+            Err(Error::TooLarge { size, limit, .. }) => {
+                assert_eq!((size, limit), ((1 << 32) + 1, MAX_ROWS));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

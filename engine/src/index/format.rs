@@ -21,8 +21,20 @@ pub fn index_path(segment_path: &Path) -> PathBuf {
     segment_path.with_extension("tidx")
 }
 
-/// Encodes the index of a segment of `rows` rows.
-pub fn encode(signal: Signal, rows: u64, map: &HashMap<[u8; 16], RoaringBitmap>) -> Vec<u8> {
+/// Encodes the index of a segment of `rows` rows. Fails with [`Error::TooLarge`] when the
+/// keys or bitmaps outgrow the format's `u32` counts and offsets.
+pub fn encode(
+    signal: Signal,
+    rows: u64,
+    map: &HashMap<[u8; 16], RoaringBitmap>,
+) -> Result<Vec<u8>> {
+    let too_large = |what, size: usize| Error::TooLarge {
+        what,
+        size: size as u64,
+        limit: u32::MAX.into(),
+    };
+    let n_keys =
+        u32::try_from(map.len()).map_err(|_| too_large("trace ids of a segment", map.len()))?;
     let mut keys: Vec<&[u8; 16]> = map.keys().collect();
     keys.sort_unstable();
     let mut bloom = Bloom::with_keys(keys.len());
@@ -31,13 +43,16 @@ pub fn encode(signal: Signal, rows: u64, map: &HashMap<[u8; 16], RoaringBitmap>)
     }
     let mut bitmaps = Vec::new();
     let mut offsets: Vec<u32> = Vec::with_capacity(keys.len() + 1);
+    let offset = |len: usize| {
+        u32::try_from(len).map_err(|_| too_large("bitmap bytes of a trace index", len))
+    };
     for k in &keys {
-        offsets.push(u32::try_from(bitmaps.len()).expect("index under 4 GiB"));
+        offsets.push(offset(bitmaps.len())?);
         map[*k]
             .serialize_into(&mut bitmaps)
             .expect("writing to memory does not fail");
     }
-    offsets.push(u32::try_from(bitmaps.len()).expect("index under 4 GiB"));
+    offsets.push(offset(bitmaps.len())?);
 
     let mut out =
         Vec::with_capacity(HEADER_LEN + bloom.size() + keys.len() * 20 + 4 + bitmaps.len() + 4);
@@ -46,7 +61,7 @@ pub fn encode(signal: Signal, rows: u64, map: &HashMap<[u8; 16], RoaringBitmap>)
     out.push(signal.index() as u8);
     out.extend_from_slice(&[0; 3]);
     out.extend_from_slice(&rows.to_le_bytes());
-    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    out.extend_from_slice(&n_keys.to_le_bytes());
     out.extend_from_slice(&(bloom.words().len() as u32).to_le_bytes());
     for w in bloom.words() {
         out.extend_from_slice(&w.to_le_bytes());
@@ -60,7 +75,7 @@ pub fn encode(signal: Signal, rows: u64, map: &HashMap<[u8; 16], RoaringBitmap>)
     out.extend_from_slice(&bitmaps);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    out
+    Ok(out)
 }
 
 /// Where the parts of a checked index file start (byte offsets).

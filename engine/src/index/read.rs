@@ -126,7 +126,7 @@ mod tests {
             map.entry(id).or_default().insert(i);
             map.entry(id).or_default().insert(i + 5000);
         }
-        let bytes = encode(Signal::Spans, 6000, &map);
+        let bytes = encode(Signal::Spans, 6000, &map).expect("encodes");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("1.tidx");
         std::fs::write(&path, &bytes).expect("write");
@@ -172,7 +172,7 @@ mod tests {
     fn an_index_without_bloom_words_is_refused_not_a_panic() {
         let id = [7u8; 16];
         let map = HashMap::from([(id, RoaringBitmap::from_iter([0u32, 3]))]);
-        let bytes = without_bloom_words(&encode(Signal::Logs, 4, &map));
+        let bytes = without_bloom_words(&encode(Signal::Logs, 4, &map).expect("encodes"));
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("2.tidx");
         std::fs::write(&path, &bytes).expect("write");
