@@ -103,44 +103,32 @@ impl Db {
         let shared = Arc::new(Shared::new(dir, opts, manifest, memtable));
 
         let mut threads = Vec::new();
-        let spawn_err = |e: std::io::Error| Error::io("spawn thread", &shared.dir, e);
         let (job_tx, job_rx) = crossbeam_channel::bounded(shared.opts.flush_threads * 2);
         for i in 0..shared.opts.flush_threads {
             let (s, rx) = (shared.clone(), job_rx.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("scry-flush-{i}"))
-                    .spawn(move || worker::run(s, rx))
-                    .map_err(spawn_err)?,
-            );
+            threads.push(spawn_fail_stop(
+                &shared,
+                format!("scry-flush-{i}"),
+                "a flush worker thread",
+                move || worker::run(s, rx),
+            )?);
         }
         let (flush_tx, flush_rx) = crossbeam_channel::bounded(shared.opts.max_frozen_memtables + 2);
         let s = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("scry-flush".into())
-                .spawn(move || manager::run(s, flush_rx, job_tx))
-                .map_err(spawn_err)?,
-        );
+        threads.push(spawn_fail_stop(
+            &shared,
+            "scry-flush".into(),
+            "the flush manager thread",
+            move || manager::run(s, flush_rx, job_tx),
+        )?);
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(1024);
         let committer = Committer::new(shared.clone(), wal, flush_tx.clone());
-        let s = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("scry-wal".into())
-                .spawn(move || {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        committer.run(commit_rx)
-                    }));
-                    if let Err(p) = r {
-                        s.poison(format!(
-                            "the log thread panicked: {}",
-                            worker::panic_message(&p)
-                        ));
-                    }
-                })
-                .map_err(spawn_err)?,
-        );
+        threads.push(spawn_fail_stop(
+            &shared,
+            "scry-wal".into(),
+            "the log thread",
+            move || committer.run(commit_rx),
+        )?);
 
         Ok(Db {
             shared,
@@ -328,10 +316,108 @@ impl Db {
     }
 }
 
+/// Starts a named background thread whose panic fail-stops the database: the panic is
+/// caught and poisons it, which wakes every caller waiting on the thread's progress
+/// (`flush`, `close`, a full memtable) with [`Error::Poisoned`] instead of leaving them
+/// waiting for a thread that is gone. (Steps that can fail on their own, such as a flush,
+/// catch their panics closer to the work; this is the net under everything else.)
+fn spawn_fail_stop(
+    shared: &Arc<Shared>,
+    name: String,
+    what: &'static str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+                s.poison(format!("{what} panicked: {}", worker::panic_message(&p)));
+            }
+        })
+        .map_err(|e| Error::io("spawn thread", &shared.dir, e))
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
             log::error!("closing ScryDB at {}: {e}", self.shared.dir.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use arrow::array::{FixedSizeBinaryArray, StringArray, TimestampNanosecondArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+    use crate::schema;
+
+    /// `n` spans with only the required columns.
+    fn spans(n: usize) -> RecordBatch {
+        let times: Vec<i64> = (0..n as i64)
+            .map(|i| 1_764_028_800_000_000_000 + i)
+            .collect();
+        let ts = || Arc::new(TimestampNanosecondArray::from(times.clone()).with_timezone("UTC"));
+        let ids = |width: usize| {
+            let values = (0..n).map(|i| {
+                let mut id = vec![0u8; width];
+                id[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                id
+            });
+            Arc::new(FixedSizeBinaryArray::try_from_iter(values).expect("ids"))
+        };
+        let schema = Schema::new(vec![
+            Field::new("time", schema::timestamp_type(), false),
+            Field::new("end_time", schema::timestamp_type(), false),
+            Field::new("trace_id", schema::trace_id_type(), false),
+            Field::new("span_id", schema::span_id_type(), false),
+            Field::new("name", arrow::datatypes::DataType::Utf8, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                ts(),
+                ts(),
+                ids(16),
+                ids(8),
+                Arc::new(StringArray::from(vec!["op"; n])),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn a_panic_in_the_flush_manager_poisons_instead_of_hanging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Db::open(dir.path(), Options::default()).expect("open"));
+        db.append(Signal::Spans, &spans(10)).expect("append");
+        db.shared
+            .test_hooks
+            .panic_in_flush_manager
+            .store(true, Ordering::SeqCst);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let d = db.clone();
+        let caller = std::thread::spawn(move || {
+            let _ = tx.send(d.flush());
+        });
+        let flushed = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("flush returns instead of waiting forever for a dead thread");
+        match flushed {
+            Err(Error::Poisoned { reason }) => {
+                assert!(reason.contains("injected panic"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = db.append(Signal::Spans, &spans(1)).expect_err("refused");
+        assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+        caller.join().expect("the caller thread ends");
+        let db = Arc::into_inner(db).expect("the caller thread is done with it");
+        assert!(matches!(db.close(), Err(Error::Poisoned { .. })));
     }
 }

@@ -31,6 +31,14 @@ struct Progress {
     last_flushed: u64,
 }
 
+/// Failures the engine's own tests inject where no file operation can.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestHooks {
+    /// The flush manager panics when the next memtable arrives, outside its guarded steps.
+    pub panic_in_flush_manager: AtomicBool,
+}
+
 /// State shared by the handle and the background threads.
 pub(crate) struct Shared {
     pub dir: PathBuf,
@@ -43,6 +51,8 @@ pub(crate) struct Shared {
     poison_reason: Mutex<Option<String>>,
     progress: Mutex<Progress>,
     progress_cv: Condvar,
+    #[cfg(test)]
+    pub test_hooks: TestHooks,
 }
 
 impl Shared {
@@ -62,6 +72,8 @@ impl Shared {
             poison_reason: Mutex::new(None),
             progress: Mutex::new(Progress::default()),
             progress_cv: Condvar::new(),
+            #[cfg(test)]
+            test_hooks: TestHooks::default(),
             opts,
         }
     }
