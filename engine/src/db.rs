@@ -201,7 +201,12 @@ impl Db {
         let mut n = 0;
         for signal in Signal::ALL {
             for seg in snap.segments(signal, None) {
-                if !all && snap.index_cache().index(&self.shared.dir, &seg).is_some() {
+                if !all
+                    && snap
+                        .index_cache()
+                        .index(self.shared.fs.as_ref(), &self.shared.dir, &seg)
+                        .is_some()
+                {
                     continue;
                 }
                 crate::index::build_for_segment(&self.shared.fs, &self.shared.dir, &seg)?;

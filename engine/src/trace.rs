@@ -117,7 +117,7 @@ impl Snapshot {
     /// The rows of the segment `seg` that may hold one of `ids`, from its index: `None`
     /// when the index is unusable (the caller scans), `Some(empty)` when none does.
     pub fn index_rows(&self, seg: &SegmentMeta, ids: &[[u8; 16]]) -> Option<RoaringBitmap> {
-        let idx = self.indexes.index(&self.dir, seg)?;
+        let idx = self.indexes.index(self.fs.as_ref(), &self.dir, seg)?;
         let mut rows = RoaringBitmap::new();
         for id in ids {
             match idx.rows(id) {

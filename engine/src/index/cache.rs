@@ -31,12 +31,12 @@ pub struct IndexCache {
 }
 
 impl IndexCache {
-    fn entry(&self, dir: &Path, seg: &SegmentMeta) -> Arc<Cached> {
+    fn entry(&self, fs: &dyn FileSystem, dir: &Path, seg: &SegmentMeta) -> Arc<Cached> {
         let mut map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(seg.id)
             .or_insert_with(|| {
                 let path = index_path(&dir.join(&seg.path));
-                let index = SegmentIndex::open(&path, seg.signal, seg.rows)
+                let index = SegmentIndex::open(fs, &path, seg.signal, seg.rows)
                     .map(Arc::new)
                     .map_err(|e| {
                         log::warn!(
@@ -54,9 +54,15 @@ impl IndexCache {
             .clone()
     }
 
-    /// The index of `seg`, or `None` when it is missing or damaged.
-    pub fn index(&self, dir: &Path, seg: &SegmentMeta) -> Option<Arc<SegmentIndex>> {
-        self.entry(dir, seg).index.as_ref().ok().cloned()
+    /// The index of `seg` (opened through `fs` on first use), or `None` when it is missing,
+    /// damaged or could not be read.
+    pub fn index(
+        &self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        seg: &SegmentMeta,
+    ) -> Option<Arc<SegmentIndex>> {
+        self.entry(fs, dir, seg).index.as_ref().ok().cloned()
     }
 
     /// The Parquet metadata (with page index) of `seg`, loaded once.
@@ -66,7 +72,7 @@ impl IndexCache {
         dir: &Path,
         seg: &SegmentMeta,
     ) -> Result<ArrowReaderMetadata> {
-        let entry = self.entry(dir, seg);
+        let entry = self.entry(fs, dir, seg);
         let mut slot = entry.parquet.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = slot.as_ref() {
             return Ok(m.clone());

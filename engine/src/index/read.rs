@@ -2,15 +2,18 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use roaring::RoaringBitmap;
 
 use super::bloom::Bloom;
 use super::format::{self, HEADER_LEN};
+use crate::io::FileSystem;
 use crate::{Error, Result, Signal};
 
 /// An open index: memory-mapped, checked, with its bloom filter copied to memory.
 pub struct SegmentIndex {
-    map: memmap2::Mmap,
+    /// The whole file, mapped by [`FileSystem::map`] (the mapping lives as long as this).
+    map: Bytes,
     bloom: Bloom,
     n_keys: usize,
     keys_at: usize,
@@ -28,12 +31,12 @@ impl std::fmt::Debug for SegmentIndex {
 }
 
 impl SegmentIndex {
-    /// Opens and checks the index at `path` for a segment of `signal` with `rows` rows.
-    pub fn open(path: &Path, signal: Signal, rows: u64) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-        // The file is immutable once published; nobody truncates it while it is mapped.
-        #[allow(unsafe_code)]
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("mmap", path, e))?;
+    /// Opens and checks the index at `path` for a segment of `signal` with `rows` rows,
+    /// memory-mapped through `fs` (a published index never changes). Reads the whole file
+    /// once, for its checksum. Fails with [`Error::Io`] or [`Error::Corrupted`] naming the
+    /// file; never panics on what the file holds.
+    pub fn open(fs: &dyn FileSystem, path: &Path, signal: Signal, rows: u64) -> Result<Self> {
+        let map = fs.map(path).map_err(|e| Error::io("map", path, e))?;
         let layout = format::decode(&map, path, signal, rows)?;
         let bloom = Bloom::from_words(
             (0..layout.bloom_words)
@@ -115,6 +118,7 @@ mod tests {
 
     use super::*;
     use crate::index::encode;
+    use crate::io::StdFs;
 
     #[test]
     fn round_trip_and_bloom() {
@@ -130,7 +134,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("1.tidx");
         std::fs::write(&path, &bytes).expect("write");
-        let idx = SegmentIndex::open(&path, Signal::Spans, 6000).expect("opens");
+        let idx = SegmentIndex::open(&StdFs, &path, Signal::Spans, 6000).expect("opens");
         assert_eq!(idx.keys(), 1000);
         for (id, rows) in &map {
             assert_eq!(idx.rows(id).expect("readable").as_ref(), Some(rows));
@@ -150,7 +154,7 @@ mod tests {
             b[at] ^= 0x20;
             std::fs::write(&path, &b).expect("write");
             assert!(
-                SegmentIndex::open(&path, Signal::Spans, 6000).is_err(),
+                SegmentIndex::open(&StdFs, &path, Signal::Spans, 6000).is_err(),
                 "{at}"
             );
         }
@@ -176,7 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("2.tidx");
         std::fs::write(&path, &bytes).expect("write");
-        match SegmentIndex::open(&path, Signal::Logs, 4) {
+        match SegmentIndex::open(&StdFs, &path, Signal::Logs, 4) {
             Err(Error::Corrupted { path: p, .. }) => assert_eq!(p, path),
             Err(e) => panic!("wrong error: {e}"),
             Ok(idx) => panic!("opened; a lookup would divide by zero: {:?}", idx.rows(&id)),
