@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use scrydb::{Db, Options, Signal};
-//! use scrydb::synth::{Rng, spans};
+//! use scrydb_workload::synth::{Rng, spans};
 //!
 //! # fn main() -> scrydb::Result<()> {
 //! let dir = tempfile::tempdir().expect("temporary directory");
@@ -33,7 +33,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! let db = Db::open(dir.path(), Options::default())?;
-//! db.append(Signal::Spans, &scrydb::synth::spans(&mut scrydb::synth::Rng::new(1), 100, 0))?;
+//! db.append(Signal::Spans, &scrydb_workload::synth::spans(&mut scrydb_workload::Rng::new(1), 100, 0))?;
 //! let batches = db.sql_blocking(
 //!     "SELECT service_name, count(*) AS spans FROM spans GROUP BY service_name",
 //! )?;

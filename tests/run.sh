@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, after installing what the tests need: a Python virtual
 # environment (target/venv) with the pinned packages of tests/requirements.txt — DuckDB, which
-# the differential SQL test runs the same queries on. Extra arguments go to `cargo test`.
+# the differential SQL test runs the same queries on. Formatting and lints are checked first
+# (`cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings`), so a change
+# that passes here passes CI. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/venv
@@ -13,4 +15,6 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/requirements.txt "$venv/require
     cp tests/requirements.txt "$venv/requirements.txt"
 fi
 export SCRY_PYTHON="$PWD/$venv/bin/python"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use arrow::compute::concat_batches;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scrydb_benches::{BASE_NS, batches};
 use scrydb_engine::io::{FileSystem, StdFs};
 use scrydb_engine::segment::writer::{SegmentJob, write_segment};
 use scrydb_engine::{Options, Signal, schema};
+use scrydb_workload::BASE_NS;
+use scrydb_workload::synth::{Rng, batches};
 
 fn flush(c: &mut Criterion) {
     let rows = 1_000_000;
-    let parts = batches(Signal::Spans, rows, 65_536, 7);
+    let parts = batches(Signal::Spans, &mut Rng::new(7), rows, 65_536, BASE_NS);
     let batch = concat_batches(&schema::schema(Signal::Spans), &parts).expect("concat");
     drop(parts);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scrydb_benches::batches;
 use scrydb_engine::{Db, Options, Signal};
+use scrydb_workload::BASE_NS;
+use scrydb_workload::synth::{Rng, batches};
 
 fn run(threads: usize, flush: bool, data: &Arc<Vec<arrow::array::RecordBatch>>) -> Duration {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -37,7 +38,13 @@ fn run(threads: usize, flush: bool, data: &Arc<Vec<arrow::array::RecordBatch>>) 
 
 fn ingest(c: &mut Criterion) {
     let rows = 1_000_000;
-    let data = Arc::new(batches(Signal::Spans, rows, 4096, 3));
+    let data = Arc::new(batches(
+        Signal::Spans,
+        &mut Rng::new(3),
+        rows,
+        4096,
+        BASE_NS,
+    ));
     let mut g = c.benchmark_group("ingest");
     g.sample_size(10)
         .measurement_time(Duration::from_secs(40))

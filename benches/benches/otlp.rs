@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
-use scrydb_benches::otlp;
 use scrydb_engine::otlp::{Request, decode_protobuf};
-use scrydb_engine::synth::Rng;
 use scrydb_engine::{Db, Options, Signal};
+use scrydb_workload::{Rng, otlp};
 
 /// The allocator the `scry` binary uses: OTLP decoding allocates every string and list.
 #[global_allocator]

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scrydb_benches::batches;
 use scrydb_engine::Signal;
 use scrydb_engine::io::{FileSystem, StdFs};
 use scrydb_engine::wal::format::encode_frame;
 use scrydb_engine::wal::writer::WalWriter;
+use scrydb_workload::BASE_NS;
+use scrydb_workload::synth::{Rng, batches};
 
 fn wal(c: &mut Criterion) {
     let rows = 4096;
-    let batch = batches(Signal::Spans, rows, rows, 1).remove(0);
+    let batch = batches(Signal::Spans, &mut Rng::new(1), rows, rows, BASE_NS).remove(0);
     let frame = encode_frame(Signal::Spans, &batch).expect("encodes");
     eprintln!(
         "frame of {rows} spans: {} bytes ({} per span; Arrow in memory {} per span)",

@@ -1,4 +1,5 @@
-"""The DuckDB side of `scry bench`: the same data and the same questions.
+"""The DuckDB side of the benchmark harness (`scry-bench`, benches/src/harness.rs): the same
+data and the same questions.
 
 Input (stdin, JSON): {"dir": store directory, "db_file": path for a native DuckDB database,
 "queries": {name: SQL}, "present": [hex ids], "absent": [hex ids], "runs": n}.

@@ -1,9 +1,8 @@
 //! The database handle: open, append, snapshot, flush, close.
 
-use std::collections::{HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use arrow::array::RecordBatch;
@@ -11,162 +10,16 @@ use crossbeam_channel::Sender;
 
 use crate::flush::manager::FlushMsg;
 use crate::flush::{manager, worker};
-use crate::io::{FileSystem, LockGuard};
-use crate::manifest::{self, Manifest};
-use crate::memtable::{FrozenMemtable, Memtable};
+use crate::io::LockGuard;
+use crate::recovery::{self, Recovered};
 use crate::retention::RetentionStats;
 use crate::snapshot::Snapshot;
-use crate::wal::writer::WalWriter;
+use crate::state::Shared;
 use crate::write::{CommitMsg, Committer, clone_error};
 use crate::{Error, Options, Result, Signal, segment, validate, wal};
 
 /// Name of the lock file in the database directory.
 pub const LOCK_FILE: &str = "LOCK";
-/// Name of the write-ahead log directory.
-pub const WAL_DIR: &str = "wal";
-
-/// What readers see: the current manifest and the memtables not yet in it.
-pub(crate) struct State {
-    pub manifest: Arc<Manifest>,
-    pub active: Arc<Memtable>,
-    pub frozen: VecDeque<Arc<FrozenMemtable>>,
-}
-
-#[derive(Default)]
-struct Progress {
-    frozen_pending: usize,
-    last_flushed: u64,
-}
-
-/// State shared by the handle and the background threads.
-pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub opts: Options,
-    pub fs: Arc<dyn FileSystem>,
-    /// Open trace indexes and Parquet metadata, for lookups.
-    pub indexes: Arc<crate::trace::IndexCache>,
-    state: RwLock<State>,
-    poisoned: AtomicBool,
-    poison_reason: Mutex<Option<String>>,
-    progress: Mutex<Progress>,
-    progress_cv: Condvar,
-}
-
-impl Shared {
-    pub fn read_state(&self) -> RwLockReadGuard<'_, State> {
-        // A panic while holding the lock poisons it; the state itself is always consistent
-        // (every update is a few assignments), and the database is fail-stopped anyway.
-        self.state.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn write_state(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn wal_dir(&self) -> PathBuf {
-        self.dir.join(WAL_DIR)
-    }
-
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::SeqCst)
-    }
-
-    /// Fail-stop: from now on writes are refused. The first reason is kept.
-    pub fn poison(&self, reason: String) {
-        {
-            let mut r = self.poison_reason.lock().unwrap_or_else(|e| e.into_inner());
-            if r.is_none() {
-                log::error!(
-                    "ScryDB at {} refuses further writes: {reason}",
-                    self.dir.display()
-                );
-                *r = Some(reason);
-            }
-        }
-        self.poisoned.store(true, Ordering::SeqCst);
-        let _guard = self.progress();
-        self.progress_cv.notify_all();
-    }
-
-    pub fn poison_error(&self) -> Error {
-        let reason = self
-            .poison_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(|| "unknown failure".into());
-        Error::Poisoned { reason }
-    }
-
-    /// Blocks until fewer than `max` frozen memtables wait for the flush.
-    pub fn wait_for_frozen_slot(&self, max: usize) -> Result<()> {
-        let mut p = self.progress();
-        while p.frozen_pending >= max && !self.is_poisoned() {
-            p = self.progress_cv.wait(p).unwrap_or_else(|e| e.into_inner());
-        }
-        if self.is_poisoned() {
-            return Err(self.poison_error());
-        }
-        Ok(())
-    }
-
-    pub fn frozen_added(&self) {
-        self.progress().frozen_pending += 1;
-    }
-
-    /// Swaps in a new manifest and drops the frozen memtable it now covers, in one step.
-    pub fn publish(&self, manifest: Arc<Manifest>, frozen_id: u64) {
-        let mut state = self.write_state();
-        state.manifest = manifest;
-        let front = state.frozen.pop_front();
-        debug_assert_eq!(
-            front.map(|f| f.id),
-            Some(frozen_id),
-            "flushes publish in order"
-        );
-    }
-
-    /// Swaps in a new manifest that changes no memtable (retention, compaction).
-    pub fn replace_manifest(&self, manifest: Arc<Manifest>) {
-        self.write_state().manifest = manifest;
-    }
-
-    /// Records that frozen memtable `id` is in segments.
-    pub fn flushed(&self, id: u64) {
-        let mut p = self.progress();
-        p.frozen_pending = p.frozen_pending.saturating_sub(1);
-        p.last_flushed = id;
-        self.progress_cv.notify_all();
-    }
-
-    /// Blocks until frozen memtable `id` is in segments.
-    fn wait_flushed(&self, id: u64) -> Result<()> {
-        let mut p = self.progress();
-        while p.last_flushed < id && !self.is_poisoned() {
-            p = self.progress_cv.wait(p).unwrap_or_else(|e| e.into_inner());
-        }
-        if p.last_flushed < id {
-            return Err(self.poison_error());
-        }
-        Ok(())
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
-        let state = self.read_state();
-        Snapshot {
-            dir: self.dir.clone(),
-            fs: self.fs.clone(),
-            manifest: state.manifest.clone(),
-            frozen: state.frozen.iter().cloned().collect(),
-            active: state.active.clone(),
-            indexes: self.indexes.clone(),
-        }
-    }
-}
 
 /// Takes read snapshots of a database; see [`Db::reader`].
 #[derive(Clone)]
@@ -242,105 +95,40 @@ impl Db {
                 Error::io("lock", &lock_path, e)
             }
         })?;
-        let wal_dir = dir.join(WAL_DIR);
-        for sub in std::iter::once(WAL_DIR).chain(Signal::ALL.iter().map(|s| s.name())) {
-            let p = dir.join(sub);
-            fs.create_dir_all(&p)
-                .map_err(|e| Error::io("create directory", &p, e))?;
-        }
-
-        let manifest = match manifest::load_current(fs.as_ref(), &dir)? {
-            Some(m) => m,
-            None => {
-                refuse_data_without_manifest(fs.as_ref(), &dir, &wal_dir)?;
-                let m = Manifest::empty();
-                manifest::write(fs.as_ref(), &dir, &m)?;
-                m
-            }
-        };
-        check_segments(fs.as_ref(), &dir, &manifest)?;
-        remove_orphans(fs.as_ref(), &dir, &manifest)?;
-
-        let mut memtable = Memtable::default();
-        let stats = wal::reader::replay(
-            fs.as_ref(),
-            &wal_dir,
-            manifest.wal_replay_from,
-            opts.wal_recovery,
-            |signal, batch| {
-                memtable.push(signal, batch);
-                Ok(())
-            },
-        )?;
-        if stats.frames > 0 {
-            log::info!(
-                "recovered {} batches from {} log file(s) in {}",
-                stats.frames,
-                stats.files,
-                wal_dir.display()
-            );
-        }
-        let next_seq = stats
-            .last_seq
-            .map_or(manifest.wal_replay_from, |s| s + 1)
-            .max(manifest.wal_replay_from);
-        let wal = WalWriter::create(&fs, &wal_dir, next_seq)?;
-
-        let shared = Arc::new(Shared {
-            dir,
-            fs,
-            indexes: Arc::default(),
-            state: RwLock::new(State {
-                manifest: Arc::new(manifest),
-                active: Arc::new(memtable),
-                frozen: VecDeque::new(),
-            }),
-            poisoned: AtomicBool::new(false),
-            poison_reason: Mutex::new(None),
-            progress: Mutex::new(Progress::default()),
-            progress_cv: Condvar::new(),
-            opts,
-        });
+        let Recovered {
+            manifest,
+            memtable,
+            wal,
+        } = recovery::recover(&fs, &dir, &opts)?;
+        let shared = Arc::new(Shared::new(dir, opts, manifest, memtable));
 
         let mut threads = Vec::new();
-        let spawn_err = |e: std::io::Error| Error::io("spawn thread", &shared.dir, e);
         let (job_tx, job_rx) = crossbeam_channel::bounded(shared.opts.flush_threads * 2);
         for i in 0..shared.opts.flush_threads {
             let (s, rx) = (shared.clone(), job_rx.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("scry-flush-{i}"))
-                    .spawn(move || worker::run(s, rx))
-                    .map_err(spawn_err)?,
-            );
+            threads.push(spawn_fail_stop(
+                &shared,
+                format!("scry-flush-{i}"),
+                "a flush worker thread",
+                move || worker::run(s, rx),
+            )?);
         }
         let (flush_tx, flush_rx) = crossbeam_channel::bounded(shared.opts.max_frozen_memtables + 2);
         let s = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("scry-flush".into())
-                .spawn(move || manager::run(s, flush_rx, job_tx))
-                .map_err(spawn_err)?,
-        );
+        threads.push(spawn_fail_stop(
+            &shared,
+            "scry-flush".into(),
+            "the flush manager thread",
+            move || manager::run(s, flush_rx, job_tx),
+        )?);
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(1024);
         let committer = Committer::new(shared.clone(), wal, flush_tx.clone());
-        let s = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("scry-wal".into())
-                .spawn(move || {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        committer.run(commit_rx)
-                    }));
-                    if let Err(p) = r {
-                        s.poison(format!(
-                            "the log thread panicked: {}",
-                            worker::panic_message(&p)
-                        ));
-                    }
-                })
-                .map_err(spawn_err)?,
-        );
+        threads.push(spawn_fail_stop(
+            &shared,
+            "scry-wal".into(),
+            "the log thread",
+            move || committer.run(commit_rx),
+        )?);
 
         Ok(Db {
             shared,
@@ -413,7 +201,12 @@ impl Db {
         let mut n = 0;
         for signal in Signal::ALL {
             for seg in snap.segments(signal, None) {
-                if !all && snap.index_cache().index(&self.shared.dir, &seg).is_some() {
+                if !all
+                    && snap
+                        .index_cache()
+                        .index(self.shared.fs.as_ref(), &self.shared.dir, &seg)
+                        .is_some()
+                {
                     continue;
                 }
                 crate::index::build_for_segment(&self.shared.fs, &self.shared.dir, &seg)?;
@@ -528,6 +321,28 @@ impl Db {
     }
 }
 
+/// Starts a named background thread whose panic fail-stops the database: the panic is
+/// caught and poisons it, which wakes every caller waiting on the thread's progress
+/// (`flush`, `close`, a full memtable) with [`Error::Poisoned`] instead of leaving them
+/// waiting for a thread that is gone. (Steps that can fail on their own, such as a flush,
+/// catch their panics closer to the work; this is the net under everything else.)
+fn spawn_fail_stop(
+    shared: &Arc<Shared>,
+    name: String,
+    what: &'static str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+                s.poison(format!("{what} panicked: {}", worker::panic_message(&p)));
+            }
+        })
+        .map_err(|e| Error::io("spawn thread", &shared.dir, e))
+}
+
 impl Drop for Db {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
@@ -536,119 +351,78 @@ impl Drop for Db {
     }
 }
 
-/// Every segment the manifest names must exist with its recorded size.
-fn check_segments(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
-    for seg in &m.segments {
-        let path = dir.join(&seg.path);
-        match fs.file_size(&path) {
-            Ok(size) if size == seg.size => {}
-            Ok(size) => {
-                return Err(Error::corrupted(
-                    &path,
-                    None,
-                    format!(
-                        "segment is {size} bytes, manifest {} says {}",
-                        m.version, seg.size
-                    ),
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::corrupted(
-                    &path,
-                    None,
-                    format!("segment named by manifest {} is missing", m.version),
-                ));
-            }
-            Err(e) => return Err(Error::io("stat", &path, e)),
-        }
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
 
-/// Removes segment files (and temporary files) that the manifest does not name: leftovers
-/// of a flush that crashed before publishing, or of a removal that crashed before deleting.
-/// A directory without a manifest is new only if it holds no log file and no segment: a
-/// lost manifest must not turn into deleting segments that no manifest names.
-fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path) -> Result<()> {
-    let refuse = |found: &Path| {
-        Err(Error::corrupted(
-            dir,
-            None,
-            format!(
-                "no MANIFEST file, but {} exists: the manifest was lost or removed. \
-                 Restore it from a backup (ScryDB does not rebuild it on its own)",
-                found.display()
-            ),
-        ))
-    };
-    for part in partition_dirs(fs, dir)? {
-        for f in fs
-            .read_dir(&part)
-            .map_err(|e| Error::io("list", &part, e))?
-        {
-            if f.path.extension().is_some_and(|x| x == "parquet") {
-                return refuse(&f.path);
-            }
-        }
-    }
-    for e in fs
-        .read_dir(wal_dir)
-        .map_err(|e| Error::io("list", wal_dir, e))?
-    {
-        if !e.is_dir && wal::parse_file_name(&e.path).is_some() {
-            return refuse(&e.path);
-        }
-    }
-    Ok(())
-}
+    use arrow::array::{FixedSizeBinaryArray, StringArray, TimestampNanosecondArray};
+    use arrow::datatypes::{Field, Schema};
 
-/// The partition directories of every signal (other entries in a signal directory are
-/// left alone, with a warning).
-fn partition_dirs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for signal in Signal::ALL {
-        let sdir = dir.join(signal.name());
-        for part in fs
-            .read_dir(&sdir)
-            .map_err(|e| Error::io("list", &sdir, e))?
-        {
-            if part.is_dir {
-                out.push(part.path);
-            } else {
-                log::warn!("leaving unexpected file {} alone", part.path.display());
-            }
-        }
-    }
-    Ok(out)
-}
+    use super::*;
+    use crate::schema;
 
-fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
-    let live: HashSet<PathBuf> = m
-        .segments
-        .iter()
-        .flat_map(|s| {
-            let path = dir.join(&s.path);
-            [crate::index::index_path(&path), path]
-        })
-        .collect();
-    for part in partition_dirs(fs, dir)? {
-        let mut remaining = 0;
-        for f in fs
-            .read_dir(&part)
-            .map_err(|e| Error::io("list", &part, e))?
-        {
-            if f.is_dir || live.contains(&f.path) {
-                remaining += 1;
-                continue;
-            }
-            log::info!("removing {} (named by no manifest)", f.path.display());
-            fs.remove_file(&f.path)
-                .map_err(|e| Error::io("remove", &f.path, e))?;
-        }
-        if remaining == 0 {
-            fs.remove_dir(&part)
-                .map_err(|e| Error::io("remove directory", &part, e))?;
-        }
+    /// `n` spans with only the required columns.
+    fn spans(n: usize) -> RecordBatch {
+        let times: Vec<i64> = (0..n as i64)
+            .map(|i| 1_764_028_800_000_000_000 + i)
+            .collect();
+        let ts = || Arc::new(TimestampNanosecondArray::from(times.clone()).with_timezone("UTC"));
+        let ids = |width: usize| {
+            let values = (0..n).map(|i| {
+                let mut id = vec![0u8; width];
+                id[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                id
+            });
+            Arc::new(FixedSizeBinaryArray::try_from_iter(values).expect("ids"))
+        };
+        let schema = Schema::new(vec![
+            Field::new("time", schema::timestamp_type(), false),
+            Field::new("end_time", schema::timestamp_type(), false),
+            Field::new("trace_id", schema::trace_id_type(), false),
+            Field::new("span_id", schema::span_id_type(), false),
+            Field::new("name", arrow::datatypes::DataType::Utf8, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                ts(),
+                ts(),
+                ids(16),
+                ids(8),
+                Arc::new(StringArray::from(vec!["op"; n])),
+            ],
+        )
+        .expect("batch")
     }
-    Ok(())
+
+    #[test]
+    fn a_panic_in_the_flush_manager_poisons_instead_of_hanging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Db::open(dir.path(), Options::default()).expect("open"));
+        db.append(Signal::Spans, &spans(10)).expect("append");
+        db.shared
+            .test_hooks
+            .panic_in_flush_manager
+            .store(true, Ordering::SeqCst);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let d = db.clone();
+        let caller = std::thread::spawn(move || {
+            let _ = tx.send(d.flush());
+        });
+        let flushed = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("flush returns instead of waiting forever for a dead thread");
+        match flushed {
+            Err(Error::Poisoned { reason }) => {
+                assert!(reason.contains("injected panic"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = db.append(Signal::Spans, &spans(1)).expect_err("refused");
+        assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+        caller.join().expect("the caller thread ends");
+        let db = Arc::into_inner(db).expect("the caller thread is done with it");
+        assert!(matches!(db.close(), Err(Error::Poisoned { .. })));
+    }
 }

@@ -79,6 +79,18 @@ pub enum Error {
         supported: u32,
     },
 
+    /// Data exceeds a limit of the on-disk format (a segment with more rows than its trace
+    /// index can address). The operation failed before anything was published.
+    #[error("{what} is too large: {size} exceeds the format's limit of {limit}")]
+    TooLarge {
+        /// What exceeds the limit.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// Another process (or another `Db` in this process) has the directory open.
     #[error("database directory {} is locked by another writer (lock file {})", dir.display(), lock_file.display())]
     Locked {
@@ -174,6 +186,11 @@ impl Error {
             },
             Error::Poisoned { reason } => Error::Poisoned {
                 reason: reason.clone(),
+            },
+            Error::TooLarge { what, size, limit } => Error::TooLarge {
+                what,
+                size: *size,
+                limit: *limit,
             },
             Error::Closed => Error::Closed,
             Error::Parquet { path, source } => Error::Parquet {

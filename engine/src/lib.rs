@@ -22,7 +22,7 @@
 //! use scrydb_engine::{Db, Options, Signal};
 //! # fn main() -> scrydb_engine::Result<()> {
 //! let db = Db::open("./scry-data", Options::default())?;
-//! let batch = scrydb_engine::synth::spans(&mut scrydb_engine::synth::Rng::new(1), 1_000, 0);
+//! let batch = scrydb_workload::synth::spans(&mut scrydb_workload::Rng::new(1), 1_000, 0);
 //! db.append(Signal::Spans, &batch)?;
 //! let rows: usize = db.snapshot().scan(Signal::Spans, None)?.iter().map(|b| b.num_rows()).sum();
 //! assert_eq!(rows, 1_000);
@@ -40,22 +40,22 @@ mod memtable;
 mod options;
 pub mod otlp;
 pub mod partition;
+mod recovery;
 mod retention;
 pub mod schema;
 pub mod segment;
 mod signal;
 mod snapshot;
 mod span_tree;
-pub mod synth;
+mod state;
 pub mod trace;
 pub mod validate;
 pub mod wal;
-pub mod workload;
 mod write;
 
 /// The Arrow version ScryDB's batches are built with.
 pub use arrow;
-pub use db::{Db, LOCK_FILE, Reader, WAL_DIR};
+pub use db::{Db, LOCK_FILE, Reader};
 pub use error::{Error, Result};
 pub use manifest::SegmentMeta;
 pub use options::{Durability, Options, WalRecovery};
@@ -64,3 +64,4 @@ pub use signal::Signal;
 pub use snapshot::{SignalStats, Snapshot, TimeRange};
 pub use span_tree::{SpanNode, SpanTree};
 pub use trace::{Trace, parse_trace_id};
+pub use wal::WAL_DIR;

@@ -146,7 +146,7 @@ impl Options {
 
     /// Maximum rows per Parquet row group in a segment.
     ///
-    /// Default: 131072. Must be at least 1024.
+    /// Default: 32768 (32 Ki rows). Must be at least 1024.
     pub fn row_group_size(mut self, rows: usize) -> Self {
         self.row_group_size = rows;
         self

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
 use crate::Result;
-use crate::db::Shared;
 use crate::manifest::{self, Manifest, SegmentMeta};
+use crate::state::Shared;
 
 /// What a retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::TimestampNanosecondType;
 
+use crate::index::IndexCache;
 use crate::io::FileSystem;
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::memtable::{FrozenMemtable, Memtable};
@@ -68,7 +69,7 @@ pub struct Snapshot {
     pub(crate) manifest: Arc<Manifest>,
     pub(crate) frozen: Vec<Arc<FrozenMemtable>>,
     pub(crate) active: Arc<Memtable>,
-    pub(crate) indexes: Arc<crate::trace::IndexCache>,
+    pub(crate) indexes: Arc<IndexCache>,
 }
 
 impl Snapshot {
@@ -152,6 +153,11 @@ impl Snapshot {
     ) -> Result<parquet::arrow::arrow_reader::ArrowReaderMetadata> {
         self.indexes
             .parquet_metadata(self.fs.as_ref(), &self.dir, seg)
+    }
+
+    /// The open-index cache of the database (the SQL layer uses it too).
+    pub fn index_cache(&self) -> &IndexCache {
+        &self.indexes
     }
 
     /// Reads one segment whole, restricted to `range`, verifying its checksum first.

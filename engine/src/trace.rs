@@ -1,118 +1,15 @@
-//! Exact trace lookup, with no time hint: the per-segment trace indexes say which segments
-//! and rows hold a trace id; only the Parquet pages holding those rows are read.
-
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+//! Exact trace lookup, with no time hint: the per-segment trace indexes ([`crate::index`])
+//! say which segments and rows hold a trace id; only the Parquet pages holding those rows
+//! are read.
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
-};
-use parquet::file::metadata::PageIndexPolicy;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use roaring::RoaringBitmap;
 
-use crate::index::{self, SegmentIndex};
-use crate::io::FileSystem;
 use crate::manifest::SegmentMeta;
-use crate::segment::file::SegmentFile;
 use crate::snapshot::Snapshot;
 use crate::{Error, Result, Signal, schema};
-
-/// What the database keeps open per segment for lookups: its index (or why it is not
-/// usable) and its Parquet metadata with page index.
-#[derive(Debug)]
-struct Cached {
-    index: std::result::Result<Arc<SegmentIndex>, String>,
-    parquet: Mutex<Option<ArrowReaderMetadata>>,
-}
-
-/// Open segment indexes, shared by every snapshot of a database. An index that cannot be
-/// used (missing, damaged) is reported once in the log; lookups then scan that segment.
-#[derive(Debug, Default)]
-pub struct IndexCache {
-    segments: Mutex<HashMap<u64, Arc<Cached>>>,
-}
-
-impl IndexCache {
-    fn entry(&self, dir: &Path, seg: &SegmentMeta) -> Arc<Cached> {
-        let mut map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(seg.id)
-            .or_insert_with(|| {
-                let path = index::index_path(&dir.join(&seg.path));
-                let index = SegmentIndex::open(&path, seg.signal, seg.rows)
-                    .map(Arc::new)
-                    .map_err(|e| {
-                        log::warn!(
-                            "trace index unusable, lookups scan segment {} instead: {e} \
-                             (`scry reindex` rebuilds it)",
-                            seg.path
-                        );
-                        e.to_string()
-                    });
-                Arc::new(Cached {
-                    index,
-                    parquet: Mutex::new(None),
-                })
-            })
-            .clone()
-    }
-
-    /// The index of `seg`, or `None` when it is missing or damaged.
-    pub fn index(&self, dir: &Path, seg: &SegmentMeta) -> Option<Arc<SegmentIndex>> {
-        self.entry(dir, seg).index.as_ref().ok().cloned()
-    }
-
-    /// The Parquet metadata (with page index) of `seg`, loaded once.
-    pub fn parquet_metadata(
-        &self,
-        fs: &dyn FileSystem,
-        dir: &Path,
-        seg: &SegmentMeta,
-    ) -> Result<ArrowReaderMetadata> {
-        let entry = self.entry(dir, seg);
-        let mut slot = entry.parquet.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = slot.as_ref() {
-            return Ok(m.clone());
-        }
-        let path = dir.join(&seg.path);
-        let file = SegmentFile(
-            fs.open_read(&path)
-                .map_err(|e| Error::io("open", &path, e))?,
-        );
-        let m = ArrowReaderMetadata::load(
-            &file,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::from(true)),
-        )
-        .map_err(|source| Error::Parquet {
-            path: path.clone(),
-            source,
-        })?;
-        *slot = Some(m.clone());
-        Ok(m)
-    }
-
-    /// Forgets segments no longer in the manifest (their files are going away).
-    pub fn retain(&self, live: impl Fn(u64) -> bool) {
-        let mut map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|id, _| live(*id));
-    }
-
-    /// Forgets one segment, so its index is reopened on next use (after a rebuild).
-    pub fn forget(&self, id: u64) {
-        let mut map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&id);
-    }
-
-    /// (indexes open, bytes they hold in memory).
-    pub fn stats(&self) -> (usize, usize) {
-        let map = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-        let open: Vec<_> = map.values().filter_map(|c| c.index.as_ref().ok()).collect();
-        (open.len(), open.iter().map(|i| i.memory()).sum())
-    }
-}
 
 /// A row selection selecting exactly `rows` out of `total`.
 pub fn row_selection(rows: &RoaringBitmap, total: u64) -> RowSelection {
@@ -220,7 +117,7 @@ impl Snapshot {
     /// The rows of the segment `seg` that may hold one of `ids`, from its index: `None`
     /// when the index is unusable (the caller scans), `Some(empty)` when none does.
     pub fn index_rows(&self, seg: &SegmentMeta, ids: &[[u8; 16]]) -> Option<RoaringBitmap> {
-        let idx = self.indexes.index(&self.dir, seg)?;
+        let idx = self.indexes.index(self.fs.as_ref(), &self.dir, seg)?;
         let mut rows = RoaringBitmap::new();
         for id in ids {
             match idx.rows(id) {
@@ -236,11 +133,6 @@ impl Snapshot {
             }
         }
         Some(rows)
-    }
-
-    /// The open-index cache of the database (the SQL layer uses it too).
-    pub fn index_cache(&self) -> &IndexCache {
-        &self.indexes
     }
 
     /// Every row of `signal` holding one of `ids` (spans and logs by `trace_id`, metrics by

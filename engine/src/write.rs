@@ -14,10 +14,10 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::db::Shared;
 use crate::flush::manager::FlushMsg;
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::options::Durability;
+use crate::state::Shared;
 use crate::wal::writer::WalWriter;
 use crate::{Error, Result, Signal};
 

@@ -14,7 +14,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let db = scrydb_engine::Db::open(dir.path(), scrydb_engine::Options::default())?;
-//! let spans = scrydb_engine::synth::spans(&mut scrydb_engine::synth::Rng::new(1), 100, 0);
+//! let spans = scrydb_workload::synth::spans(&mut scrydb_workload::Rng::new(1), 100, 0);
 //! db.append(scrydb_engine::Signal::Spans, &spans)?;
 //! let session = scrydb_sql::Session::new(db.reader())?;
 //! let rows = session.sql_blocking("SELECT count(*) AS n FROM spans")?;

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use scrydb::synth::{self, Rng};
 use scrydb::{Db, Durability, Options, Signal};
+use scrydb_workload::synth::{self, Rng};
 
 /// 2025-11-25T00:00:00Z in ns.
 pub const BASE: i64 = 1_764_028_800_000_000_000;

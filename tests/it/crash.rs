@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
-use scrydb::synth::Rng;
 use scrydb::{Db, Signal};
+use scrydb_workload::Rng;
 
 use crate::common::*;
 

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use scrydb::workload::FaultKind;
+use scrydb_workload::FaultKind;
 
 fn scry(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_scry"))
@@ -82,8 +82,8 @@ mod diagnosis {
     use scrydb::diagnose::{self, AnomalyKind, DiagnoseOptions, Diagnosis, Evidence, Step};
     use scrydb::otlp::Request;
     use scrydb::otlp::ingest::{IngestOptions, Ingester};
-    use scrydb::workload::{Fault, FaultKind, Workload, WorkloadOptions};
     use scrydb::{Db, TimeRange};
+    use scrydb_workload::{Fault, FaultKind, Workload, WorkloadOptions};
 
     use crate::common::open;
 
@@ -115,8 +115,7 @@ mod diagnosis {
 
     fn run(db: &Db, range: Option<TimeRange>) -> Diagnosis {
         let session = db.session().expect("session");
-        diagnose::diagnose_blocking(session, range, &DiagnoseOptions::default())
-            .expect("diagnosis")
+        diagnose::diagnose_blocking(session, range, &DiagnoseOptions::default()).expect("diagnosis")
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! A database written by format version 1 is checked in (`tests/fixtures/v1`): segments of
-//! every signal, a manifest, and a log with unflushed frames. It must keep opening, with
-//! every row as it was, in every later version.
+//! every signal with their trace indexes (`.tidx`), a manifest, and a log with unflushed
+//! frames. It must keep opening, with every row as it was and its indexes used, in every
+//! later version.
 //!
 //! Regenerate (only when introducing a new format version, into a new folder) with
-//! `SCRY_WRITE_FIXTURE=1 cargo test --test it fixture`.
+//! `SCRY_WRITE_FIXTURE=1 cargo test --test it fixture`. The v1 segments predate the trace
+//! index; their `.tidx` files were added afterwards by `scrydb::index::build_for_segment`
+//! (what `scry reindex` runs), leaving every other file of the fixture as it was.
 
 use std::path::{Path, PathBuf};
 
@@ -78,5 +81,38 @@ fn version_1_fixture_opens_with_every_row() {
         assert_eq!(rows(&snap.scan(s, None).expect("scan")), want, "{s}");
     }
     db.verify().expect("segments verify");
+
+    // Every segment's index is there and usable, and lookups go through it.
+    assert_eq!(
+        db.rebuild_indexes(false).expect("reindex"),
+        0,
+        "no index to rebuild"
+    );
+    for s in Signal::ALL {
+        for seg in snap.segments(s, None) {
+            assert!(
+                snap.index_cache()
+                    .index(&scrydb::io::StdFs, snap.dir(), &seg)
+                    .is_some(),
+                "{} has a usable index",
+                seg.path
+            );
+        }
+    }
+    let seg = snap.segments(Signal::Spans, None).remove(0);
+    let ids = snap.read_segment(&seg, None).expect("read")[0]
+        .column_by_name("trace_id")
+        .expect("trace_id")
+        .as_any()
+        .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+        .expect("ids")
+        .clone();
+    let id: [u8; 16] = ids.value(0).try_into().expect("16 bytes");
+    let positions = snap.index_rows(&seg, &[id]).expect("index answers");
+    assert!(!positions.is_empty(), "the index finds the trace");
+    let with_index = snap.trace_rows(Signal::Spans, &[id], true).expect("lookup");
+    let without = snap.trace_rows(Signal::Spans, &[id], false).expect("scan");
+    assert_eq!(rows(&with_index), rows(&without));
+    assert_eq!(count(&with_index), positions.len() as usize);
     db.close().expect("close");
 }

@@ -10,11 +10,11 @@ use arrow::datatypes::TimestampNanosecondType;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::worker::{WorkItem, panic_message};
-use crate::db::Shared;
 use crate::manifest::{self, Manifest};
 use crate::memtable::FrozenMemtable;
 use crate::retention::{self, ObsoleteFiles, RetentionStats};
 use crate::segment::writer::SegmentJob;
+use crate::state::Shared;
 use crate::{Error, Result, Signal, partition, wal};
 
 /// Messages to the manager.
@@ -55,6 +55,14 @@ pub fn run(shared: Arc<Shared>, rx: Receiver<FlushMsg>, workers: Sender<WorkItem
     loop {
         match rx.recv_timeout(TICK) {
             Ok(FlushMsg::Flush(frozen)) => {
+                #[cfg(test)]
+                if shared
+                    .test_hooks
+                    .panic_in_flush_manager
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    panic!("injected panic in the flush manager");
+                }
                 // After a failure its data stays in the log; recovery will flush it.
                 if !shared.is_poisoned()
                     && let Err(e) = guarded("a flush", || flush_one(&shared, &frozen, &workers))

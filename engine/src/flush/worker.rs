@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::db::Shared;
 use crate::manifest::SegmentMeta;
 use crate::segment::writer::{SegmentJob, write_segment};
+use crate::state::Shared;
 use crate::{Error, Result};
 
 /// A job and where to send its result.

@@ -2,7 +2,7 @@
 //!
 //! The engine never calls `std::fs` directly: it asks a [`FileSystem`]. [`StdFs`] is the
 //! operating system's; [`fault::FaultyFs`] wraps another and fails the Nth write, fsync,
-//! rename or create, which is how the tests prove fail-stop and recovery. The trait is
+//! rename, create or read, which is how the tests prove fail-stop and recovery. The trait is
 //! small on purpose so that a store can later keep its segments elsewhere (object storage).
 
 pub mod fault;

@@ -1,6 +1,7 @@
 //! Column builders shared by the three converters: attributes, resource and scope columns,
 //! and the nested lists (events, links, exemplars, quantiles) built from flat child builders
-//! plus offsets.
+//! plus offsets. Public so that code building canonical batches without OTLP input (such as
+//! test data generators) fills these columns exactly as conversion does.
 
 use std::sync::Arc;
 

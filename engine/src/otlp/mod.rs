@@ -24,7 +24,7 @@
 //! # Ok::<(), scrydb_engine::Error>(())
 //! ```
 
-mod columns;
+pub mod columns;
 mod decode;
 pub mod ingest;
 mod logs;

@@ -205,10 +205,14 @@ pub fn sort_rows(
     Ok(arrow::compute::interleave_record_batch(&refs, &ordered)?)
 }
 
-/// Sorts, encodes and durably writes one segment; returns its metadata for the manifest.
+/// Sorts, encodes and durably writes one segment and its trace index; returns its metadata
+/// for the manifest.
 ///
-/// On error no file is left under the final name (a temporary file may remain; open
-/// removes files no manifest names).
+/// The segment is written to `<id>.parquet.tmp`, fsynced and renamed to its final name,
+/// then its index is written the same way, then the directory is fsynced. On error, files of
+/// the segment may remain under temporary or final names (a failure after the rename
+/// leaves the `.parquet` in place); none is named by a manifest, so readers never see it
+/// and the next open removes it.
 pub fn write_segment(
     fs: &Arc<dyn FileSystem>,
     db_dir: &Path,

@@ -14,6 +14,9 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
+/// Name of the write-ahead log directory in the database directory.
+pub const WAL_DIR: &str = "wal";
+
 /// Path of the log file with sequence number `seq` under `wal_dir`.
 pub fn file_path(wal_dir: &Path, seq: u64) -> PathBuf {
     wal_dir.join(format!("{seq:020}.wal"))

@@ -11,8 +11,8 @@ use scrydb::diagnose::{
 use scrydb::otlp::Request;
 use scrydb::otlp::ingest::{IngestOptions, Ingester};
 use scrydb::sql::ids::hex;
-use scrydb::workload::{FaultKind, Workload, WorkloadOptions};
 use scrydb::{Db, Options};
+use scrydb_workload::{FaultKind, Workload, WorkloadOptions};
 
 /// What the demo was asked to do.
 pub struct DemoArgs {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod bench;
 mod demo;
 mod ingest;
 mod sql;
@@ -17,8 +16,8 @@ mod trace;
 /// third cheaper than the system allocator (see `benches/benches/otlp.rs`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use scrydb::synth::{self, Rng};
 use scrydb::{Db, Options, Signal};
+use scrydb_workload::synth::{self, Rng};
 
 #[derive(Parser)]
 #[command(
@@ -45,33 +44,13 @@ enum Command {
         seed: u64,
         /// The incident: latency, error_burst, down, retry_storm.
         #[arg(long, default_value = "error_burst")]
-        fault: scrydb::workload::FaultKind,
+        fault: scrydb_workload::FaultKind,
         /// Simulated seconds.
         #[arg(long, default_value_t = 180, hide = true)]
         seconds: u32,
         /// Requests per simulated second.
         #[arg(long, default_value_t = 20, hide = true)]
         rate: u32,
-    },
-    /// The benchmark harness: ingest a workload (Arrow API and OTLP), measure storage,
-    /// trace lookups and analytics queries, and run the same on DuckDB over the same data.
-    /// Prints a table and writes JSON.
-    Bench {
-        /// Spans to ingest (10M for the full run).
-        #[arg(long, default_value_t = 1_000_000)]
-        spans: usize,
-        /// Seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Where the JSON results go.
-        #[arg(long, default_value = "bench-results.json")]
-        json: PathBuf,
-        /// Trace lookups to time (present and absent each).
-        #[arg(long, default_value_t = 1000)]
-        lookups: usize,
-        /// Skip the DuckDB side.
-        #[arg(long)]
-        no_duckdb: bool,
     },
     /// Generate workload telemetry as OTLP: `.json`/`.jsonl` (one request per line) or
     /// `.pb`/`.binpb` (length-prefixed protobuf).
@@ -84,7 +63,7 @@ enum Command {
         seed: u64,
         /// Inject a fault: latency, error_burst, down, retry_storm.
         #[arg(long)]
-        fault: Option<scrydb::workload::FaultKind>,
+        fault: Option<scrydb_workload::FaultKind>,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -222,40 +201,6 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 }
             }
         }
-        Command::Bench {
-            spans,
-            seed,
-            json,
-            lookups,
-            no_duckdb,
-        } => {
-            let tmp;
-            let dir = match cli_db_explicit() {
-                Some(d) => d,
-                None => {
-                    tmp = tempfile::tempdir_in(".").map_err(|e| scrydb::Error::Io {
-                        op: "create temporary directory",
-                        path: PathBuf::from("."),
-                        source: e,
-                    })?;
-                    tmp.path().to_path_buf()
-                }
-            };
-            let args = bench::BenchArgs {
-                spans,
-                seed,
-                json,
-                duckdb: !no_duckdb,
-                lookups: lookups.max(10),
-            };
-            match bench::run(&dir, &args) {
-                Ok(()) => Ok(true),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Ok(false)
-                }
-            }
-        }
         Command::Gen {
             spans,
             seed,
@@ -363,11 +308,11 @@ fn cli_db_explicit() -> Option<PathBuf> {
 fn gen_cmd(
     spans: usize,
     seed: u64,
-    fault: Option<scrydb::workload::FaultKind>,
+    fault: Option<scrydb_workload::FaultKind>,
     out: &std::path::Path,
 ) -> scrydb::Result<()> {
     use scrydb::otlp::Format;
-    use scrydb::workload::{Workload, WorkloadOptions};
+    use scrydb_workload::{Workload, WorkloadOptions};
     use std::io::Write;
     let format = Format::from_path(out).ok_or_else(|| scrydb::Error::InvalidOptions {
         option: "--out",
@@ -460,13 +405,7 @@ fn synth_cmd(
             continue;
         }
         // Generate first so the timing below is the database's, not the generator's.
-        let batches: Vec<_> = (0..total)
-            .step_by(batch)
-            .map(|start| {
-                let n = batch.min(total - start);
-                synth::batch(signal, &mut rng, n, base + start as i64 * 10_000)
-            })
-            .collect();
+        let batches = synth::batches(signal, &mut rng, total, batch, base);
         let t = Instant::now();
         for b in &batches {
             db.append(signal, b)?;

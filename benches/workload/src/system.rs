@@ -34,7 +34,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
-use crate::synth::Rng;
+use crate::Rng;
+use crate::proto::{i, kv, s};
 
 /// The services of the simulated system.
 pub const SERVICES: [&str; 12] = [
@@ -204,22 +205,6 @@ pub struct Workload {
     counters: BTreeMap<(&'static str, String), (u64, u64)>,
 }
 
-fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    }
-}
-
-fn s(v: &str) -> any_value::Value {
-    any_value::Value::StringValue(v.into())
-}
-
-fn i(v: i64) -> any_value::Value {
-    any_value::Value::IntValue(v)
-}
-
 fn resource(service: &str) -> Option<Resource> {
     Some(Resource {
         attributes: vec![
@@ -234,11 +219,7 @@ fn resource(service: &str) -> Option<Resource> {
 }
 
 fn scope(name: &str) -> Option<InstrumentationScope> {
-    Some(InstrumentationScope {
-        name: name.into(),
-        version: "1.0.0".into(),
-        ..Default::default()
-    })
+    crate::proto::scope(name, "1.0.0")
 }
 
 /// A call being built: where it runs and what it is.
@@ -971,9 +952,9 @@ mod tests {
         assert_eq!(services.len(), 12, "{services:?}");
         for c in &a {
             for req in [
-                crate::otlp::Request::Traces(c.traces.clone()),
-                crate::otlp::Request::Logs(c.logs.clone()),
-                crate::otlp::Request::Metrics(c.metrics.clone()),
+                scrydb_engine::otlp::Request::Traces(c.traces.clone()),
+                scrydb_engine::otlp::Request::Logs(c.logs.clone()),
+                scrydb_engine::otlp::Request::Metrics(c.metrics.clone()),
             ] {
                 let conv = req.convert();
                 assert_eq!(conv.rejected, 0, "{:?}", conv.errors);

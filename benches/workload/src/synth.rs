@@ -1,63 +1,26 @@
 //! Deterministic synthetic telemetry with every column populated, for tests, benchmarks and
-//! the CLI's smoke run. (The realistic workload generator with fault injection is a
-//! separate module; this one is about coverage and speed.)
+//! the CLI's smoke run. (The realistic generator with fault injection is [`crate::system`];
+//! this one is about coverage and speed.)
 
 use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder, Int64Builder,
-    ListBuilder, MapBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder, StructBuilder,
-    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    ListBuilder, RecordBatch, StringBuilder, StringDictionaryBuilder, UInt32Builder, UInt64Builder,
 };
-use arrow::datatypes::{DataType, Field, Fields, Int32Type};
+use arrow::datatypes::Int32Type;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::metrics::v1::{Exemplar, exemplar};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::Link;
+use scrydb_engine::Signal;
+use scrydb_engine::otlp::columns::{
+    Attrs, Context, Events, Exemplars, Links, Quantiles, ResourceScope, ts_builder,
+};
+use scrydb_engine::schema::{self, attributes_builder};
 
-use crate::Signal;
-use crate::schema::{self, attributes_builder};
-
-/// A small, fast, deterministic random number generator (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator whose sequence is fixed by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-
-    /// A random non-zero id of `N` bytes.
-    pub fn id<const N: usize>(&mut self) -> [u8; N] {
-        let mut out = [0u8; N];
-        for chunk in out.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-        out[0] |= 1;
-        out
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
+pub use crate::Rng;
+use crate::proto::{kv, s};
 
 const SERVICES: &[&str] = &[
     "frontend",
@@ -85,8 +48,7 @@ const OPERATIONS: &[&str] = &[
 ];
 const ROUTES: &[&str] = &["/api/products", "/api/checkout", "/api/cart", "/health"];
 const HOSTS: &[&str] = &["node-a", "node-b", "node-c"];
-
-type Attrs = MapBuilder<StringBuilder, StringBuilder>;
+const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.26.0";
 
 fn put(m: &mut Attrs, k: &str, v: &str) {
     m.keys().append_value(k);
@@ -98,80 +60,57 @@ fn end_map(m: &mut Attrs) {
         .expect("keys and values are appended in pairs");
 }
 
-fn ts() -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::new().with_timezone("UTC")
+/// The service name, resource and scope of every row, built by the engine's own column
+/// builders (the ones OTLP conversion uses) from one resource per (service, host).
+struct Sources {
+    resources: Vec<Resource>,
+    scope: InstrumentationScope,
+    columns: ResourceScope,
 }
 
-fn list_field(fields: Fields) -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Struct(fields), true))
-}
-
-/// The resource and scope columns shared by every signal.
-struct Common {
-    service: StringDictionaryBuilder<Int32Type>,
-    res_attrs: Attrs,
-    res_dropped: UInt32Builder,
-    res_url: StringBuilder,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
-    scope_attrs: Attrs,
-    scope_dropped: UInt32Builder,
-    scope_url: StringBuilder,
-}
-
-impl Common {
+impl Sources {
     fn new() -> Self {
-        Common {
-            service: StringDictionaryBuilder::new(),
-            res_attrs: attributes_builder(),
-            res_dropped: UInt32Builder::new(),
-            res_url: StringBuilder::new(),
-            scope_name: StringBuilder::new(),
-            scope_version: StringBuilder::new(),
-            scope_attrs: attributes_builder(),
-            scope_dropped: UInt32Builder::new(),
-            scope_url: StringBuilder::new(),
+        let resources = SERVICES
+            .iter()
+            .flat_map(|service| {
+                HOSTS.iter().map(move |host| Resource {
+                    attributes: vec![kv("service.name", s(service)), kv("host.name", s(host))],
+                    ..Default::default()
+                })
+            })
+            .collect();
+        Sources {
+            resources,
+            scope: InstrumentationScope {
+                name: "scrydb.synth".into(),
+                version: "1.0.0".into(),
+                attributes: vec![kv("scope.kind", s("synthetic"))],
+                ..Default::default()
+            },
+            columns: ResourceScope::default(),
         }
     }
 
-    fn append(&mut self, rng: &mut Rng, service: &str) {
-        self.service.append_value(service);
-        put(&mut self.res_attrs, "service.name", service);
-        put(&mut self.res_attrs, "host.name", rng.pick(HOSTS));
-        end_map(&mut self.res_attrs);
-        self.res_dropped.append_value(0);
-        self.res_url
-            .append_value("https://opentelemetry.io/schemas/1.26.0");
-        self.scope_name.append_value("scrydb.synth");
-        self.scope_version.append_value("1.0.0");
-        put(&mut self.scope_attrs, "scope.kind", "synthetic");
-        end_map(&mut self.scope_attrs);
-        self.scope_dropped.append_value(0);
-        if rng.chance(0.5) {
-            self.scope_url
-                .append_value("https://opentelemetry.io/schemas/1.26.0");
-        } else {
-            self.scope_url.append_null();
-        }
-    }
-
-    fn finish(mut self, columns: &mut Vec<ArrayRef>) {
-        columns.push(Arc::new(self.res_attrs.finish()));
-        columns.push(Arc::new(self.res_dropped.finish()));
-        columns.push(Arc::new(self.res_url.finish()));
-        columns.push(Arc::new(self.scope_name.finish()));
-        columns.push(Arc::new(self.scope_version.finish()));
-        columns.push(Arc::new(self.scope_attrs.finish()));
-        columns.push(Arc::new(self.scope_dropped.finish()));
-        columns.push(Arc::new(self.scope_url.finish()));
+    /// Appends the row's service (an index into `SERVICES`) on a random host.
+    fn append(&mut self, rng: &mut Rng, service: usize) {
+        let host = rng.below(HOSTS.len() as u64) as usize;
+        let scope_schema_url = if rng.chance(0.5) { SCHEMA_URL } else { "" };
+        self.columns.append(&Context {
+            resource: Some(&self.resources[service * HOSTS.len() + host]),
+            service: SERVICES[service],
+            resource_schema_url: SCHEMA_URL,
+            scope: Some(&self.scope),
+            scope_schema_url,
+        });
     }
 }
 
 /// `n` spans in traces of about eight spans, starting at `base_ns` and about 10 µs apart,
 /// with every column (events, links, attributes, resource, scope) populated.
 pub fn spans(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
-    let mut time = ts();
-    let mut end = ts();
+    let mut time = ts_builder();
+    let mut end = ts_builder();
+    let mut duration = Int64Builder::with_capacity(n);
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
@@ -183,31 +122,13 @@ pub fn spans(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
     let mut status_msg = StringBuilder::new();
     let mut attrs = attributes_builder();
     let mut dropped_attrs = UInt32Builder::new();
-    let event_struct = StructBuilder::new(
-        schema::event_fields(),
-        vec![
-            Box::new(ts()),
-            Box::new(StringBuilder::new()),
-            Box::new(attributes_builder()),
-            Box::new(UInt32Builder::new()),
-        ],
-    );
-    let mut events = ListBuilder::new(event_struct).with_field(list_field(schema::event_fields()));
+    let mut events = Events::default();
     let mut dropped_events = UInt32Builder::new();
-    let link_struct = StructBuilder::new(
-        schema::link_fields(),
-        vec![
-            Box::new(FixedSizeBinaryBuilder::new(16)),
-            Box::new(FixedSizeBinaryBuilder::new(8)),
-            Box::new(StringBuilder::new()),
-            Box::new(attributes_builder()),
-            Box::new(UInt32Builder::new()),
-            Box::new(UInt32Builder::new()),
-        ],
-    );
-    let mut links = ListBuilder::new(link_struct).with_field(list_field(schema::link_fields()));
+    let mut links = Links::default();
     let mut dropped_links = UInt32Builder::new();
-    let mut common = Common::new();
+    let mut sources = Sources::new();
+    let event_attrs = [kv("exception.type", s("TimeoutError"))];
+    let link_attrs = vec![kv("link.kind", s("follows_from"))];
 
     let mut trace = rng.id::<16>();
     let mut prev_span: Option<[u8; 8]> = None;
@@ -221,6 +142,7 @@ pub fn spans(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
         let dur = 1_000 + rng.below(50_000_000) as i64;
         time.append_value(t);
         end.append_value(t + dur);
+        duration.append_value(dur);
         trace_id.append_value(trace).expect("16 bytes");
         span_id.append_value(sid).expect("8 bytes");
         match prev_span {
@@ -234,7 +156,7 @@ pub fn spans(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
             trace_state.append_null();
         }
         flags.append_value(1);
-        let service = rng.pick(SERVICES);
+        let service = rng.below(SERVICES.len() as u64) as usize;
         let op = rng.pick(OPERATIONS);
         name.append_value(op);
         kind.append_value(schema::SPAN_KINDS[1 + rng.below(5) as usize]);
@@ -265,97 +187,57 @@ pub fn spans(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
         dropped_attrs.append_value(0);
 
         let n_events = if error { 1 } else { rng.below(3) as usize / 2 };
-        {
-            let ev = events.values();
-            for e in 0..n_events {
-                ev.field_builder::<TimestampNanosecondBuilder>(0)
-                    .expect("event time")
-                    .append_value(t + e as i64 * 100);
-                ev.field_builder::<StringBuilder>(1)
-                    .expect("event name")
-                    .append_value(if error { "exception" } else { "cache.miss" });
-                let m = ev.field_builder::<Attrs>(2).expect("event attributes");
-                put(m, "exception.type", "TimeoutError");
-                end_map(m);
-                ev.field_builder::<UInt32Builder>(3)
-                    .expect("event dropped count")
-                    .append_value(0);
-                ev.append(true);
-            }
+        for e in 0..n_events {
+            let name = if error { "exception" } else { "cache.miss" };
+            events.push(Some(t + e as i64 * 100), name, &event_attrs, 0);
         }
-        events.append(true);
+        events.end_row();
         dropped_events.append_value(0);
-        {
-            let lk = links.values();
-            if rng.chance(0.05) {
-                lk.field_builder::<FixedSizeBinaryBuilder>(0)
-                    .expect("link trace id")
-                    .append_value(rng.id::<16>())
-                    .expect("16 bytes");
-                lk.field_builder::<FixedSizeBinaryBuilder>(1)
-                    .expect("link span id")
-                    .append_value(rng.id::<8>())
-                    .expect("8 bytes");
-                lk.field_builder::<StringBuilder>(2)
-                    .expect("link trace state")
-                    .append_null();
-                let m = lk.field_builder::<Attrs>(3).expect("link attributes");
-                put(m, "link.kind", "follows_from");
-                end_map(m);
-                lk.field_builder::<UInt32Builder>(4)
-                    .expect("link dropped count")
-                    .append_value(0);
-                lk.field_builder::<UInt32Builder>(5)
-                    .expect("link flags")
-                    .append_value(1);
-                lk.append(true);
-            }
+        if rng.chance(0.05) {
+            links.push(&Link {
+                trace_id: rng.id::<16>().to_vec(),
+                span_id: rng.id::<8>().to_vec(),
+                attributes: link_attrs.clone(),
+                flags: 1,
+                ..Default::default()
+            });
         }
-        links.append(true);
+        links.end_row();
         dropped_links.append_value(0);
-        common.append(rng, service);
+        sources.append(rng, service);
     }
 
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(time.finish()), Arc::new(end.finish())];
-    // duration_ns is derived by validation; build it here so the batch is canonical.
-    let d: Int64Builder = {
-        let mut b = Int64Builder::with_capacity(n);
-        let (t, e) = (&columns[0], &columns[1]);
-        use arrow::array::AsArray;
-        let t = t.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
-        let e = e.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
-        for i in 0..n {
-            b.append_value(e.value(i) - t.value(i));
-        }
-        b
-    };
-    let mut d = d;
-    columns.push(Arc::new(d.finish()));
+    // duration_ns is derived by validation; built here too so the batch is canonical.
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(time.finish()),
+        Arc::new(end.finish()),
+        Arc::new(duration.finish()),
+    ];
     columns.push(Arc::new(trace_id.finish()));
     columns.push(Arc::new(span_id.finish()));
     columns.push(Arc::new(parent.finish()));
     columns.push(Arc::new(trace_state.finish()));
     columns.push(Arc::new(flags.finish()));
-    columns.push(Arc::new(common.service.finish()));
+    columns.push(sources.columns.finish_service());
     columns.push(Arc::new(name.finish()));
     columns.push(Arc::new(kind.finish()));
     columns.push(Arc::new(status.finish()));
     columns.push(Arc::new(status_msg.finish()));
     columns.push(Arc::new(attrs.finish()));
     columns.push(Arc::new(dropped_attrs.finish()));
-    columns.push(Arc::new(events.finish()));
+    columns.push(events.finish());
     columns.push(Arc::new(dropped_events.finish()));
-    columns.push(Arc::new(links.finish()));
+    columns.push(links.finish());
     columns.push(Arc::new(dropped_links.finish()));
-    common.finish(&mut columns);
+    sources.columns.finish_into(&mut columns);
     RecordBatch::try_new(schema::schema(Signal::Spans), columns)
         .expect("synthetic spans match the schema")
 }
 
 /// `n` log records starting at `base_ns`, most linked to a (random) trace and span.
 pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
-    let mut time = ts();
-    let mut observed = ts();
+    let mut time = ts_builder();
+    let mut observed = ts_builder();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut flags = UInt32Builder::new();
@@ -365,7 +247,7 @@ pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
     let mut event_name = StringBuilder::new();
     let mut attrs = attributes_builder();
     let mut dropped = UInt32Builder::new();
-    let mut common = Common::new();
+    let mut sources = Sources::new();
     for i in 0..n {
         let t = base_ns + i as i64 * 10_000 + rng.below(5_000) as i64;
         time.append_value(t);
@@ -400,7 +282,10 @@ pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
         put(&mut attrs, "thread.id", &rng.below(64).to_string());
         end_map(&mut attrs);
         dropped.append_value(0);
-        common.append(rng, rng.clone().pick(SERVICES));
+        // The service is drawn without advancing the generator (as it always was: the
+        // data of a seed must not change).
+        let service = rng.clone().below(SERVICES.len() as u64) as usize;
+        sources.append(rng, service);
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(time.finish()),
@@ -412,11 +297,11 @@ pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
         Arc::new(sev_text.finish()),
         Arc::new(body.finish()),
         Arc::new(event_name.finish()),
-        Arc::new(common.service.finish()),
+        sources.columns.finish_service(),
         Arc::new(attrs.finish()),
         Arc::new(dropped.finish()),
     ];
-    common.finish(&mut columns);
+    sources.columns.finish_into(&mut columns);
     RecordBatch::try_new(schema::schema(Signal::Logs), columns)
         .expect("synthetic logs match the schema")
 }
@@ -424,8 +309,8 @@ pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
 /// `n` metric points starting at `base_ns`, cycling through gauge, sum, histogram,
 /// exponential histogram and summary; histograms carry exemplars with trace ids.
 pub fn metrics(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
-    let mut time = ts();
-    let mut start = ts();
+    let mut time = ts_builder();
+    let mut start = ts_builder();
     let mut name = StringBuilder::new();
     let mut desc = StringBuilder::new();
     let mut unit = StringBuilder::new();
@@ -449,30 +334,11 @@ pub fn metrics(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
     let mut pos_buckets = ListBuilder::new(UInt64Builder::new());
     let mut neg_off = Int32Builder::new();
     let mut neg_buckets = ListBuilder::new(UInt64Builder::new());
-    let q_struct = StructBuilder::new(
-        schema::quantile_fields(),
-        vec![
-            Box::new(Float64Builder::new()),
-            Box::new(Float64Builder::new()),
-        ],
-    );
-    let mut quantiles =
-        ListBuilder::new(q_struct).with_field(list_field(schema::quantile_fields()));
-    let ex_struct = StructBuilder::new(
-        schema::exemplar_fields(),
-        vec![
-            Box::new(ts()),
-            Box::new(Float64Builder::new()),
-            Box::new(Int64Builder::new()),
-            Box::new(FixedSizeBinaryBuilder::new(16)),
-            Box::new(FixedSizeBinaryBuilder::new(8)),
-            Box::new(attributes_builder()),
-        ],
-    );
-    let mut exemplars =
-        ListBuilder::new(ex_struct).with_field(list_field(schema::exemplar_fields()));
+    let mut quantiles = Quantiles::default();
+    let mut exemplars = Exemplars::default();
+    let exemplar_attrs = vec![kv("user.tier", s("gold"))];
     let mut metadata = attributes_builder();
-    let mut common = Common::new();
+    let mut sources = Sources::new();
 
     for i in 0..n {
         let t = base_ns + i as i64 * 10_000;
@@ -561,55 +427,28 @@ pub fn metrics(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
             neg_buckets.append_null();
         }
         if kind == "summary" {
-            let q = quantiles.values();
-            for (qq, v) in [(0.5, 3.0), (0.99, 40.0)] {
-                q.field_builder::<Float64Builder>(0)
-                    .expect("quantile")
-                    .append_value(qq);
-                q.field_builder::<Float64Builder>(1)
-                    .expect("value")
-                    .append_value(v);
-                q.append(true);
-            }
-            quantiles.append(true);
+            quantiles.push_row(&[(0.5, 3.0), (0.99, 40.0)]);
         } else {
-            quantiles.append_null();
+            quantiles.push_null();
         }
         if kind == "histogram" || kind == "exponential_histogram" {
-            let ex = exemplars.values();
-            ex.field_builder::<TimestampNanosecondBuilder>(0)
-                .expect("exemplar time")
-                .append_value(t - 1_000);
-            ex.field_builder::<Float64Builder>(1)
-                .expect("exemplar value")
-                .append_value(0.75);
-            ex.field_builder::<Int64Builder>(2)
-                .expect("exemplar int value")
-                .append_null();
-            ex.field_builder::<FixedSizeBinaryBuilder>(3)
-                .expect("exemplar trace id")
-                .append_value(rng.id::<16>())
-                .expect("16 bytes");
-            ex.field_builder::<FixedSizeBinaryBuilder>(4)
-                .expect("exemplar span id")
-                .append_value(rng.id::<8>())
-                .expect("8 bytes");
-            let m = ex.field_builder::<Attrs>(5).expect("exemplar attributes");
-            put(m, "user.tier", "gold");
-            end_map(m);
-            ex.append(true);
-            exemplars.append(true);
-        } else {
-            exemplars.append(true);
+            exemplars.push(&Exemplar {
+                time_unix_nano: u64::try_from(t - 1_000).unwrap_or(0),
+                value: Some(exemplar::Value::AsDouble(0.75)),
+                trace_id: rng.id::<16>().to_vec(),
+                span_id: rng.id::<8>().to_vec(),
+                filtered_attributes: exemplar_attrs.clone(),
+            });
         }
+        exemplars.end_row();
         put(&mut metadata, "source", "synth");
         end_map(&mut metadata);
-        common.append(rng, SERVICES[i % SERVICES.len()]);
+        sources.append(rng, i % SERVICES.len());
     }
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(time.finish()),
         Arc::new(start.finish()),
-        Arc::new(common.service.finish()),
+        sources.columns.finish_service(),
         Arc::new(name.finish()),
         Arc::new(desc.finish()),
         Arc::new(unit.finish()),
@@ -633,11 +472,11 @@ pub fn metrics(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
         Arc::new(pos_buckets.finish()),
         Arc::new(neg_off.finish()),
         Arc::new(neg_buckets.finish()),
-        Arc::new(quantiles.finish()),
-        Arc::new(exemplars.finish()),
+        quantiles.finish(),
+        exemplars.finish(),
         Arc::new(metadata.finish()),
     ];
-    common.finish(&mut columns);
+    sources.columns.finish_into(&mut columns);
     RecordBatch::try_new(schema::schema(Signal::Metrics), columns)
         .expect("synthetic metrics match the schema")
 }
@@ -649,4 +488,27 @@ pub fn batch(signal: Signal, rng: &mut Rng, n: usize, base_ns: i64) -> RecordBat
         Signal::Logs => logs(rng, n, base_ns),
         Signal::Metrics => metrics(rng, n, base_ns),
     }
+}
+
+/// `total` rows of `signal` in batches of `batch_rows` rows (the last one shorter), starting
+/// at `base_ns` and about 10 µs apart.
+pub fn batches(
+    signal: Signal,
+    rng: &mut Rng,
+    total: usize,
+    batch_rows: usize,
+    base_ns: i64,
+) -> Vec<RecordBatch> {
+    let batch_rows = batch_rows.max(1);
+    (0..total)
+        .step_by(batch_rows)
+        .map(|start| {
+            batch(
+                signal,
+                rng,
+                batch_rows.min(total - start),
+                base_ns + start as i64 * 10_000,
+            )
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
-//! `scry bench`: the benchmark harness. One workload, measured on ScryDB and, side by side
-//! in the same run, on DuckDB (Python `duckdb`) over the same data.
+//! The benchmark harness (`scry-bench`): one workload, measured on ScryDB and, side by side
+//! in the same run, on DuckDB (Python `duckdb`, `benches/py/duckdb_bench.py`) over the same
+//! data. Prints a table and writes JSON; what each number means is in `docs/benchmarks.md`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,16 +8,22 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use scrydb::otlp::Request;
 use scrydb::sql::Session;
-use scrydb::workload::{FaultKind, Workload, WorkloadOptions};
 use scrydb::{Db, Options, Signal};
+use scrydb_workload::{FaultKind, Workload, WorkloadOptions};
 use serde_json::{Value, json};
 
 /// What to run.
+#[derive(Debug, Clone)]
 pub struct BenchArgs {
+    /// Spans to ingest (with the logs and metrics of their traces).
     pub spans: usize,
+    /// Seed of the workload and of the lookup sample.
     pub seed: u64,
+    /// Where the JSON results go.
     pub json: PathBuf,
+    /// Whether to run the DuckDB side.
     pub duckdb: bool,
+    /// Trace lookups to time (present and absent each).
     pub lookups: usize,
 }
 
@@ -87,13 +94,18 @@ fn sync_filesystems() {
     let _ = std::process::Command::new("sync").status();
 }
 
+/// `$SCRY_PYTHON`, else the virtual environment `tests/run.sh` creates (under the current
+/// directory or the workspace), else a `python3` that imports duckdb.
 fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SCRY_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let venv = PathBuf::from("target/venv/bin/python");
-    if venv.exists() {
-        return Some(venv);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for root in [Path::new("."), workspace.as_path()] {
+        let venv = root.join("target/venv/bin/python");
+        if venv.exists() {
+            return Some(venv);
+        }
     }
     let ok = std::process::Command::new("python3")
         .args(["-c", "import duckdb"])
@@ -139,7 +151,7 @@ fn time_queries(session: &Session, w: (&str, &str)) -> Result<Vec<(String, f64)>
     Ok(out)
 }
 
-/// Runs the harness in `dir`.
+/// Runs the harness with the store in `dir` (created if needed; left as it is at the end).
 pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let rate = 200;
     let opts = WorkloadOptions {
@@ -150,7 +162,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         ..Default::default()
     };
     println!(
-        "scry bench: {} spans (with their logs and metrics), seed {}",
+        "scry-bench: {} spans (with their logs and metrics), seed {}",
         args.spans, args.seed
     );
     println!("store: {}", dir.display());
@@ -248,7 +260,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     println!("  trace index: {index_bytes} bytes in all, {index_per_span:.1} bytes per span");
 
     // 4. Trace lookups, no time hint.
-    let mut rng = scrydb::synth::Rng::new(args.seed ^ 0xabcdef);
+    let mut rng = scrydb_workload::Rng::new(args.seed ^ 0xabcdef);
     let sample: Vec<[u8; 16]> = (0..args.lookups)
         .map(|_| present[rng.below(present.len() as u64) as usize])
         .collect();
@@ -335,8 +347,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     let duck = if args.duckdb {
         match python() {
             Some(py) => {
-                let script =
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/py/duckdb_bench.py");
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/duckdb_bench.py");
                 let queries: serde_json::Map<String, Value> = QUERIES
                     .iter()
                     .map(|(n, _, d)| {

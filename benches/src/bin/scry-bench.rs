@@ -1,0 +1,77 @@
+//! `scry-bench`: the benchmark harness against DuckDB (see `docs/benchmarks.md`).
+//!
+//! ```sh
+//! cargo run --release -p scrydb-benches --bin scry-bench -- --spans 1000000
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use scrydb_benches::harness::{self, BenchArgs};
+
+/// The allocator the `scry` binary uses, so that ingest numbers are the CLI's: OTLP
+/// decoding allocates every string and list.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The benchmark harness: ingest a workload (Arrow API and OTLP), measure storage, trace
+/// lookups and analytics queries, and run the same on DuckDB over the same data. Prints a
+/// table and writes JSON.
+#[derive(Parser)]
+#[command(name = "scry-bench")]
+struct Cli {
+    /// Store directory, kept after the run [default: a temporary directory under the
+    /// current one, removed at the end].
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Spans to ingest (10M for the full run).
+    #[arg(long, default_value_t = 1_000_000)]
+    spans: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+    /// Trace lookups to time (present and absent each).
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Skip the DuckDB side.
+    #[arg(long)]
+    no_duckdb: bool,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let args = BenchArgs {
+        spans: cli.spans,
+        seed: cli.seed,
+        json: cli.json,
+        duckdb: !cli.no_duckdb,
+        lookups: cli.lookups.max(10),
+    };
+    // The store goes under the current directory, not /tmp: /tmp may be a small tmpfs.
+    let tmp;
+    let dir = match cli.db {
+        Some(d) => d,
+        None => match tempfile::tempdir_in(".") {
+            Ok(t) => {
+                tmp = t;
+                tmp.path().to_path_buf()
+            }
+            Err(e) => {
+                eprintln!("error: create a temporary directory in .: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match harness::run(&dir, &args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

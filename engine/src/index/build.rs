@@ -1,0 +1,134 @@
+//! Building an index: the row positions of every trace id of a sorted segment, written
+//! durably beside it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use roaring::RoaringBitmap;
+
+use super::format::{encode, index_path};
+use crate::io::FileSystem;
+use crate::{Error, Result, Signal};
+
+/// Most rows an indexed segment may hold: row positions are stored as `u32`.
+pub const MAX_ROWS: u64 = 1 << 32;
+
+/// Fails with [`Error::TooLarge`] when a segment of `rows` rows has positions an index
+/// cannot address, so that no position is ever truncated.
+fn check_addressable(rows: usize) -> Result<()> {
+    if rows as u64 > MAX_ROWS {
+        return Err(Error::TooLarge {
+            what: "segment rows for a trace index",
+            size: rows as u64,
+            limit: MAX_ROWS,
+        });
+    }
+    Ok(())
+}
+
+/// Row positions of every trace id in `batch` (a sorted segment's rows). Fails with
+/// [`Error::TooLarge`] for a batch of more than [`MAX_ROWS`] rows.
+pub fn collect(signal: Signal, batch: &RecordBatch) -> Result<HashMap<[u8; 16], RoaringBitmap>> {
+    check_addressable(batch.num_rows())?;
+    let mut map: HashMap<[u8; 16], RoaringBitmap> = HashMap::new();
+    let mut add = |id: &[u8], row: usize| {
+        if let Ok(id) = <[u8; 16]>::try_from(id) {
+            // In range: `row < num_rows <= MAX_ROWS`, checked above.
+            map.entry(id).or_default().insert(row as u32);
+        }
+    };
+    match signal {
+        Signal::Spans | Signal::Logs => {
+            let col = batch
+                .column_by_name("trace_id")
+                .expect("canonical batches have trace_id")
+                .as_fixed_size_binary();
+            for row in 0..col.len() {
+                if col.is_valid(row) {
+                    add(col.value(row), row);
+                }
+            }
+        }
+        Signal::Metrics => {
+            let list = batch
+                .column_by_name("exemplars")
+                .expect("canonical metric batches have exemplars")
+                .as_list::<i32>();
+            let items = list.values().as_struct();
+            let ids = items
+                .column_by_name("trace_id")
+                .expect("exemplars have trace_id")
+                .as_fixed_size_binary();
+            let offsets = list.value_offsets();
+            for row in 0..list.len() {
+                if list.is_null(row) {
+                    continue;
+                }
+                for i in offsets[row] as usize..offsets[row + 1] as usize {
+                    if ids.is_valid(i) {
+                        add(ids.value(i), row);
+                    }
+                }
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Writes the index of `batch` (the sorted rows of the segment at `segment_path`) durably,
+/// through a temporary file.
+pub fn write(
+    fs: &Arc<dyn FileSystem>,
+    segment_path: &Path,
+    signal: Signal,
+    batch: &RecordBatch,
+) -> Result<u64> {
+    let bytes = encode(signal, batch.num_rows() as u64, &collect(signal, batch)?)?;
+    let path = index_path(segment_path);
+    let tmp = path.with_extension("tidx.tmp");
+    let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    f.write_all(&bytes)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+    drop(f);
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    Ok(bytes.len() as u64)
+}
+
+/// Rebuilds the index of a segment from its rows (for `scry reindex` and damaged indexes).
+pub fn build_for_segment(
+    fs: &Arc<dyn FileSystem>,
+    db_dir: &Path,
+    meta: &crate::SegmentMeta,
+) -> Result<u64> {
+    let batches = crate::segment::reader::read_segment(fs.as_ref(), db_dir, meta)?;
+    let schema = crate::schema::schema(meta.signal);
+    let batch = arrow::compute::concat_batches(&schema, &batches)?;
+    let size = write(fs, &db_dir.join(&meta.path), meta.signal, &batch)?;
+    let dir = db_dir.join(&meta.path);
+    let dir = dir.parent().expect("segments are in a partition directory");
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_past_u32_are_an_error_not_wrapped() {
+        assert!(check_addressable(0).is_ok());
+        assert!(check_addressable(u32::MAX as usize).is_ok());
+        // Positions 0..=u32::MAX: the last one still fits.
+        assert!(check_addressable(1 << 32).is_ok());
+        match check_addressable((1 << 32) + 1) {
+            Err(Error::TooLarge { size, limit, .. }) => {
+                assert_eq!((size, limit), ((1 << 32) + 1, MAX_ROWS));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The state a database's handle and its background threads share: what readers see (the
+//! manifest and the memtables not yet in it), how far the flush is, and whether the database
+//! is fail-stopped.
+//!
+//! It has a module of its own so that the threads (the log thread in `write.rs`, the flush
+//! in `flush/`, retention) depend on it and not on the handle in `db.rs`, which starts them.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::index::IndexCache;
+use crate::io::FileSystem;
+use crate::manifest::Manifest;
+use crate::memtable::{FrozenMemtable, Memtable};
+use crate::snapshot::Snapshot;
+use crate::{Error, Options, Result};
+
+/// What readers see: the current manifest and the memtables not yet in it.
+pub(crate) struct State {
+    pub manifest: Arc<Manifest>,
+    pub active: Arc<Memtable>,
+    pub frozen: VecDeque<Arc<FrozenMemtable>>,
+}
+
+/// How far the flush is: frozen memtables waiting, and the newest one in segments.
+#[derive(Default)]
+struct Progress {
+    frozen_pending: usize,
+    last_flushed: u64,
+}
+
+/// Failures the engine's own tests inject where no file operation can.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestHooks {
+    /// The flush manager panics when the next memtable arrives, outside its guarded steps.
+    pub panic_in_flush_manager: AtomicBool,
+}
+
+/// State shared by the handle and the background threads.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub opts: Options,
+    pub fs: Arc<dyn FileSystem>,
+    /// Open trace indexes and Parquet metadata, for lookups.
+    pub indexes: Arc<IndexCache>,
+    state: RwLock<State>,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    progress: Mutex<Progress>,
+    progress_cv: Condvar,
+    #[cfg(test)]
+    pub test_hooks: TestHooks,
+}
+
+impl Shared {
+    /// The state of a database just recovered: `manifest` published, `memtable` (the
+    /// replayed log) active, nothing frozen, not poisoned.
+    pub fn new(dir: PathBuf, opts: Options, manifest: Manifest, memtable: Memtable) -> Self {
+        Shared {
+            dir,
+            fs: opts.fs.clone(),
+            indexes: Arc::default(),
+            state: RwLock::new(State {
+                manifest: Arc::new(manifest),
+                active: Arc::new(memtable),
+                frozen: VecDeque::new(),
+            }),
+            poisoned: AtomicBool::new(false),
+            poison_reason: Mutex::new(None),
+            progress: Mutex::new(Progress::default()),
+            progress_cv: Condvar::new(),
+            #[cfg(test)]
+            test_hooks: TestHooks::default(),
+            opts,
+        }
+    }
+
+    pub fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while holding the lock poisons it; the state itself is always consistent
+        // (every update is a few assignments), and the database is fail-stopped anyway.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.dir.join(crate::wal::WAL_DIR)
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Fail-stop: from now on writes are refused. The first reason is kept.
+    pub fn poison(&self, reason: String) {
+        {
+            let mut r = self.poison_reason.lock().unwrap_or_else(|e| e.into_inner());
+            if r.is_none() {
+                log::error!(
+                    "ScryDB at {} refuses further writes: {reason}",
+                    self.dir.display()
+                );
+                *r = Some(reason);
+            }
+        }
+        self.poisoned.store(true, Ordering::SeqCst);
+        let _guard = self.progress();
+        self.progress_cv.notify_all();
+    }
+
+    pub fn poison_error(&self) -> Error {
+        let reason = self
+            .poison_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| "unknown failure".into());
+        Error::Poisoned { reason }
+    }
+
+    /// Blocks until fewer than `max` frozen memtables wait for the flush.
+    pub fn wait_for_frozen_slot(&self, max: usize) -> Result<()> {
+        let mut p = self.progress();
+        while p.frozen_pending >= max && !self.is_poisoned() {
+            p = self.progress_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        if self.is_poisoned() {
+            return Err(self.poison_error());
+        }
+        Ok(())
+    }
+
+    pub fn frozen_added(&self) {
+        self.progress().frozen_pending += 1;
+    }
+
+    /// Swaps in a new manifest and drops the frozen memtable it now covers, in one step.
+    pub fn publish(&self, manifest: Arc<Manifest>, frozen_id: u64) {
+        let mut state = self.write_state();
+        state.manifest = manifest;
+        let front = state.frozen.pop_front();
+        debug_assert_eq!(
+            front.map(|f| f.id),
+            Some(frozen_id),
+            "flushes publish in order"
+        );
+    }
+
+    /// Swaps in a new manifest that changes no memtable (retention, compaction).
+    pub fn replace_manifest(&self, manifest: Arc<Manifest>) {
+        self.write_state().manifest = manifest;
+    }
+
+    /// Records that frozen memtable `id` is in segments.
+    pub fn flushed(&self, id: u64) {
+        let mut p = self.progress();
+        p.frozen_pending = p.frozen_pending.saturating_sub(1);
+        p.last_flushed = id;
+        self.progress_cv.notify_all();
+    }
+
+    /// Blocks until frozen memtable `id` is in segments.
+    pub fn wait_flushed(&self, id: u64) -> Result<()> {
+        let mut p = self.progress();
+        while p.last_flushed < id && !self.is_poisoned() {
+            p = self.progress_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        if p.last_flushed < id {
+            return Err(self.poison_error());
+        }
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.read_state();
+        Snapshot {
+            dir: self.dir.clone(),
+            fs: self.fs.clone(),
+            manifest: state.manifest.clone(),
+            frozen: state.frozen.iter().cloned().collect(),
+            active: state.active.clone(),
+            indexes: self.indexes.clone(),
+        }
+    }
+}
