@@ -616,7 +616,7 @@ pub fn diagnose_blocking(
     range: Option<TimeRange>,
     opts: &DiagnoseOptions,
 ) -> Result<Diagnosis, Error> {
-    scrydb_sql::runtime().block_on(diagnose(session, range, opts))
+    scrydb_sql::block_on(diagnose(session, range, opts))
 }
 
 async fn steps(

@@ -183,6 +183,10 @@ pub struct SessionOptions {
     /// spill fails with [`Error::ResourcesExhausted`] instead of growing the process.
     /// Default: [`default_memory_limit`] (half the machine's memory).
     pub memory_limit: usize,
+    /// How deeply expressions may nest (`1+1+…`, chains of `OR`, nested function calls)
+    /// before a statement is refused with [`Error::Query`]. Planning time grows faster
+    /// than linearly with depth. Default: 1000 (as DuckDB's `max_expression_depth`).
+    pub max_expression_depth: usize,
 }
 
 impl Default for SessionOptions {
@@ -191,8 +195,49 @@ impl Default for SessionOptions {
             trace_index: true,
             time_pruning: true,
             memory_limit: default_memory_limit(),
+            max_expression_depth: 1000,
         }
     }
+}
+
+/// Refuses a statement whose expressions nest deeper than `limit`, before it is planned.
+/// The walk stops at the limit, so it recurses at most `limit` levels itself.
+fn check_depth(statement: &datafusion::sql::parser::Statement, limit: usize) -> Result<(), Error> {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Depth {
+        now: usize,
+        limit: usize,
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+            self.now += 1;
+            if self.now > self.limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        fn post_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut depth = Depth { now: 0, limit };
+    let too_deep = match statement {
+        Statement::Statement(s) => s.visit(&mut depth).is_break(),
+        Statement::Explain(e) => return check_depth(&e.statement, limit),
+        _ => false,
+    };
+    if too_deep {
+        return Err(Error::Query(format!(
+            "expressions nest more than {limit} levels deep (the session's \
+             max_expression_depth); write long chains of OR as IN (...) or split the query"
+        )));
+    }
+    Ok(())
 }
 
 /// Half the machine's physical memory (`MemTotal` of `/proc/meminfo`), or 4 GiB where that
@@ -223,6 +268,7 @@ pub fn default_memory_limit() -> usize {
 pub struct Session {
     ctx: SessionContext,
     memory_limit: usize,
+    max_expression_depth: usize,
 }
 
 impl Session {
@@ -290,6 +336,7 @@ impl Session {
         Ok(Session {
             ctx,
             memory_limit: options.memory_limit,
+            max_expression_depth: options.max_expression_depth,
         })
     }
 
@@ -338,7 +385,10 @@ impl Session {
         state
             .config_mut()
             .set_extension(Arc::new(StatementSnapshots::default()));
-        let plan = state.create_logical_plan(query).await?;
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(query, &dialect)?;
+        check_depth(&statement, self.max_expression_depth)?;
+        let plan = state.statement_to_plan(statement).await?;
         Ok(match plan {
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
                 self.ctx.execute_logical_plan(plan).await?
@@ -356,7 +406,7 @@ impl Session {
     /// [`Session::sql`] for callers without an async runtime: runs on a runtime ScryDB keeps
     /// for this. Must not be called from inside an async task (use `sql` there).
     pub fn sql_blocking(&self, query: &str) -> Result<Vec<RecordBatch>, Error> {
-        runtime().block_on(self.sql(query))
+        block_on(self.sql(query))
     }
 
     /// [`Session::sql_with_schema`] for callers without an async runtime.
@@ -364,8 +414,44 @@ impl Session {
         &self,
         query: &str,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
-        runtime().block_on(self.sql_with_schema(query))
+        block_on(self.sql_with_schema(query))
     }
+}
+
+/// Stack of the thread [`block_on`] plans and drives a query on: deeply nested expressions
+/// (`1+1+…` twenty thousand times) recurse in places DataFusion cannot grow the stack.
+/// Reserved, not committed: only the pages a query touches take memory.
+pub const QUERY_STACK_BYTES: usize = 256 << 20;
+
+/// Runs `future` to completion on ScryDB's SQL runtime, driven by a thread with a
+/// [`QUERY_STACK_BYTES`] stack, for callers without an async runtime. Must not be called
+/// from inside an async task.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    let slot = std::sync::Mutex::new(Some(future));
+    let take = || {
+        slot.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("the future is taken once")
+    };
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("scry-query".into())
+            .stack_size(QUERY_STACK_BYTES)
+            .spawn_scoped(scope, || runtime().block_on(take()));
+        match spawned {
+            Ok(handle) => match handle.join() {
+                Ok(output) => output,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread to be had: drive it here, with this thread's stack.
+            Err(_) => runtime().block_on(take()),
+        }
+    })
 }
 
 /// The runtime blocking queries run on.
@@ -374,6 +460,10 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .thread_name("scry-sql")
+            // Planning and evaluating deeply nested expressions recurses; DataFusion grows
+            // the stack on the heap where it can (`recursive_protection`), and these
+            // threads start with room to spare for what it cannot.
+            .thread_stack_size(64 << 20)
             .enable_all()
             .build()
             .expect("the SQL runtime starts")

@@ -180,3 +180,39 @@ fn scry_sql_stops_quietly_when_its_reader_goes_away() {
         assert_eq!(out.status.code(), Some(0), "{format}: {err}");
     }
 }
+
+#[test]
+fn deeply_nested_expressions_get_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = store_with_spans(dir.path(), 10);
+    let sum = format!("SELECT {} AS n", vec!["1"; 20_000].join("+"));
+    let ors = (0..5_000)
+        .map(|i| format!("name = 'op{i}'"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let deep_or = format!("SELECT count(*) FROM spans WHERE {ors}");
+    let explained = format!("EXPLAIN {deep_or}");
+    for q in [&sum, &deep_or, &explained] {
+        let err = db.sql_blocking(q).expect_err("too deep");
+        assert!(err.to_string().contains("nest more than 1000"), "{err}");
+    }
+    let nested = format!("SELECT {}1{} AS n", "(".repeat(5_000), ")".repeat(5_000));
+    let err = db.sql_blocking(&nested).expect_err("parser depth limit");
+    assert!(
+        err.to_string().to_lowercase().contains("recursion"),
+        "{err}"
+    );
+    // Moderate depth still works, and the database keeps answering.
+    let q = format!("SELECT {} AS n", vec!["1"; 200].join("+"));
+    assert_eq!(count(&db.sql_blocking(&q).expect("200 deep")), 1);
+    let ins = (0..5_000)
+        .map(|i| format!("'op{i}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let q = format!("SELECT count(*) FROM spans WHERE name IN ({ins})");
+    assert_eq!(
+        count(&db.sql_blocking(&q).expect("a long IN list is flat")),
+        1
+    );
+    db.close().expect("close");
+}

@@ -42,7 +42,7 @@ pub enum Outcome {
 pub fn run_query(session: &Session, query: &str, format: OutputFormat) -> Outcome {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let result = scrydb::sql::runtime().block_on(async {
+    let result = scrydb::sql::block_on(async {
         let df = session.dataframe(query).await?;
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         let stream = df
@@ -59,7 +59,7 @@ pub fn run_query(session: &Session, query: &str, format: OutputFormat) -> Outcom
         }
     };
     let mut printer = Printer::new(&schema, format);
-    let mut next = || scrydb::sql::runtime().block_on(stream.next());
+    let mut next = || scrydb::sql::block_on(stream.next());
     let written = (|| -> Result<(), PrintError> {
         while let Some(batch) = next() {
             let batch = batch.map_err(|e| PrintError::Query(scrydb::sql::Error::from(e)))?;
