@@ -118,3 +118,123 @@ fn a_flipped_byte_in_a_segment_fails_every_read_of_it_naming_it() {
         flip(&seg, at);
     }
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A store with every kind of file, as a crash would leave it: one segment (and index)
+/// per signal, and a log file holding `frames` acknowledged frames not yet flushed.
+fn store_with_every_file(frames: usize) -> tempfile::TempDir {
+    let live = tempfile::tempdir().expect("tempdir");
+    let db = open(live.path());
+    for s in Signal::ALL {
+        db.append(s, &synth(s, 1, 200, BASE)).expect("append");
+    }
+    db.flush().expect("flush");
+    for i in 0..frames {
+        db.append(
+            Signal::Spans,
+            &synth(Signal::Spans, 10 + i as u64, 50, BASE),
+        )
+        .expect("append");
+    }
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(live.path(), copy.path());
+    drop(db);
+    copy
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            out.extend(files_with(&p, ext));
+        } else if p.extension().is_some_and(|x| x == ext) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn scry(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .args(args)
+        .env_remove("SCRY_DB")
+        .output()
+        .expect("scry runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `Db::verify`, `verify_dir` and `scry verify` check segments, indexes and every log
+/// frame, and list every damaged file rather than stopping at the first.
+#[test]
+fn verify_reports_every_damaged_file_of_every_kind() {
+    let dir = store_with_every_file(3);
+    let report = scrydb::verify_dir(&scrydb::io::StdFs, dir.path()).expect("verify");
+    assert!(report.is_ok(), "{:?}", report.damaged);
+    assert_eq!((report.segments, report.indexes), (3, 3));
+    assert_eq!(report.wal_frames, 3);
+    let (ok, out) = scry(&["--db", &dir.path().to_string_lossy(), "verify"]);
+    assert!(ok, "{out}");
+
+    // Damage one spans segment, the logs index and the first frame of the log.
+    let spans_seg = files_with(&dir.path().join("spans"), "parquet").remove(0);
+    let logs_idx = files_with(&dir.path().join("logs"), "tidx").remove(0);
+    let wal = files_with(&dir.path().join("wal"), "wal").remove(0);
+    let len = std::fs::metadata(&spans_seg).expect("stat").len() as usize;
+    flip(&spans_seg, len / 2);
+    flip(&logs_idx, 40);
+    flip(&wal, 32 + 16 + 10);
+    let damaged = [spans_seg.clone(), logs_idx.clone(), wal.clone()];
+
+    let report = scrydb::verify_dir(&scrydb::io::StdFs, dir.path()).expect("verify");
+    let found: Vec<&PathBuf> = report.damaged.iter().map(|d| &d.path).collect();
+    assert_eq!(
+        found,
+        damaged.iter().collect::<Vec<_>>(),
+        "{:?}",
+        report.damaged
+    );
+    for d in &report.damaged {
+        assert!(
+            d.error.to_string().contains(&*d.path.to_string_lossy()),
+            "{}",
+            d.error
+        );
+    }
+    let (ok, out) = scry(&["--db", &dir.path().to_string_lossy(), "verify"]);
+    assert!(!ok, "scry verify exits non-zero on damage: {out}");
+    for p in &damaged {
+        assert!(
+            out.contains(&*p.to_string_lossy()),
+            "{p:?} not listed: {out}"
+        );
+    }
+
+    // An open store (the log damage repaired first: open refuses it) reports the same.
+    flip(&wal, 32 + 16 + 10);
+    let db = open(dir.path());
+    let report = db.verify().expect("verify");
+    let found: Vec<&PathBuf> = report.damaged.iter().map(|d| &d.path).collect();
+    assert_eq!(found, vec![&spans_seg, &logs_idx], "{:?}", report.damaged);
+    db.close().expect("close");
+}
