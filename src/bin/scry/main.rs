@@ -26,7 +26,7 @@ use scrydb_workload::synth::{self, Rng};
     about = "ScryDB: embedded OpenTelemetry database"
 )]
 struct Cli {
-    /// Database directory [default: ./scry-data; `scry demo`: a temporary directory].
+    /// Database directory [default: ./scry-data; `scry demo`: a new temporary directory, kept].
     #[arg(long, global = true, env = "SCRY_DB")]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -37,7 +37,9 @@ struct Cli {
 enum Command {
     /// The debugging story: generate a few minutes of telemetry of a 12-service shop with
     /// one injected incident into a fresh store, then walk from the symptom to the cause,
-    /// printing every SQL query it runs.
+    /// printing every SQL query it runs. A `--db` must be new or empty (the demo never
+    /// writes into an existing store); without one the store is a new temporary directory
+    /// that is kept, and named at the end.
     Demo {
         /// Scenario seed.
         #[arg(long, default_value_t = 7)]
@@ -177,16 +179,23 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             seconds,
             rate,
         } => {
-            let tmp;
-            let dir = match &cli_db_explicit() {
-                Some(d) => d.clone(),
+            // The demo writes a fresh store: never into one that holds anything, and a
+            // temporary one is kept (and named) so the commands it prints can be run.
+            let (dir, kept) = match cli_db_explicit() {
+                Some(d) => {
+                    refuse_non_empty(&d)?;
+                    (d, false)
+                }
                 None => {
-                    tmp = tempfile::tempdir().map_err(|e| scrydb::Error::Io {
-                        op: "create temporary directory",
-                        path: std::env::temp_dir(),
-                        source: e,
-                    })?;
-                    tmp.path().to_path_buf()
+                    let tmp = tempfile::Builder::new()
+                        .prefix("scry-demo-")
+                        .tempdir()
+                        .map_err(|e| scrydb::Error::Io {
+                            op: "create temporary directory",
+                            path: std::env::temp_dir(),
+                            source: e,
+                        })?;
+                    (tmp.keep(), true)
                 }
             };
             let args = demo::DemoArgs {
@@ -195,7 +204,14 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 seconds: seconds.max(30),
                 rate: rate.max(1),
             };
-            match demo::run(&dir, &args) {
+            let result = demo::run(&dir, &args);
+            if kept {
+                println!(
+                    "the store is kept at {} (remove it when done)",
+                    dir.display()
+                );
+            }
+            match result {
                 Ok(ok) => Ok(ok),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -289,6 +305,37 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             print_verify(&report);
             Ok(report.is_ok())
         }
+    }
+}
+
+/// Refuses a `--db` for the demo that exists and holds anything: the demo would mix its
+/// generated telemetry into someone's store.
+fn refuse_non_empty(dir: &std::path::Path) -> scrydb::Result<()> {
+    let first = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(scrydb::Error::Io {
+                op: "list",
+                path: dir.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    match first {
+        None => Ok(()),
+        Some(entry) => Err(scrydb::Error::InvalidOptions {
+            option: "--db",
+            reason: format!(
+                "{} is not empty (it holds {}): the demo writes a fresh store and never \
+                 into an existing one. Give it a new or empty directory, or no --db for a \
+                 temporary one",
+                dir.display(),
+                entry
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .unwrap_or_else(|e| format!("an unreadable entry: {e}"))
+            ),
+        }),
     }
 }
 
