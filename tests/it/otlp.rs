@@ -513,7 +513,7 @@ fn invalid_records_are_rejected_with_their_position_and_the_rest_stored() {
 
 #[test]
 fn malformed_payloads_are_errors_that_say_where() {
-    let cases: [(&[u8], &str); 6] = [
+    let cases: [(&[u8], &str); 5] = [
         (
             b"{\"resourceSpans\": [",
             "EOF while parsing a list at line 1 column 19",
@@ -523,19 +523,33 @@ fn malformed_payloads_are_errors_that_say_where() {
             "no resourceSpans, resourceLogs or resourceMetrics",
         ),
         (
-            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#,
-            "resourceSpans[0].scopeSpans[0].spans[0].traceId",
-        ),
-        (
             br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SIDEWAYS"}]}]}]}"#,
             "resourceSpans[0].scopeSpans[0].spans[0].kind: \"SPAN_KIND_SIDEWAYS\" is not a known kind",
         ),
         (
-            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"soon"}]}]}]}"#,
-            "resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano",
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[],"scope":{"name":5}}]}]}"#,
+            "resourceSpans[0].scopeSpans[0].scope.name",
         ),
         (br#"[1, 2]"#, "a request must be a JSON object"),
     ];
+    // A member of the wrong type inside a record rejects that record, at its position.
+    for (input, location, member) in [
+        (
+            &br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#[..],
+            "resource_spans[0].scope_spans[0].spans[0]",
+            "traceId",
+        ),
+        (
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"soon"}]}]}]}"#,
+            "resource_logs[0].scope_logs[0].log_records[0]",
+            "timeUnixNano",
+        ),
+    ] {
+        let c = otlp::decode_json(input).expect("decodes").convert();
+        assert_eq!((c.batch.num_rows(), c.rejected), (0, 1));
+        assert_eq!(c.errors[0].location, location);
+        assert!(c.errors[0].reason.contains(member), "{}", c.errors[0]);
+    }
     for (input, want) in cases {
         match otlp::decode_json(input) {
             Err(Error::InvalidOtlp { reason }) => {

@@ -161,8 +161,14 @@ pub(super) fn invalid(reason: impl Into<String>) -> Error {
 /// (either case), 64-bit integers as strings or numbers, enums as numbers or names, bytes
 /// as base64, unknown members ignored. Errors name the member path
 /// (`resourceSpans[0].scopeSpans[0].spans[2].traceId`) or the line and column.
+///
+/// A member of the wrong type inside one span, log record or metric data point (a number
+/// where an id string belongs, a bare `NaN`/`Infinity` token, which JSON does not have)
+/// does not fail the request: that record is rejected at conversion with its position and
+/// the reason (OTLP partial success), and the others are kept. Such damage elsewhere (in a
+/// resource, a scope, a metric's own members) fails the request.
 pub fn decode_json(bytes: &[u8]) -> Result<Request> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    let value: Value = parse_json(bytes).map_err(|e| invalid(e.to_string()))?;
     decode_json_value(value)
 }
 
@@ -195,17 +201,184 @@ pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
         }
     };
     normalize_enums(&mut value, &mut String::new()).map_err(invalid)?;
-    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
         serde_path_to_error::deserialize(v).map_err(|e| {
             let path = e.path().to_string();
-            invalid(format!("{path}: {}", e.into_inner()))
+            describe(format!("{path}: {}", e.into_inner()))
         })
     }
-    Ok(match signal {
-        Signal::Spans => Request::Traces(typed(value)?),
-        Signal::Logs => Request::Logs(typed(value)?),
-        Signal::Metrics => Request::Metrics(typed(value)?),
-    })
+    fn request(signal: Signal, value: &Value) -> Result<Request, String> {
+        Ok(match signal {
+            Signal::Spans => Request::Traces(typed(value)?),
+            Signal::Logs => Request::Logs(typed(value)?),
+            Signal::Metrics => Request::Metrics(typed(value)?),
+        })
+    }
+    match request(signal, &value) {
+        Ok(r) => Ok(r),
+        // A value of the wrong type inside a record: that record is marked as rejected (it
+        // keeps its place, so its position is reported right) and the others are kept.
+        Err(whole) => {
+            if isolate_bad_records(signal, &mut value) > 0
+                && let Ok(r) = request(signal, &value)
+            {
+                return Ok(r);
+            }
+            Err(invalid(whole))
+        }
+    }
+}
+
+/// The records of a request, as JSON member paths: (path to the arrays holding records,
+/// whether each element is a record). Metrics are isolated per data point.
+fn record_slots(signal: Signal, value: &mut Value) -> Vec<&mut Value> {
+    fn each<'a>(v: &'a mut Value, key: &str) -> Vec<&'a mut Value> {
+        match v.get_mut(key) {
+            Some(Value::Array(items)) => items.iter_mut().collect(),
+            _ => Vec::new(),
+        }
+    }
+    let (outer, middle, inner) = match signal {
+        Signal::Spans => ("resourceSpans", "scopeSpans", "spans"),
+        Signal::Logs => ("resourceLogs", "scopeLogs", "logRecords"),
+        Signal::Metrics => ("resourceMetrics", "scopeMetrics", "metrics"),
+    };
+    let mut out = Vec::new();
+    for r in each(value, outer) {
+        for s in each(r, middle) {
+            for rec in each(s, inner) {
+                if signal != Signal::Metrics {
+                    out.push(rec);
+                    continue;
+                }
+                if let Value::Object(metric) = rec {
+                    for (kind, data) in metric.iter_mut() {
+                        if matches!(
+                            kind.as_str(),
+                            "gauge" | "sum" | "histogram" | "exponentialHistogram" | "summary"
+                        ) {
+                            for p in each(data, "dataPoints") {
+                                out.push(p);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Replaces each record (span, log record, metric data point) that does not decode on its
+/// own by a marker record holding only the reason (see [`super::DECODE_ERROR_KEY`]);
+/// returns how many were replaced.
+fn isolate_bad_records(signal: Signal, value: &mut Value) -> usize {
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
+    };
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Option<String> {
+        serde_path_to_error::deserialize::<_, T>(v).err().map(|e| {
+            let path = e.path().to_string();
+            describe(format!("{path}: {}", e.into_inner()))
+        })
+    }
+    let mut replaced = 0;
+    for rec in record_slots(signal, value) {
+        let reason = match signal {
+            Signal::Spans => check::<Span>(rec),
+            Signal::Logs => check::<LogRecord>(rec),
+            // Any of the point types it decodes as will do: the request's own decode
+            // tells which one it must be.
+            Signal::Metrics => [
+                check::<NumberDataPoint>(rec),
+                check::<HistogramDataPoint>(rec),
+                check::<ExponentialHistogramDataPoint>(rec),
+                check::<SummaryDataPoint>(rec),
+            ]
+            .into_iter()
+            .collect::<Option<Vec<String>>>()
+            .and_then(|v| v.into_iter().next()),
+        };
+        if let Some(reason) = reason {
+            *rec = serde_json::json!({"attributes": [{
+                "key": super::DECODE_ERROR_KEY,
+                "value": {"stringValue": format!("does not decode: {reason}")}
+            }]});
+            replaced += 1;
+        }
+    }
+    replaced
+}
+
+/// Placeholder for a bare `NaN`, `Infinity` or `-Infinity` token (which JSON does not have)
+/// in the text handed to the JSON parser; see [`parse_json`].
+const BARE_TOKEN: &str = "\u{0}bare non-finite number token";
+
+/// A decode error message, with the placeholder of a bare token explained.
+fn describe(reason: String) -> String {
+    if reason.contains("bare non-finite number token") {
+        let at = reason.split(": ").next().unwrap_or_default();
+        format!(
+            "{at}: a bare NaN or Infinity token, which JSON does not have (OTLP/JSON writes \
+             non-finite numbers as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
+        )
+    } else {
+        reason
+    }
+}
+
+/// Parses JSON text; text that fails only because of bare `NaN`/`Infinity`/`-Infinity`
+/// tokens (which some encoders write for non-finite doubles) parses with each such token
+/// replaced by a placeholder string, so that only the records holding one are rejected.
+pub(super) fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => match replace_bare_tokens(bytes) {
+            Some(fixed) => serde_json::from_slice(&fixed).map_err(|_| e),
+            None => Err(e),
+        },
+    }
+}
+
+/// `bytes` with every bare `NaN`, `Infinity` and `-Infinity` outside strings replaced by
+/// the placeholder string; `None` if there is none.
+fn replace_bare_tokens(bytes: &[u8]) -> Option<Vec<u8>> {
+    let placeholder = format!("\"{}\"", BARE_TOKEN.replace('\u{0}', "\\u0000"));
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+        }
+        let rest = &bytes[i..];
+        if let Some(token) = [&b"-Infinity"[..], b"Infinity", b"NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t))
+        {
+            out.extend_from_slice(placeholder.as_bytes());
+            i += token.len();
+            found = true;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    found.then_some(out)
 }
 
 /// Decodes one protobuf request. The three request messages share their outer shape, so
