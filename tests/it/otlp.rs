@@ -691,3 +691,84 @@ fn scry_ingest_reads_every_format_and_reports_errors_with_file_and_line() {
     assert_eq!(count(&scan(&reopened, Signal::Spans)), 4);
     reopened.close().expect("close");
 }
+
+/// What an input that does not decode is, said without `--signal`: a protobuf error names
+/// its cause and field (invalid UTF-8, truncation, nesting limit), and a gzip file, a JSON
+/// array of requests, Zipkin JSON and Jaeger JSON are named as such, with what is accepted.
+#[test]
+fn undecodable_inputs_say_what_they_are_and_what_is_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = scrydb::Db::open(dir.path(), scrydb::Options::default()).expect("open");
+    let mut ingester = scrydb::otlp::ingest::Ingester::new(&db, Default::default());
+    let mut problem = |bytes: &[u8]| -> String {
+        let r = ingester
+            .ingest_bytes(bytes, None, "input")
+            .expect("ingest runs");
+        assert_eq!(r.undecodable, 1, "{:?}", r.problems);
+        r.problems[0].to_string()
+    };
+
+    let trace = encode(&json_request("trace.json"));
+    let mut bad_utf8 = trace.clone();
+    let name = b"I'm a server span";
+    let at = bad_utf8
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("span name in the encoding");
+    bad_utf8[at] = 0xC3;
+    let msg = problem(&bad_utf8);
+    assert!(msg.contains("Span.name") && msg.contains("UTF-8"), "{msg}");
+
+    let msg = problem(&trace[..trace.len() - 3]);
+    assert!(
+        msg.contains("as spans: ") && msg.contains("truncated"),
+        "{msg}"
+    );
+
+    // An attribute value nested deeper than the decoder's recursion limit.
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+    let mut value = AnyValue {
+        value: Some(any_value::Value::StringValue("deep".into())),
+    };
+    for _ in 0..120 {
+        value = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![value],
+            })),
+        };
+    }
+    let Request::Traces(mut req) = json_request("trace.json") else {
+        panic!("a trace request")
+    };
+    req.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(KeyValue {
+            key: "deep".into(),
+            value: Some(value),
+            ..Default::default()
+        });
+    let msg = problem(&req.encode_to_vec());
+    assert!(msg.contains("recursion limit"), "{msg}");
+
+    for (input, want) in [
+        (&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0][..], "gzip"),
+        (
+            br#"[{"resourceSpans":[]},{"resourceSpans":[]}]"#,
+            "JSON array of OTLP requests",
+        ),
+        (
+            br#"[{"traceId":"5b8efff798038103","id":"eee19b7ec3c1b174","name":"get","timestamp":1,"localEndpoint":{"serviceName":"a"}}]"#,
+            "Zipkin",
+        ),
+        (
+            br#"{"data":[{"traceID":"5b8efff798038103","spans":[],"processes":{}}]}"#,
+            "Jaeger",
+        ),
+    ] {
+        let msg = problem(input);
+        assert!(msg.contains(want), "{want}: {msg}");
+        assert!(msg.contains("ScryDB reads OTLP"), "{want}: {msg}");
+    }
+    drop(ingester);
+    db.close().expect("close");
+}

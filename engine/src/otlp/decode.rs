@@ -175,7 +175,13 @@ pub fn decode_json(bytes: &[u8]) -> Result<Request> {
 /// Decodes one OTLP/JSON request already parsed into a JSON value.
 pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
     let Value::Object(map) = &value else {
-        return Err(invalid("a request must be a JSON object"));
+        let what = match &value {
+            Value::Array(_) => not_otlp(&serde_json::to_vec(&value).unwrap_or_default()),
+            _ => None,
+        };
+        return Err(invalid(what.unwrap_or_else(|| {
+            format!("a request must be a JSON object. {ACCEPTED}")
+        })));
     };
     let found: Vec<Signal> = [
         ("resourceSpans", Signal::Spans),
@@ -189,11 +195,7 @@ pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
     let signal = match found[..] {
         [s] => s,
         [] if map.is_empty() => Signal::Spans,
-        [] => {
-            return Err(invalid(
-                "no resourceSpans, resourceLogs or resourceMetrics member: not an OTLP request",
-            ));
-        }
+        [] => return Err(invalid(not_otlp_object(map))),
         _ => {
             return Err(invalid(
                 "a request holds exactly one of resourceSpans, resourceLogs, resourceMetrics",
@@ -386,8 +388,18 @@ fn replace_bare_tokens(bytes: &[u8]) -> Option<Vec<u8>> {
 /// decodes and whose records look right (spans with 16- and 8-byte ids, metrics with data,
 /// log records).
 pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
+    // Bytes no OTLP protobuf message starts with (wire type 7; a group) that other
+    // formats do: say what they are rather than what fails to decode.
+    if (bytes.first() == Some(&b'[') || bytes.starts_with(&[0x1f, 0x8b]))
+        && let Some(what) = not_otlp(bytes)
+    {
+        return Err(invalid(what));
+    }
     let err = |signal: Signal, e: prost::DecodeError| {
-        invalid(format!("not a protobuf {signal} request: {e}"))
+        invalid(
+            not_otlp(bytes)
+                .unwrap_or_else(|| format!("not a protobuf {signal} request: {e} ({ACCEPTED})")),
+        )
     };
     match hint {
         Some(Signal::Spans) => {
@@ -410,6 +422,9 @@ pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
     let traces = ExportTraceServiceRequest::decode(bytes);
     let metrics = ExportMetricsServiceRequest::decode(bytes);
     let logs = ExportLogsServiceRequest::decode(bytes);
+    let traces_err = traces.as_ref().err().cloned();
+    let metrics_err = metrics.as_ref().err().cloned();
+    let logs_err = logs.as_ref().err().cloned();
     let mut candidates: Vec<Request> = Vec::new();
     if let Ok(t) = &traces {
         let spans: Vec<_> = t
@@ -452,12 +467,109 @@ pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
     }
     // Decodes, but as nothing recognizable: an empty request stores nothing whatever its
     // signal; anything else is ambiguous.
-    match candidates.into_iter().find(|c| c.records() == 0) {
-        Some(empty) => Ok(empty),
-        None => Err(invalid(
-            "not a protobuf OTLP request: it decodes as no ExportTraceServiceRequest, \
-             ExportLogsServiceRequest or ExportMetricsServiceRequest with valid records",
-        )),
+    if let Some(empty) = candidates.iter().find(|c| c.records() == 0) {
+        return Ok(empty.clone());
+    }
+    if let Some(what) = not_otlp(bytes) {
+        return Err(invalid(what));
+    }
+    if candidates.is_empty() {
+        // Nothing decodes: each reading's error names the message and field it failed in
+        // (prost names every one on the way) and why; the deepest first.
+        let mut errors: Vec<(Signal, String)> = [
+            (Signal::Spans, traces_err),
+            (Signal::Logs, logs_err),
+            (Signal::Metrics, metrics_err),
+        ]
+        .into_iter()
+        .filter_map(|(s, e)| {
+            let e = e?.to_string();
+            let e = e
+                .strip_prefix("failed to decode Protobuf message: ")
+                .unwrap_or(&e)
+                .replace(
+                    "buffer underflow",
+                    "truncated: the input ends inside this field (buffer underflow)",
+                );
+            Some((s, e))
+        })
+        .collect();
+        errors.sort_by_key(|(_, e)| std::cmp::Reverse(e.matches(": ").count()));
+        let readings: Vec<String> = errors.iter().map(|(s, e)| format!("as {s}: {e}")).collect();
+        return Err(invalid(format!(
+            "not a protobuf OTLP request of any signal ({}). {ACCEPTED}",
+            readings.join("; ")
+        )));
+    }
+    Err(invalid(
+        "not a protobuf OTLP request: it decodes as no ExportTraceServiceRequest, \
+         ExportLogsServiceRequest or ExportMetricsServiceRequest with valid records",
+    ))
+}
+
+/// What ScryDB reads, for messages about input it does not.
+pub(super) const ACCEPTED: &str = "ScryDB reads OTLP: protobuf (one request, or requests each \
+    prefixed with a 4-byte big-endian length), OTLP/JSON (one request object, or several \
+    one after another) and JSON lines (one request per line)";
+
+/// What `bytes` look like when they are a known format that is not OTLP (or OTLP in a
+/// wrapper ScryDB does not open), as a message saying so and what is accepted.
+pub(super) fn not_otlp(bytes: &[u8]) -> Option<String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Some(format!(
+            "the input is gzip-compressed: decompress it first (`gunzip`, `zcat file | scry \
+             ingest -`). {ACCEPTED}"
+        ));
+    }
+    if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Some(format!(
+            "the input is zstd-compressed: decompress it first (`zstd -d`). {ACCEPTED}"
+        ));
+    }
+    let text = bytes.trim_ascii_start();
+    let head = &text[..text.len().min(64 * 1024)];
+    let has = |needle: &str| head.windows(needle.len()).any(|w| w == needle.as_bytes());
+    if text.starts_with(b"[") {
+        if has("\"resourceSpans\"") || has("\"resourceLogs\"") || has("\"resourceMetrics\"") {
+            return Some(format!(
+                "the input is a JSON array of OTLP requests: write one request per line \
+                 instead (`jq -c '.[]' file > file.jsonl`). {ACCEPTED}"
+            ));
+        }
+        if has("\"localEndpoint\"")
+            || has("\"remoteEndpoint\"")
+            || (has("\"traceId\"") && has("\"timestamp\""))
+        {
+            return Some(format!(
+                "the input looks like Zipkin JSON (an array of spans with traceId, id, \
+                 timestamp, localEndpoint), not OTLP: send it through an OpenTelemetry \
+                 Collector with the zipkin receiver and the file or otlp exporter. {ACCEPTED}"
+            ));
+        }
+        return Some(format!(
+            "the input is a JSON array: a request must be a JSON object. {ACCEPTED}"
+        ));
+    }
+    None
+}
+
+/// A message for a JSON object that is not an OTLP request: what it looks like, if known.
+fn not_otlp_object(map: &serde_json::Map<String, Value>) -> String {
+    let jaeger = map.get("data").and_then(Value::as_array).is_some_and(|d| {
+        d.iter()
+            .any(|t| t.get("traceID").is_some() && t.get("spans").is_some())
+    });
+    if jaeger {
+        format!(
+            "the input looks like Jaeger JSON (\"data\": traces with traceID and spans), not \
+             OTLP: export OTLP from Jaeger (its OTLP endpoint, or an OpenTelemetry Collector \
+             with the jaeger receiver). {ACCEPTED}"
+        )
+    } else {
+        format!(
+            "no resourceSpans, resourceLogs or resourceMetrics member: not an OTLP request. \
+             {ACCEPTED}"
+        )
     }
 }
 
