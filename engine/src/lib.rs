@@ -50,6 +50,7 @@ mod span_tree;
 mod state;
 pub mod trace;
 pub mod validate;
+pub mod verify;
 pub mod wal;
 mod write;
 
@@ -64,4 +65,5 @@ pub use signal::Signal;
 pub use snapshot::{SignalStats, Snapshot, TimeRange};
 pub use span_tree::{SpanNode, SpanTree};
 pub use trace::{Trace, parse_trace_id};
+pub use verify::{VerifyReport, verify_dir};
 pub use wal::WAL_DIR;

@@ -91,7 +91,8 @@ pub fn file_path(dir: &Path, version: u64) -> PathBuf {
     dir.join(format!("{PREFIX}{version:020}"))
 }
 
-fn parse_name(path: &Path) -> Option<u64> {
+/// The version in a manifest file's name, if `path` is named like one.
+pub(crate) fn parse_name(path: &Path) -> Option<u64> {
     let digits = path.file_name()?.to_str()?.strip_prefix(PREFIX)?;
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())

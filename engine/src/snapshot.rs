@@ -125,7 +125,14 @@ impl Snapshot {
 
     /// Opens a segment of this snapshot for random-access reads through the engine's file
     /// system. The file stays readable while this snapshot (or a clone) lives.
+    ///
+    /// The first use of a segment in a process checks the whole file against the size and
+    /// CRC its manifest entry records ([`IndexCache::verify_segment`]); a damaged segment is
+    /// [`crate::Error::Corrupted`] naming it, here or from [`Snapshot::segment_metadata`],
+    /// before any of its bytes are served.
     pub fn open_segment(&self, seg: &SegmentMeta) -> Result<segment::file::SegmentFile> {
+        self.indexes
+            .verify_segment(self.fs.as_ref(), &self.dir, seg)?;
         let path = self.segment_path(seg);
         let file = self
             .fs
@@ -146,7 +153,8 @@ impl Snapshot {
     }
 
     /// The Parquet metadata of a segment, page index included: read once per segment and
-    /// process, then shared by every snapshot (a segment never changes).
+    /// process, after the segment's whole-file check passed (see
+    /// [`Snapshot::open_segment`]), then shared by every snapshot (a segment never changes).
     pub fn segment_metadata(
         &self,
         seg: &SegmentMeta,

@@ -105,7 +105,7 @@ impl From<DataFusionError> for Error {
         }
         match e.find_root() {
             DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(one_line(m)),
-            root => Error::Query(one_line(&root.strip_backtrace())),
+            root => Error::Query(binary_id_hint(one_line(&root.strip_backtrace()))),
         }
     }
 }
@@ -152,6 +152,30 @@ fn find_engine_error(e: &DataFusionError) -> Option<&scrydb_engine::Error> {
         DataFusionError::Collection(errors) => errors.iter().find_map(find_engine_error),
         _ => None,
     }
+}
+
+/// A planning error about a `FixedSizeBinary` argument (a trace or span id given to a text
+/// function, `LIKE` or `||`; for some functions DataFusion reports an internal error and
+/// asks for a bug report) led by what to write instead.
+fn binary_id_hint(message: String) -> String {
+    if !(message.contains("FixedSizeBinary(8)") || message.contains("FixedSizeBinary(16)")) {
+        return message;
+    }
+    let message = match message.find(" This issue was likely caused by a bug") {
+        Some(at) => {
+            let rest = &message[at..];
+            let end = rest
+                .find("/issues.")
+                .map_or(rest.len(), |i| i + "/issues.".len());
+            format!("{}{}", &message[..at], &rest[end..])
+        }
+        None => message,
+    };
+    format!(
+        "trace and span ids are binary (FixedSizeBinary(16) / FixedSizeBinary(8)), not text: \
+         for their hex text, as results show it, write encode(span_id, 'hex') (and compare \
+         ids with a hex string literal directly: span_id = '00f067aa0ba902b7'). {message}"
+    )
 }
 
 /// DataFusion messages can span lines (and repeat their context); users get one line.

@@ -293,3 +293,61 @@ mod diagnosis {
         db.close().expect("close");
     }
 }
+
+/// `scry demo` never writes into an existing store: a non-empty `--db` is refused before
+/// anything is written, and the store is left as it was.
+#[test]
+fn the_demo_refuses_a_store_that_is_not_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = scrydb::Db::open(dir.path(), scrydb::Options::default()).expect("open");
+    db.append(
+        scrydb::Signal::Logs,
+        &crate::common::synth(scrydb::Signal::Logs, 1, 10, crate::common::BASE),
+    )
+    .expect("append");
+    db.close().expect("close");
+    let before = std::fs::read_dir(dir.path()).expect("dir").count();
+    let (ok, out, err) = scry(&["--db", &dir.path().display().to_string(), "demo"]);
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("not empty"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(!out.contains("ingested"), "{out}");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), before);
+    let db = scrydb::Db::open(dir.path(), scrydb::Options::default()).expect("reopen");
+    assert_eq!(
+        db.snapshot().stats(scrydb::Signal::Spans).segment_rows,
+        0,
+        "the demo wrote into the store"
+    );
+    db.close().expect("close");
+}
+
+/// Without `--db` the demo keeps its store and says where, so the commands it prints can
+/// be run after it exits.
+#[test]
+fn the_demo_without_db_keeps_the_store_its_commands_name() {
+    let (ok, out, err) = scry(&["demo", "--seconds", "30", "--rate", "4"]);
+    assert!(ok, "{out}{err}");
+    let kept = out
+        .lines()
+        .find_map(|l| l.strip_prefix("the store is kept at "))
+        .unwrap_or_else(|| panic!("the demo does not say where its store is:\n{out}"));
+    let kept = std::path::PathBuf::from(kept.split(" (").next().expect("path"));
+    let trace_cmd = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("scry --db "))
+        .unwrap_or_else(|| panic!("no runnable command printed:\n{out}"));
+    assert!(
+        trace_cmd.contains(&kept.display().to_string()),
+        "{trace_cmd}"
+    );
+    assert!(
+        kept.join("spans").is_dir(),
+        "{} was deleted",
+        kept.display()
+    );
+    let args: Vec<&str> = trace_cmd.split_whitespace().skip(1).collect();
+    let (ok, out2, err2) = scry(&args);
+    std::fs::remove_dir_all(&kept).expect("remove the kept store");
+    assert!(ok, "{trace_cmd}: {out2}{err2}");
+}

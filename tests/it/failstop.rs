@@ -214,7 +214,14 @@ fn failed_reads_name_the_file_and_do_not_panic() {
                     .map_err(|e| e.to_string()),
             );
         }
-        check("verify", db.verify().map(|_| ()).map_err(|e| e.to_string()));
+        match db.verify() {
+            Ok(report) => {
+                for d in &report.damaged {
+                    check("verify", Err(d.error.to_string()));
+                }
+            }
+            Err(e) => check("verify", Err(e.to_string())),
+        }
         check(
             "sql",
             db.sql_blocking(&query)
@@ -232,7 +239,8 @@ fn failed_reads_name_the_file_and_do_not_panic() {
             want_spans,
             "read #{n}"
         );
-        db.verify().expect("verify after heal");
+        let report = db.verify().expect("verify after heal");
+        assert!(report.is_ok(), "read #{n}: {:?}", report.damaged);
         db.close().expect("close");
     }
     assert!(failures > 20, "only {failures} runs injected a failure");

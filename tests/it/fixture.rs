@@ -80,7 +80,8 @@ fn version_1_fixture_opens_with_every_row() {
         let want: Vec<&str> = want.lines().collect();
         assert_eq!(rows(&snap.scan(s, None).expect("scan")), want, "{s}");
     }
-    db.verify().expect("segments verify");
+    let report = db.verify().expect("verify");
+    assert!(report.is_ok(), "the fixture verifies: {:?}", report.damaged);
 
     // Every segment's index is there and usable, and lookups go through it.
     assert_eq!(

@@ -283,3 +283,102 @@ fn single_requests_protobuf_streams_and_problem_limits() {
     drop(ingester);
     db.close().expect("close");
 }
+
+/// One span per line of `spans`, each `{...}` being the span's members after the ids.
+fn spans_request(spans: &[&str]) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+}
+
+const GOOD_SPAN: &str = r#"{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"ok","startTimeUnixNano":"1","endTimeUnixNano":"2"}"#;
+
+/// A value of the wrong type inside one record (a number where an id string belongs, a
+/// bare `NaN`, an id of the wrong length) rejects that record with its position; the
+/// other records of the request are stored and the summary counts the rejected ones.
+#[test]
+fn json_type_errors_reject_the_record_not_the_request() {
+    let json = spans_request(&[
+        GOOD_SPAN,
+        r#"{"traceId":12345,"spanId":"eee19b7ec3c1b174","name":"number id","startTimeUnixNano":"1","endTimeUnixNano":"2"}"#,
+        r#"{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"nan","startTimeUnixNano":"1","endTimeUnixNano":"2","attributes":[{"key":"x","value":{"doubleValue":NaN}}]}"#,
+        r#"{"traceId":"5b8e","spanId":"eee19b7ec3c1b174","name":"short id","startTimeUnixNano":"1","endTimeUnixNano":"2"}"#,
+        GOOD_SPAN,
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let mut ingester = Ingester::new(&db, IngestOptions::default());
+    let r = ingester
+        .ingest_bytes(json.as_bytes(), None, "req.json")
+        .expect("ingest");
+    assert_eq!((r.requests, r.undecodable), (1, 0), "{:?}", r.problems);
+    assert_eq!(
+        (r.stored.spans, r.rejected.spans),
+        (2, 3),
+        "{:?}",
+        r.problems
+    );
+    let lines: Vec<String> = r.problems.iter().flat_map(|p| p.lines()).collect();
+    let text = lines.join("\n");
+    for (k, what) in [(1, "traceId"), (2, "NaN"), (3, "trace_id")] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("spans[{k}]")) && l.contains(what)),
+            "span {k} ({what}) not reported with its position:\n{text}"
+        );
+    }
+    drop(ingester);
+    assert_eq!(rows(&db, Signal::Spans), 2);
+    db.close().expect("close");
+
+    // The CLI's summary counts them, and exits non-zero.
+    let file = dir.path().join("req.json");
+    std::fs::write(&file, &json).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .args(["--db", &dir.path().join("cli").to_string_lossy(), "ingest"])
+        .arg(&file)
+        .env_remove("SCRY_DB")
+        .output()
+        .expect("scry runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("3 rejected"), "{text}");
+}
+
+/// A length-prefixed protobuf file whose last message is cut short loses only that
+/// message, with no `--signal` needed, and says so.
+#[test]
+fn a_truncated_last_protobuf_message_loses_only_that_message() {
+    let m = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp/trace.binpb"),
+    )
+    .expect("fixture");
+    let mut stream = Vec::new();
+    for _ in 0..3 {
+        stream.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        stream.extend_from_slice(&m);
+    }
+    stream.truncate(stream.len() - m.len() / 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let mut ingester = Ingester::new(&db, IngestOptions::default());
+    let r = ingester
+        .ingest_bytes(&stream, None, "cut.binpb")
+        .expect("ingest");
+    assert_eq!((r.requests, r.undecodable), (3, 1), "{:?}", r.problems);
+    assert_eq!(r.stored.spans, 2 * (r.stored.spans / 2));
+    assert!(r.stored.spans > 0);
+    let text = r.problems[0].to_string();
+    assert!(
+        text.contains("message 3") && text.contains("truncated"),
+        "{text}"
+    );
+    drop(ingester);
+    db.close().expect("close");
+}

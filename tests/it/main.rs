@@ -2,6 +2,7 @@
 
 mod common;
 mod concurrency;
+mod corruption;
 mod crash;
 mod demo;
 mod duckdb;

@@ -513,7 +513,7 @@ fn invalid_records_are_rejected_with_their_position_and_the_rest_stored() {
 
 #[test]
 fn malformed_payloads_are_errors_that_say_where() {
-    let cases: [(&[u8], &str); 6] = [
+    let cases: [(&[u8], &str); 5] = [
         (
             b"{\"resourceSpans\": [",
             "EOF while parsing a list at line 1 column 19",
@@ -523,19 +523,33 @@ fn malformed_payloads_are_errors_that_say_where() {
             "no resourceSpans, resourceLogs or resourceMetrics",
         ),
         (
-            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#,
-            "resourceSpans[0].scopeSpans[0].spans[0].traceId",
-        ),
-        (
             br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SIDEWAYS"}]}]}]}"#,
             "resourceSpans[0].scopeSpans[0].spans[0].kind: \"SPAN_KIND_SIDEWAYS\" is not a known kind",
         ),
         (
-            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"soon"}]}]}]}"#,
-            "resourceLogs[0].scopeLogs[0].logRecords[0].timeUnixNano",
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[],"scope":{"name":5}}]}]}"#,
+            "resourceSpans[0].scopeSpans[0].scope.name",
         ),
         (br#"[1, 2]"#, "a request must be a JSON object"),
     ];
+    // A member of the wrong type inside a record rejects that record, at its position.
+    for (input, location, member) in [
+        (
+            &br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#[..],
+            "resource_spans[0].scope_spans[0].spans[0]",
+            "traceId",
+        ),
+        (
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"soon"}]}]}]}"#,
+            "resource_logs[0].scope_logs[0].log_records[0]",
+            "timeUnixNano",
+        ),
+    ] {
+        let c = otlp::decode_json(input).expect("decodes").convert();
+        assert_eq!((c.batch.num_rows(), c.rejected), (0, 1));
+        assert_eq!(c.errors[0].location, location);
+        assert!(c.errors[0].reason.contains(member), "{}", c.errors[0]);
+    }
     for (input, want) in cases {
         match otlp::decode_json(input) {
             Err(Error::InvalidOtlp { reason }) => {
@@ -676,4 +690,85 @@ fn scry_ingest_reads_every_format_and_reports_errors_with_file_and_line() {
     let reopened = Db::open(&db, small_opts()).expect("open");
     assert_eq!(count(&scan(&reopened, Signal::Spans)), 4);
     reopened.close().expect("close");
+}
+
+/// What an input that does not decode is, said without `--signal`: a protobuf error names
+/// its cause and field (invalid UTF-8, truncation, nesting limit), and a gzip file, a JSON
+/// array of requests, Zipkin JSON and Jaeger JSON are named as such, with what is accepted.
+#[test]
+fn undecodable_inputs_say_what_they_are_and_what_is_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = scrydb::Db::open(dir.path(), scrydb::Options::default()).expect("open");
+    let mut ingester = scrydb::otlp::ingest::Ingester::new(&db, Default::default());
+    let mut problem = |bytes: &[u8]| -> String {
+        let r = ingester
+            .ingest_bytes(bytes, None, "input")
+            .expect("ingest runs");
+        assert_eq!(r.undecodable, 1, "{:?}", r.problems);
+        r.problems[0].to_string()
+    };
+
+    let trace = encode(&json_request("trace.json"));
+    let mut bad_utf8 = trace.clone();
+    let name = b"I'm a server span";
+    let at = bad_utf8
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("span name in the encoding");
+    bad_utf8[at] = 0xC3;
+    let msg = problem(&bad_utf8);
+    assert!(msg.contains("Span.name") && msg.contains("UTF-8"), "{msg}");
+
+    let msg = problem(&trace[..trace.len() - 3]);
+    assert!(
+        msg.contains("as spans: ") && msg.contains("truncated"),
+        "{msg}"
+    );
+
+    // An attribute value nested deeper than the decoder's recursion limit.
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+    let mut value = AnyValue {
+        value: Some(any_value::Value::StringValue("deep".into())),
+    };
+    for _ in 0..120 {
+        value = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![value],
+            })),
+        };
+    }
+    let Request::Traces(mut req) = json_request("trace.json") else {
+        panic!("a trace request")
+    };
+    req.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(KeyValue {
+            key: "deep".into(),
+            value: Some(value),
+            ..Default::default()
+        });
+    let msg = problem(&req.encode_to_vec());
+    assert!(msg.contains("recursion limit"), "{msg}");
+
+    for (input, want) in [
+        (&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0][..], "gzip"),
+        (
+            br#"[{"resourceSpans":[]},{"resourceSpans":[]}]"#,
+            "JSON array of OTLP requests",
+        ),
+        (
+            br#"[{"traceId":"5b8efff798038103","id":"eee19b7ec3c1b174","name":"get","timestamp":1,"localEndpoint":{"serviceName":"a"}}]"#,
+            "Zipkin",
+        ),
+        (
+            br#"{"data":[{"traceID":"5b8efff798038103","spans":[],"processes":{}}]}"#,
+            "Jaeger",
+        ),
+    ] {
+        let msg = problem(input);
+        assert!(msg.contains(want), "{want}: {msg}");
+        assert!(msg.contains("ScryDB reads OTLP"), "{want}: {msg}");
+    }
+    drop(ingester);
+    db.close().expect("close");
 }

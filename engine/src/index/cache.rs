@@ -26,6 +26,11 @@ struct Cached {
     parquet: OnceLock<ArrowReaderMetadata>,
     /// Held while loading `parquet`, so that one user reads it and the others wait.
     parquet_loading: Mutex<()>,
+    /// Set once the whole segment file matched the size and CRC its manifest entry
+    /// records; a failed check is not kept (the next user checks again).
+    verified: OnceLock<()>,
+    /// Held while checking, so that one user reads the file and the others wait.
+    verifying: Mutex<()>,
 }
 
 /// Open segment indexes, shared by every snapshot of a database. An index that cannot be
@@ -68,7 +73,32 @@ impl IndexCache {
         index.as_ref().ok().cloned()
     }
 
-    /// The Parquet metadata (with page index) of `seg`, loaded once.
+    /// Checks, once per segment and process, that the whole file of `seg` has the size and
+    /// CRC-32 that its manifest entry records: every byte a read later serves (data pages,
+    /// page index, footer) was read and checked once before any of it is used. The first
+    /// caller reads the file (sequentially, 1 MiB at a time); concurrent callers for the
+    /// same segment wait for it, later callers return at once. Damage is
+    /// [`Error::Corrupted`] naming the file; a failure is not remembered, so a file that
+    /// could not be read (an I/O error) is checked again on the next use.
+    ///
+    /// The check trusts the file to stay as it was checked for the life of the process:
+    /// damage that happens after it is not seen (see `docs/format.md`, "Integrity").
+    pub fn verify_segment(&self, fs: &dyn FileSystem, dir: &Path, seg: &SegmentMeta) -> Result<()> {
+        let entry = self.entry(seg.id);
+        if entry.verified.get().is_some() {
+            return Ok(());
+        }
+        let _checking = entry.verifying.lock().unwrap_or_else(|e| e.into_inner());
+        if entry.verified.get().is_some() {
+            return Ok(());
+        }
+        crate::segment::reader::verify_segment(fs, dir, seg)?;
+        let _ = entry.verified.set(());
+        Ok(())
+    }
+
+    /// The Parquet metadata (with page index) of `seg`, loaded once, after the segment's
+    /// whole-file check ([`IndexCache::verify_segment`]) passed.
     pub fn parquet_metadata(
         &self,
         fs: &dyn FileSystem,
@@ -86,6 +116,7 @@ impl IndexCache {
         if let Some(m) = entry.parquet.get() {
             return Ok(m.clone());
         }
+        self.verify_segment(fs, dir, seg)?;
         let path = dir.join(&seg.path);
         let file = SegmentFile(
             fs.open_read(&path)

@@ -161,15 +161,27 @@ pub(super) fn invalid(reason: impl Into<String>) -> Error {
 /// (either case), 64-bit integers as strings or numbers, enums as numbers or names, bytes
 /// as base64, unknown members ignored. Errors name the member path
 /// (`resourceSpans[0].scopeSpans[0].spans[2].traceId`) or the line and column.
+///
+/// A member of the wrong type inside one span, log record or metric data point (a number
+/// where an id string belongs, a bare `NaN`/`Infinity` token, which JSON does not have)
+/// does not fail the request: that record is rejected at conversion with its position and
+/// the reason (OTLP partial success), and the others are kept. Such damage elsewhere (in a
+/// resource, a scope, a metric's own members) fails the request.
 pub fn decode_json(bytes: &[u8]) -> Result<Request> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    let value: Value = parse_json(bytes).map_err(|e| invalid(e.to_string()))?;
     decode_json_value(value)
 }
 
 /// Decodes one OTLP/JSON request already parsed into a JSON value.
 pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
     let Value::Object(map) = &value else {
-        return Err(invalid("a request must be a JSON object"));
+        let what = match &value {
+            Value::Array(_) => not_otlp(&serde_json::to_vec(&value).unwrap_or_default()),
+            _ => None,
+        };
+        return Err(invalid(what.unwrap_or_else(|| {
+            format!("a request must be a JSON object. {ACCEPTED}")
+        })));
     };
     let found: Vec<Signal> = [
         ("resourceSpans", Signal::Spans),
@@ -183,11 +195,7 @@ pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
     let signal = match found[..] {
         [s] => s,
         [] if map.is_empty() => Signal::Spans,
-        [] => {
-            return Err(invalid(
-                "no resourceSpans, resourceLogs or resourceMetrics member: not an OTLP request",
-            ));
-        }
+        [] => return Err(invalid(not_otlp_object(map))),
         _ => {
             return Err(invalid(
                 "a request holds exactly one of resourceSpans, resourceLogs, resourceMetrics",
@@ -195,17 +203,184 @@ pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
         }
     };
     normalize_enums(&mut value, &mut String::new()).map_err(invalid)?;
-    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, String> {
         serde_path_to_error::deserialize(v).map_err(|e| {
             let path = e.path().to_string();
-            invalid(format!("{path}: {}", e.into_inner()))
+            describe(format!("{path}: {}", e.into_inner()))
         })
     }
-    Ok(match signal {
-        Signal::Spans => Request::Traces(typed(value)?),
-        Signal::Logs => Request::Logs(typed(value)?),
-        Signal::Metrics => Request::Metrics(typed(value)?),
-    })
+    fn request(signal: Signal, value: &Value) -> Result<Request, String> {
+        Ok(match signal {
+            Signal::Spans => Request::Traces(typed(value)?),
+            Signal::Logs => Request::Logs(typed(value)?),
+            Signal::Metrics => Request::Metrics(typed(value)?),
+        })
+    }
+    match request(signal, &value) {
+        Ok(r) => Ok(r),
+        // A value of the wrong type inside a record: that record is marked as rejected (it
+        // keeps its place, so its position is reported right) and the others are kept.
+        Err(whole) => {
+            if isolate_bad_records(signal, &mut value) > 0
+                && let Ok(r) = request(signal, &value)
+            {
+                return Ok(r);
+            }
+            Err(invalid(whole))
+        }
+    }
+}
+
+/// The records of a request, as JSON member paths: (path to the arrays holding records,
+/// whether each element is a record). Metrics are isolated per data point.
+fn record_slots(signal: Signal, value: &mut Value) -> Vec<&mut Value> {
+    fn each<'a>(v: &'a mut Value, key: &str) -> Vec<&'a mut Value> {
+        match v.get_mut(key) {
+            Some(Value::Array(items)) => items.iter_mut().collect(),
+            _ => Vec::new(),
+        }
+    }
+    let (outer, middle, inner) = match signal {
+        Signal::Spans => ("resourceSpans", "scopeSpans", "spans"),
+        Signal::Logs => ("resourceLogs", "scopeLogs", "logRecords"),
+        Signal::Metrics => ("resourceMetrics", "scopeMetrics", "metrics"),
+    };
+    let mut out = Vec::new();
+    for r in each(value, outer) {
+        for s in each(r, middle) {
+            for rec in each(s, inner) {
+                if signal != Signal::Metrics {
+                    out.push(rec);
+                    continue;
+                }
+                if let Value::Object(metric) = rec {
+                    for (kind, data) in metric.iter_mut() {
+                        if matches!(
+                            kind.as_str(),
+                            "gauge" | "sum" | "histogram" | "exponentialHistogram" | "summary"
+                        ) {
+                            for p in each(data, "dataPoints") {
+                                out.push(p);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Replaces each record (span, log record, metric data point) that does not decode on its
+/// own by a marker record holding only the reason (see [`super::DECODE_ERROR_KEY`]);
+/// returns how many were replaced.
+fn isolate_bad_records(signal: Signal, value: &mut Value) -> usize {
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
+    };
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Option<String> {
+        serde_path_to_error::deserialize::<_, T>(v).err().map(|e| {
+            let path = e.path().to_string();
+            describe(format!("{path}: {}", e.into_inner()))
+        })
+    }
+    let mut replaced = 0;
+    for rec in record_slots(signal, value) {
+        let reason = match signal {
+            Signal::Spans => check::<Span>(rec),
+            Signal::Logs => check::<LogRecord>(rec),
+            // Any of the point types it decodes as will do: the request's own decode
+            // tells which one it must be.
+            Signal::Metrics => [
+                check::<NumberDataPoint>(rec),
+                check::<HistogramDataPoint>(rec),
+                check::<ExponentialHistogramDataPoint>(rec),
+                check::<SummaryDataPoint>(rec),
+            ]
+            .into_iter()
+            .collect::<Option<Vec<String>>>()
+            .and_then(|v| v.into_iter().next()),
+        };
+        if let Some(reason) = reason {
+            *rec = serde_json::json!({"attributes": [{
+                "key": super::DECODE_ERROR_KEY,
+                "value": {"stringValue": format!("does not decode: {reason}")}
+            }]});
+            replaced += 1;
+        }
+    }
+    replaced
+}
+
+/// Placeholder for a bare `NaN`, `Infinity` or `-Infinity` token (which JSON does not have)
+/// in the text handed to the JSON parser; see [`parse_json`].
+const BARE_TOKEN: &str = "\u{0}bare non-finite number token";
+
+/// A decode error message, with the placeholder of a bare token explained.
+fn describe(reason: String) -> String {
+    if reason.contains("bare non-finite number token") {
+        let at = reason.split(": ").next().unwrap_or_default();
+        format!(
+            "{at}: a bare NaN or Infinity token, which JSON does not have (OTLP/JSON writes \
+             non-finite numbers as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
+        )
+    } else {
+        reason
+    }
+}
+
+/// Parses JSON text; text that fails only because of bare `NaN`/`Infinity`/`-Infinity`
+/// tokens (which some encoders write for non-finite doubles) parses with each such token
+/// replaced by a placeholder string, so that only the records holding one are rejected.
+pub(super) fn parse_json(bytes: &[u8]) -> serde_json::Result<Value> {
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => match replace_bare_tokens(bytes) {
+            Some(fixed) => serde_json::from_slice(&fixed).map_err(|_| e),
+            None => Err(e),
+        },
+    }
+}
+
+/// `bytes` with every bare `NaN`, `Infinity` and `-Infinity` outside strings replaced by
+/// the placeholder string; `None` if there is none.
+fn replace_bare_tokens(bytes: &[u8]) -> Option<Vec<u8>> {
+    let placeholder = format!("\"{}\"", BARE_TOKEN.replace('\u{0}', "\\u0000"));
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+        }
+        let rest = &bytes[i..];
+        if let Some(token) = [&b"-Infinity"[..], b"Infinity", b"NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t))
+        {
+            out.extend_from_slice(placeholder.as_bytes());
+            i += token.len();
+            found = true;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    found.then_some(out)
 }
 
 /// Decodes one protobuf request. The three request messages share their outer shape, so
@@ -213,8 +388,18 @@ pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
 /// decodes and whose records look right (spans with 16- and 8-byte ids, metrics with data,
 /// log records).
 pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
+    // Bytes no OTLP protobuf message starts with (wire type 7; a group) that other
+    // formats do: say what they are rather than what fails to decode.
+    if (bytes.first() == Some(&b'[') || bytes.starts_with(&[0x1f, 0x8b]))
+        && let Some(what) = not_otlp(bytes)
+    {
+        return Err(invalid(what));
+    }
     let err = |signal: Signal, e: prost::DecodeError| {
-        invalid(format!("not a protobuf {signal} request: {e}"))
+        invalid(
+            not_otlp(bytes)
+                .unwrap_or_else(|| format!("not a protobuf {signal} request: {e} ({ACCEPTED})")),
+        )
     };
     match hint {
         Some(Signal::Spans) => {
@@ -237,6 +422,9 @@ pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
     let traces = ExportTraceServiceRequest::decode(bytes);
     let metrics = ExportMetricsServiceRequest::decode(bytes);
     let logs = ExportLogsServiceRequest::decode(bytes);
+    let traces_err = traces.as_ref().err().cloned();
+    let metrics_err = metrics.as_ref().err().cloned();
+    let logs_err = logs.as_ref().err().cloned();
     let mut candidates: Vec<Request> = Vec::new();
     if let Ok(t) = &traces {
         let spans: Vec<_> = t
@@ -279,12 +467,109 @@ pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
     }
     // Decodes, but as nothing recognizable: an empty request stores nothing whatever its
     // signal; anything else is ambiguous.
-    match candidates.into_iter().find(|c| c.records() == 0) {
-        Some(empty) => Ok(empty),
-        None => Err(invalid(
-            "not a protobuf OTLP request: it decodes as no ExportTraceServiceRequest, \
-             ExportLogsServiceRequest or ExportMetricsServiceRequest with valid records",
-        )),
+    if let Some(empty) = candidates.iter().find(|c| c.records() == 0) {
+        return Ok(empty.clone());
+    }
+    if let Some(what) = not_otlp(bytes) {
+        return Err(invalid(what));
+    }
+    if candidates.is_empty() {
+        // Nothing decodes: each reading's error names the message and field it failed in
+        // (prost names every one on the way) and why; the deepest first.
+        let mut errors: Vec<(Signal, String)> = [
+            (Signal::Spans, traces_err),
+            (Signal::Logs, logs_err),
+            (Signal::Metrics, metrics_err),
+        ]
+        .into_iter()
+        .filter_map(|(s, e)| {
+            let e = e?.to_string();
+            let e = e
+                .strip_prefix("failed to decode Protobuf message: ")
+                .unwrap_or(&e)
+                .replace(
+                    "buffer underflow",
+                    "truncated: the input ends inside this field (buffer underflow)",
+                );
+            Some((s, e))
+        })
+        .collect();
+        errors.sort_by_key(|(_, e)| std::cmp::Reverse(e.matches(": ").count()));
+        let readings: Vec<String> = errors.iter().map(|(s, e)| format!("as {s}: {e}")).collect();
+        return Err(invalid(format!(
+            "not a protobuf OTLP request of any signal ({}). {ACCEPTED}",
+            readings.join("; ")
+        )));
+    }
+    Err(invalid(
+        "not a protobuf OTLP request: it decodes as no ExportTraceServiceRequest, \
+         ExportLogsServiceRequest or ExportMetricsServiceRequest with valid records",
+    ))
+}
+
+/// What ScryDB reads, for messages about input it does not.
+pub(super) const ACCEPTED: &str = "ScryDB reads OTLP: protobuf (one request, or requests each \
+    prefixed with a 4-byte big-endian length), OTLP/JSON (one request object, or several \
+    one after another) and JSON lines (one request per line)";
+
+/// What `bytes` look like when they are a known format that is not OTLP (or OTLP in a
+/// wrapper ScryDB does not open), as a message saying so and what is accepted.
+pub(super) fn not_otlp(bytes: &[u8]) -> Option<String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Some(format!(
+            "the input is gzip-compressed: decompress it first (`gunzip`, `zcat file | scry \
+             ingest -`). {ACCEPTED}"
+        ));
+    }
+    if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Some(format!(
+            "the input is zstd-compressed: decompress it first (`zstd -d`). {ACCEPTED}"
+        ));
+    }
+    let text = bytes.trim_ascii_start();
+    let head = &text[..text.len().min(64 * 1024)];
+    let has = |needle: &str| head.windows(needle.len()).any(|w| w == needle.as_bytes());
+    if text.starts_with(b"[") {
+        if has("\"resourceSpans\"") || has("\"resourceLogs\"") || has("\"resourceMetrics\"") {
+            return Some(format!(
+                "the input is a JSON array of OTLP requests: write one request per line \
+                 instead (`jq -c '.[]' file > file.jsonl`). {ACCEPTED}"
+            ));
+        }
+        if has("\"localEndpoint\"")
+            || has("\"remoteEndpoint\"")
+            || (has("\"traceId\"") && has("\"timestamp\""))
+        {
+            return Some(format!(
+                "the input looks like Zipkin JSON (an array of spans with traceId, id, \
+                 timestamp, localEndpoint), not OTLP: send it through an OpenTelemetry \
+                 Collector with the zipkin receiver and the file or otlp exporter. {ACCEPTED}"
+            ));
+        }
+        return Some(format!(
+            "the input is a JSON array: a request must be a JSON object. {ACCEPTED}"
+        ));
+    }
+    None
+}
+
+/// A message for a JSON object that is not an OTLP request: what it looks like, if known.
+fn not_otlp_object(map: &serde_json::Map<String, Value>) -> String {
+    let jaeger = map.get("data").and_then(Value::as_array).is_some_and(|d| {
+        d.iter()
+            .any(|t| t.get("traceID").is_some() && t.get("spans").is_some())
+    });
+    if jaeger {
+        format!(
+            "the input looks like Jaeger JSON (\"data\": traces with traceID and spans), not \
+             OTLP: export OTLP from Jaeger (its OTLP endpoint, or an OpenTelemetry Collector \
+             with the jaeger receiver). {ACCEPTED}"
+        )
+    } else {
+        format!(
+            "no resourceSpans, resourceLogs or resourceMetrics member: not an OTLP request. \
+             {ACCEPTED}"
+        )
     }
 }
 

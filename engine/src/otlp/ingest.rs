@@ -37,7 +37,6 @@ use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use serde_json::Value;
 
 use super::decode::{decode_json_value, invalid};
 use super::{Format, Ingested, RecordError, Request, decode_json, decode_protobuf};
@@ -307,7 +306,7 @@ impl<R: BufRead> Requests<R> {
 /// Decodes one JSON document that starts at `line`/`column` of its stream; a syntax error
 /// is reported at its place in the stream, not in the document.
 fn json_document(doc: &[u8], line: usize, column: usize) -> Positioned {
-    match serde_json::from_slice::<Value>(doc) {
+    match super::decode::parse_json(doc) {
         Ok(v) => (line, decode_json_value(v)),
         Err(e) => {
             let at_line = line + e.line().saturating_sub(1);

@@ -61,6 +61,7 @@ impl Builder {
     /// data model lets a record carry only an observed time; the Collector sets that on
     /// receipt, as ScryDB does when both are missing).
     fn check(r: &LogRecord, received: i64) -> Result<Times, String> {
+        super::decode_error(&r.attributes)?;
         check_id("trace_id", &r.trace_id, 16, true)?;
         check_id("span_id", &r.span_id, 8, true)?;
         if !(0..=MAX_SEVERITY).contains(&r.severity_number) {

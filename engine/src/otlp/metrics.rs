@@ -156,6 +156,7 @@ impl Builder {
 
     /// Checks a point; returns its time and start time.
     fn check(info: &MetricInfo<'_>, p: &Point<'_>) -> Result<(i64, Option<i64>), String> {
+        super::decode_error(p.attributes())?;
         if info.metric.name.is_empty() {
             return Err("the metric has no name".into());
         }

@@ -3,7 +3,8 @@
 //!
 //! Conversion is column-wise: every record is checked, then its fields are appended straight
 //! into the column builders of one batch per request. A record that fails a check (an id of
-//! the wrong width, an unknown enum value, a timestamp that does not fit) is left out and
+//! the wrong width, an unknown enum value, a timestamp that does not fit; in OTLP/JSON, a
+//! member of the wrong type or a bare `NaN` inside a span, log record or data point) is left out and
 //! counted as rejected, with a message naming its position
 //! (`resource_spans[0].scope_spans[1].spans[7]`); the valid records of the request are kept.
 //! This is OTLP's partial success. A payload that does not decode at all is an
@@ -170,6 +171,29 @@ impl Rejections {
                 reason,
             });
         }
+    }
+}
+
+/// The attribute key that marks a record OTLP/JSON decoding could not read (a value of the
+/// wrong type, a bare `NaN`): [`decode::decode_json`] puts a record holding only this
+/// attribute, whose value is the reason, in the bad record's place, so the converters
+/// reject it at its own position while the other records of the request are kept. The key
+/// starts with a NUL byte, which no real attribute key has.
+pub(crate) const DECODE_ERROR_KEY: &str = "\u{0}scrydb.decode_error";
+
+/// `Err(reason)` if `attributes` is the marker of a record that did not decode.
+fn decode_error(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+) -> Result<(), String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match attributes {
+        [kv] if kv.key == DECODE_ERROR_KEY => {
+            Err(match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(reason)) => reason.clone(),
+                _ => "the record does not decode".into(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 

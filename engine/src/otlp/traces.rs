@@ -67,6 +67,7 @@ impl Builder {
 
     /// Checks everything that can make a span invalid; returns its start and end times.
     fn check(span: &Span) -> Result<(i64, i64), String> {
+        super::decode_error(&span.attributes)?;
         check_id("trace_id", &span.trace_id, 16, false)?;
         check_id("span_id", &span.span_id, 8, false)?;
         check_id("parent_span_id", &span.parent_span_id, 8, true)?;

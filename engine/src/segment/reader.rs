@@ -1,5 +1,6 @@
-//! Reading a segment back through the engine (tests, tools, compaction). The SQL layer reads
-//! segment files directly with its own Parquet reader.
+//! Reading a segment back through the engine (tests, tools, index rebuilds), and checking it
+//! against its manifest entry. The SQL layer reads pages selectively through
+//! [`crate::Snapshot::open_segment`], which runs [`verify_segment`] once per segment first.
 
 use std::path::Path;
 
@@ -108,15 +109,52 @@ pub fn check_metadata(path: &Path, meta: &SegmentMeta, kv: Option<&Vec<KeyValue>
     }
 }
 
-/// Verifies a segment's size and checksum without decoding it.
+/// Bytes read per call while checking a segment's checksum.
+const VERIFY_CHUNK: u64 = 1 << 20;
+
+/// Verifies a segment's size and whole-file CRC-32 against its manifest entry without
+/// decoding it, reading it sequentially a chunk at a time (never whole into memory).
+/// Damage (a missing file, a wrong size, a wrong checksum) is [`Error::Corrupted`] naming
+/// the file; a failed read is [`Error::Io`].
 pub fn verify_segment(fs: &dyn FileSystem, db_dir: &Path, meta: &SegmentMeta) -> Result<()> {
     let path = db_dir.join(&meta.path);
-    let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
-    if bytes.len() as u64 != meta.size || crc32fast::hash(&bytes) != meta.crc32 {
+    let file = match fs.open_read(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::corrupted(
+                &path,
+                None,
+                "segment named by the manifest is missing",
+            ));
+        }
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    if file.len() != meta.size {
         return Err(Error::corrupted(
             &path,
             None,
-            "segment size or checksum does not match the manifest",
+            format!(
+                "segment is {} bytes, the manifest says {}",
+                file.len(),
+                meta.size
+            ),
+        ));
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut pos = 0;
+    while pos < meta.size {
+        let end = (pos + VERIFY_CHUNK).min(meta.size);
+        let chunk = file
+            .read_at(pos..end)
+            .map_err(|e| Error::io("read", &path, e))?;
+        crc.update(&chunk);
+        pos = end;
+    }
+    if crc.finalize() != meta.crc32 {
+        return Err(Error::corrupted(
+            &path,
+            None,
+            "segment checksum does not match the manifest",
         ));
     }
     Ok(())

@@ -221,7 +221,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     ui.queries(&d, Step::ExampleTrace);
     match d.example_trace {
         Some(id) => {
-            println!("  scry trace {}", hex(&id));
+            println!("  scry --db {} trace {}", dir.display(), hex(&id));
             crate::trace::print_trace(&db, id, ui.color)?;
         }
         None => println!("  (no affected trace found)"),

@@ -26,7 +26,7 @@ use scrydb_workload::synth::{self, Rng};
     about = "ScryDB: embedded OpenTelemetry database"
 )]
 struct Cli {
-    /// Database directory [default: ./scry-data; `scry demo`: a temporary directory].
+    /// Database directory [default: ./scry-data; `scry demo`: a new temporary directory, kept].
     #[arg(long, global = true, env = "SCRY_DB")]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -37,7 +37,9 @@ struct Cli {
 enum Command {
     /// The debugging story: generate a few minutes of telemetry of a 12-service shop with
     /// one injected incident into a fresh store, then walk from the symptom to the cause,
-    /// printing every SQL query it runs.
+    /// printing every SQL query it runs. A `--db` must be new or empty (the demo never
+    /// writes into an existing store); without one the store is a new temporary directory
+    /// that is kept, and named at the end.
     Demo {
         /// Scenario seed.
         #[arg(long, default_value_t = 7)]
@@ -127,7 +129,9 @@ enum Command {
     },
     /// Show segments, rows and bytes per signal and partition.
     Info,
-    /// Check every segment against the checksum the manifest recorded.
+    /// Check every file of a store that no writer has open: the manifest, every segment
+    /// (its checksum), every trace index and every log frame. Lists every damaged file;
+    /// the exit code is non-zero if any is. Changes nothing.
     Verify,
 }
 
@@ -175,16 +179,23 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             seconds,
             rate,
         } => {
-            let tmp;
-            let dir = match &cli_db_explicit() {
-                Some(d) => d.clone(),
+            // The demo writes a fresh store: never into one that holds anything, and a
+            // temporary one is kept (and named) so the commands it prints can be run.
+            let (dir, kept) = match cli_db_explicit() {
+                Some(d) => {
+                    refuse_non_empty(&d)?;
+                    (d, false)
+                }
                 None => {
-                    tmp = tempfile::tempdir().map_err(|e| scrydb::Error::Io {
-                        op: "create temporary directory",
-                        path: std::env::temp_dir(),
-                        source: e,
-                    })?;
-                    tmp.path().to_path_buf()
+                    let tmp = tempfile::Builder::new()
+                        .prefix("scry-demo-")
+                        .tempdir()
+                        .map_err(|e| scrydb::Error::Io {
+                            op: "create temporary directory",
+                            path: std::env::temp_dir(),
+                            source: e,
+                        })?;
+                    (tmp.keep(), true)
                 }
             };
             let args = demo::DemoArgs {
@@ -193,7 +204,14 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 seconds: seconds.max(30),
                 rate: rate.max(1),
             };
-            match demo::run(&dir, &args) {
+            let result = demo::run(&dir, &args);
+            if kept {
+                println!(
+                    "the store is kept at {} (remove it when done)",
+                    dir.display()
+                );
+            }
+            match result {
                 Ok(ok) => Ok(ok),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -283,11 +301,101 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close().map(|()| true)
         }
         Command::Verify => {
-            let db = Db::open(&db_dir, Options::default())?;
-            let n = db.verify()?;
-            println!("{n} segments verified");
-            db.close().map(|()| true)
+            let report = verify_cmd(&db_dir)?;
+            print_verify(&report);
+            Ok(report.is_ok())
         }
+    }
+}
+
+/// Refuses a `--db` for the demo that exists and holds anything: the demo would mix its
+/// generated telemetry into someone's store.
+fn refuse_non_empty(dir: &std::path::Path) -> scrydb::Result<()> {
+    let first = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(scrydb::Error::Io {
+                op: "list",
+                path: dir.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    match first {
+        None => Ok(()),
+        Some(entry) => Err(scrydb::Error::InvalidOptions {
+            option: "--db",
+            reason: format!(
+                "{} is not empty (it holds {}): the demo writes a fresh store and never \
+                 into an existing one. Give it a new or empty directory, or no --db for a \
+                 temporary one",
+                dir.display(),
+                entry
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .unwrap_or_else(|e| format!("an unreadable entry: {e}"))
+            ),
+        }),
+    }
+}
+
+/// Verifies the store in `dir` without opening it (opening would replay the log, and
+/// refuse a damaged one before anything could be reported), holding its lock so that no
+/// writer changes it meanwhile.
+fn verify_cmd(dir: &std::path::Path) -> scrydb::Result<scrydb::VerifyReport> {
+    use scrydb::io::{FileSystem, StdFs};
+    if !dir.is_dir() {
+        return Err(scrydb::Error::InvalidOptions {
+            option: "--db",
+            reason: format!("{} is not a directory", dir.display()),
+        });
+    }
+    let lock_file = dir.join(scrydb::LOCK_FILE);
+    // A directory never opened by a writer has no lock file; none is created here.
+    let _lock = if lock_file.exists() {
+        Some(StdFs.try_lock(&lock_file).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                scrydb::Error::Locked {
+                    dir: dir.to_path_buf(),
+                    lock_file: lock_file.clone(),
+                }
+            } else {
+                scrydb::Error::Io {
+                    op: "lock",
+                    path: lock_file.clone(),
+                    source: e,
+                }
+            }
+        })?)
+    } else {
+        None
+    };
+    scrydb::verify_dir(&StdFs, dir)
+}
+
+fn print_verify(r: &scrydb::VerifyReport) {
+    match r.manifest_version {
+        Some(v) => println!("manifest {v}"),
+        None => println!("manifest: unusable, segments and indexes not checked"),
+    }
+    println!(
+        "checked {} segment(s), {} trace index(es), {} log file(s) with {} frame(s)",
+        r.segments, r.indexes, r.wal_files, r.wal_frames
+    );
+    if let Some(t) = &r.torn_tail {
+        println!(
+            "note: {} ends in an incomplete frame (an unacknowledged write; open drops it)",
+            t.display()
+        );
+    }
+    for d in &r.damaged {
+        let signal = d.signal.map(|s| format!(" ({s})")).unwrap_or_default();
+        println!("DAMAGED {}{signal}: {}", d.kind, d.error);
+    }
+    if r.is_ok() {
+        println!("ok: no damaged file");
+    } else {
+        println!("{} damaged file(s)", r.damaged.len());
     }
 }
 
