@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use crate::flush::manager::FlushMsg;
 use crate::flush::{manager, worker};
 use crate::io::LockGuard;
-use crate::recovery::{self, Recovered};
+use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::retention::RetentionStats;
 use crate::snapshot::Snapshot;
 use crate::state::Shared;
@@ -62,6 +62,7 @@ pub struct Db {
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     lock: Mutex<Option<LockGuard>>,
+    report: RecoveryReport,
 }
 
 impl std::fmt::Debug for Db {
@@ -99,6 +100,7 @@ impl Db {
             manifest,
             memtable,
             wal,
+            report,
         } = recovery::recover(&fs, &dir, &opts)?;
         let shared = Arc::new(Shared::new(dir, opts, manifest, memtable));
 
@@ -137,7 +139,15 @@ impl Db {
             threads: Mutex::new(threads),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
+            report,
         })
+    }
+
+    /// What opening found and did to the directory: log batches recovered, a torn tail
+    /// cut, damaged log bytes moved into quarantine files, leftover files removed, foreign
+    /// files left alone. [`RecoveryReport::is_clean`] is true for an ordinary open.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
     }
 
     /// The database directory.

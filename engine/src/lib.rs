@@ -59,6 +59,7 @@ pub use db::{Db, LOCK_FILE, Reader};
 pub use error::{Error, Result};
 pub use manifest::SegmentMeta;
 pub use options::{Durability, Options, WalRecovery};
+pub use recovery::RecoveryReport;
 pub use retention::RetentionStats;
 pub use signal::Signal;
 pub use snapshot::{SignalStats, Snapshot, TimeRange};

@@ -15,6 +15,89 @@ use crate::wal::writer::WalWriter;
 use crate::wal::{self, WAL_DIR};
 use crate::{Error, Options, Result, Signal};
 
+/// What opening a database found and did to its directory; see [`crate::Db::recovery_report`].
+///
+/// Recovery never deletes bytes it cannot prove were never acknowledged or are held
+/// elsewhere: damaged log data is moved into quarantine files, unknown files are left alone.
+/// This report says where everything went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The database was opened read-only: nothing was changed, what a writer would cut or
+    /// move was only skipped.
+    pub read_only: bool,
+    /// Log files replayed.
+    pub wal_files: usize,
+    /// Batches recovered from the log into the memtable.
+    pub wal_batches: u64,
+    /// Bytes of a torn tail (an interrupted, never acknowledged write) cut off the newest
+    /// log file.
+    pub torn_tail_bytes: u64,
+    /// Bytes past a corruption of the log moved into quarantine files
+    /// (`WalRecovery::TruncateAtCorruption`, `scry recover`).
+    pub quarantined_bytes: u64,
+    /// Quarantine files this open wrote.
+    pub quarantined: Vec<PathBuf>,
+    /// Every quarantine file in the log directory, from this or earlier recoveries. They
+    /// are never read or deleted by ScryDB.
+    pub quarantine_files: Vec<PathBuf>,
+    /// Leftover files removed: temporary files and segments of a flush that crashed before
+    /// publishing, segments the manifest dropped whose deletion was interrupted.
+    pub orphans_removed: Vec<PathBuf>,
+    /// Files and directories in the store's folders that ScryDB did not create; left alone.
+    pub left_alone: Vec<PathBuf>,
+}
+
+impl RecoveryReport {
+    /// Whether the open found nothing to repair and nothing to report.
+    pub fn is_clean(&self) -> bool {
+        self.torn_tail_bytes == 0
+            && self.quarantined_bytes == 0
+            && self.quarantine_files.is_empty()
+            && self.orphans_removed.is_empty()
+            && self.left_alone.is_empty()
+    }
+}
+
+impl std::fmt::Display for RecoveryReport {
+    /// One line per finding (nothing for a clean open), e.g.
+    /// `moved 120 bytes of damaged log into wal/…0003.wal.quarantine-1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (cut, moved, removed) = if self.read_only {
+            ("skipped (read-only)", "skipped (read-only)", "found")
+        } else {
+            ("cut", "moved into quarantine", "removed")
+        };
+        if self.wal_batches > 0 {
+            writeln!(
+                f,
+                "recovered {} batch(es) from {} log file(s)",
+                self.wal_batches, self.wal_files
+            )?;
+        }
+        if self.torn_tail_bytes > 0 {
+            writeln!(
+                f,
+                "torn tail of {} bytes (a write interrupted by a crash, never acknowledged) {cut}",
+                self.torn_tail_bytes
+            )?;
+        }
+        if self.quarantined_bytes > 0 {
+            writeln!(f, "{} bytes of damaged log {moved}", self.quarantined_bytes)?;
+        }
+        for q in &self.quarantine_files {
+            writeln!(f, "quarantine file (kept for inspection): {}", q.display())?;
+        }
+        for o in &self.orphans_removed {
+            writeln!(f, "leftover file {removed}: {}", o.display())?;
+        }
+        for l in &self.left_alone {
+            writeln!(f, "not a ScryDB file, left alone: {}", l.display())?;
+        }
+        Ok(())
+    }
+}
+
 /// What recovery hands the new handle.
 pub(crate) struct Recovered {
     /// The current manifest (a new empty one for a new directory).
@@ -23,6 +106,8 @@ pub(crate) struct Recovered {
     pub memtable: Memtable,
     /// A new log file, after every replayed one.
     pub wal: WalWriter,
+    /// What recovery found and did.
+    pub report: RecoveryReport,
 }
 
 /// Recovers the database in `dir` (whose lock the caller holds).
@@ -52,6 +137,7 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         &wal_dir,
         manifest.wal_replay_from,
         opts.wal_recovery,
+        false,
         |signal, batch| {
             memtable.push(signal, batch);
             Ok(())
@@ -70,10 +156,22 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         .map_or(manifest.wal_replay_from, |s| s + 1)
         .max(manifest.wal_replay_from);
     let wal = WalWriter::create(fs, &wal_dir, next_seq)?;
+    let report = RecoveryReport {
+        read_only: false,
+        wal_files: stats.files,
+        wal_batches: stats.frames,
+        torn_tail_bytes: stats.torn_tail_bytes,
+        quarantined_bytes: stats.quarantined_bytes,
+        quarantined: stats.quarantined,
+        quarantine_files: stats.quarantine_files,
+        orphans_removed: Vec::new(),
+        left_alone: Vec::new(),
+    };
     Ok(Recovered {
         manifest,
         memtable,
         wal,
+        report,
     })
 }
 

@@ -123,16 +123,107 @@ fn flipped_byte_inside_the_log_is_an_error_naming_the_file() {
     // Refusing changed nothing: the file is intact for a second look.
     assert_eq!(std::fs::read(&wal[0]).expect("read"), bytes);
 
-    // The user can choose to keep what precedes the damage.
+    assert!(err.to_string().contains("scry recover --db"), "{err}");
+
+    // The user can choose to keep what precedes the damage; the rest is moved, not deleted.
     let db = Db::open(
         dir.path(),
         small_opts().wal_recovery(WalRecovery::TruncateAtCorruption),
     )
     .expect("opens keeping the intact prefix");
     assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    let report = db.recovery_report().clone();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert_eq!(
+        std::fs::read(&report.quarantined[0]).expect("quarantine file"),
+        bytes[offsets[2]..],
+        "every byte from the damage on is kept"
+    );
+    assert!(
+        report.quarantined[0]
+            .to_string_lossy()
+            .ends_with(".wal.quarantine-1")
+    );
     db.close().expect("close");
     let db = open(dir.path());
     assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    db.close().expect("close");
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_complete_frame_is_not_a_torn_tail() {
+    // The last frame is complete (its length fits in the file): it was written whole, so
+    // it may have been acknowledged. A bit flip in it is corruption, not a torn write.
+    let (dir, batches) = crashed_copy(5);
+    let wal = wal_files(dir.path());
+    let mut bytes = std::fs::read(&wal[0]).expect("read");
+    let offsets = frame_offsets(&bytes);
+    bytes[offsets[4] + 16 + 40] ^= 0x01;
+    std::fs::write(&wal[0], &bytes).expect("write");
+
+    let err = Db::open(dir.path(), small_opts()).expect_err("damage is refused");
+    match &err {
+        Error::Corrupted { path, offset, .. } => {
+            assert_eq!(path, &wal[0]);
+            assert_eq!(*offset, Some(offsets[4] as u64));
+        }
+        other => panic!("expected Corrupted, got {other}"),
+    }
+    assert!(err.to_string().contains("scry recover"), "{err}");
+    assert_eq!(
+        std::fs::read(&wal[0]).expect("read"),
+        bytes,
+        "nothing changed"
+    );
+
+    // `scry recover` keeps the first four batches and moves the fifth aside.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .arg("recover")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run scry recover");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("quarantine-1"), "{stdout}");
+    let q = dir.path().join("wal").join(format!(
+        "{}.quarantine-1",
+        wal[0].file_name().expect("name").to_string_lossy()
+    ));
+    assert_eq!(
+        std::fs::read(&q).expect("quarantine file"),
+        bytes[offsets[4]..]
+    );
+
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..4]));
+    assert_eq!(db.recovery_report().quarantine_files, vec![q.clone()]);
+    db.close().expect("close");
+    assert!(q.exists(), "quarantine files are never deleted");
+}
+
+#[test]
+fn a_last_frame_whose_end_is_zero_filled_is_a_torn_tail() {
+    // Power loss can leave a frame's length in place but its last pages unwritten (zeros):
+    // the Arrow end-of-stream marker that ends every payload is missing, so the write never
+    // completed and was never acknowledged.
+    let (dir, batches) = crashed_copy(3);
+    let wal = wal_files(dir.path());
+    let mut bytes = std::fs::read(&wal[0]).expect("read");
+    let n = bytes.len();
+    for b in &mut bytes[n - 8..] {
+        *b = 0;
+    }
+    std::fs::write(&wal[0], &bytes).expect("write");
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    assert!(db.recovery_report().torn_tail_bytes > 0);
+    assert!(db.recovery_report().quarantined.is_empty());
     db.close().expect("close");
 }
 

@@ -129,6 +129,10 @@ enum Command {
     Info,
     /// Check every segment against the checksum the manifest recorded.
     Verify,
+    /// Open a store whose write-ahead log is damaged (which a plain open refuses): keep
+    /// every batch before the damage, move the damaged bytes and every later log file into
+    /// quarantine files beside the log (never deleting them), and report what was moved.
+    Recover,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -284,8 +288,31 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         }
         Command::Verify => {
             let db = Db::open(&db_dir, Options::default())?;
+            print_recovery(&db);
             let n = db.verify()?;
             println!("{n} segments verified");
+            db.close().map(|()| true)
+        }
+        Command::Recover => {
+            let db = Db::open(
+                &db_dir,
+                Options::default().wal_recovery(scrydb::WalRecovery::TruncateAtCorruption),
+            )?;
+            let report = db.recovery_report();
+            if report.is_clean() {
+                println!("{}: nothing to recover", db_dir.display());
+            } else {
+                print!("{report}");
+            }
+            if report.quarantined.is_empty() {
+                println!("no log bytes were moved");
+            } else {
+                println!(
+                    "{} quarantine file(s) written; the batches in them are no longer in the \
+                     database, their bytes are kept for inspection",
+                    report.quarantined.len()
+                );
+            }
             db.close().map(|()| true)
         }
     }
@@ -423,7 +450,18 @@ fn synth_cmd(
     db.close()
 }
 
+/// The recovery report of an open, when it found anything.
+fn print_recovery(db: &Db) {
+    let report = db.recovery_report();
+    if !report.is_clean() {
+        for line in report.to_string().lines() {
+            println!("recovery: {line}");
+        }
+    }
+}
+
 fn print_info(db: &Db) {
+    print_recovery(db);
     let snap = db.snapshot();
     println!(
         "database {} (manifest {})",
