@@ -73,12 +73,15 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     /// Opens the database in `dir`, creating the directory if needed, and recovers it:
-    /// replays the write-ahead log (dropping a torn tail with a warning), removes files that
-    /// no manifest names, and starts the background threads.
+    /// replays the write-ahead log (dropping a torn tail with a warning), removes the
+    /// leftovers it can prove are its own (temporary files, segments of a crashed flush,
+    /// segments whose deletion was interrupted) and leaves every other file alone, and
+    /// starts the background threads. [`Db::recovery_report`] says what it did.
     ///
     /// Fails with [`Error::Locked`] when another `Db` (in this or another process) has the
     /// directory open, with [`Error::Corrupted`] naming the file when the manifest or the log
-    /// is damaged beyond a torn tail, and never panics on what it finds on disk.
+    /// is damaged beyond a torn tail (the message names `scry recover` for the log) or when
+    /// segments are newer than the manifest, and never panics on what it finds on disk.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();

@@ -129,7 +129,8 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         }
     };
     check_segments(fs.as_ref(), dir, &manifest)?;
-    remove_orphans(fs.as_ref(), dir, &manifest)?;
+    let mut report = RecoveryReport::default();
+    remove_orphans(fs.as_ref(), dir, &manifest, &mut report)?;
 
     let mut memtable = Memtable::default();
     let stats = wal::reader::replay(
@@ -156,17 +157,12 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         .map_or(manifest.wal_replay_from, |s| s + 1)
         .max(manifest.wal_replay_from);
     let wal = WalWriter::create(fs, &wal_dir, next_seq)?;
-    let report = RecoveryReport {
-        read_only: false,
-        wal_files: stats.files,
-        wal_batches: stats.frames,
-        torn_tail_bytes: stats.torn_tail_bytes,
-        quarantined_bytes: stats.quarantined_bytes,
-        quarantined: stats.quarantined,
-        quarantine_files: stats.quarantine_files,
-        orphans_removed: Vec::new(),
-        left_alone: Vec::new(),
-    };
+    report.wal_files = stats.files;
+    report.wal_batches = stats.frames;
+    report.torn_tail_bytes = stats.torn_tail_bytes;
+    report.quarantined_bytes = stats.quarantined_bytes;
+    report.quarantined = stats.quarantined;
+    report.quarantine_files = stats.quarantine_files;
     Ok(Recovered {
         manifest,
         memtable,
@@ -218,7 +214,7 @@ fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path)
             ),
         ))
     };
-    for part in partition_dirs(fs, dir)? {
+    for part in partition_dirs(fs, dir, &mut Vec::new())? {
         for f in fs
             .read_dir(&part)
             .map_err(|e| Error::io("list", &part, e))?
@@ -239,9 +235,14 @@ fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path)
     Ok(())
 }
 
-/// The partition directories of every signal (other entries in a signal directory are
-/// left alone, with a warning).
-fn partition_dirs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
+/// The partition directories of every signal. Regular files directly in a signal
+/// directory are not the engine's: they are left alone, with a warning, and added to
+/// `left_alone`.
+fn partition_dirs(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    left_alone: &mut Vec<PathBuf>,
+) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for signal in Signal::ALL {
         let sdir = dir.join(signal.name());
@@ -252,17 +253,66 @@ fn partition_dirs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
             if part.is_dir {
                 out.push(part.path);
             } else {
-                log::warn!("leaving unexpected file {} alone", part.path.display());
+                log::warn!(
+                    "leaving {} alone: not a file ScryDB writes",
+                    part.path.display()
+                );
+                left_alone.push(part.path);
             }
         }
     }
     Ok(out)
 }
 
-/// Removes segment files (their indexes, temporary files) that the manifest does not name:
-/// leftovers of a flush that crashed before publishing, or of a removal that crashed before
-/// deleting. A partition directory left empty is removed too.
-fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
+/// A name the engine gives files in a partition directory:
+/// `<id:020>.parquet`, `<id:020>.tidx`, and their `.tmp` forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SegmentFileName {
+    id: u64,
+    temporary: bool,
+}
+
+fn parse_segment_file_name(path: &Path) -> Option<SegmentFileName> {
+    let name = path.file_name()?.to_str()?;
+    let (name, temporary) = match name.strip_suffix(".tmp") {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let digits = name
+        .strip_suffix(".parquet")
+        .or_else(|| name.strip_suffix(".tidx"))?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(SegmentFileName {
+        id: digits.parse().ok()?,
+        temporary,
+    })
+}
+
+/// Removes the leftovers the engine can prove are its own and unneeded, in every
+/// partition directory, and reports the rest:
+///
+/// - a file whose name the engine does not generate (anything but `<id:020>.parquet`,
+///   `.tidx` and their `.tmp` forms), and any subdirectory, is left alone with a warning;
+/// - temporary files (`*.parquet.tmp`, `*.tidx.tmp`) were never published: removed;
+/// - a segment or index the manifest does not name with an id below its
+///   `next_segment_id` was published once and dropped by a later manifest (retention)
+///   whose deletion was interrupted: removed;
+/// - one with an id at or above `next_segment_id` was written by a flush this manifest
+///   does not know. If the log file the manifest replays from (`wal_replay_from`) is still
+///   there, that flush crashed before publishing and its rows are still in the log:
+///   removed. Otherwise the manifest is older than the segments (restored from a backup)
+///   and those segments may hold the only copy of their rows: open refuses with
+///   [`Error::Corrupted`] naming them, before anything is removed.
+///
+/// A partition directory left empty is removed.
+fn remove_orphans(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    m: &Manifest,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     let live: HashSet<PathBuf> = m
         .segments
         .iter()
@@ -271,24 +321,96 @@ fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
             [crate::index::index_path(&path), path]
         })
         .collect();
-    for part in partition_dirs(fs, dir)? {
-        let mut remaining = 0;
+    let wal_dir = dir.join(WAL_DIR);
+    let flush_log = wal::file_path(&wal_dir, m.wal_replay_from);
+    let log_still_there = fs.file_size(&flush_log).is_ok();
+
+    let mut remove: Vec<PathBuf> = Vec::new();
+    let mut newer: Vec<PathBuf> = Vec::new();
+    let mut parts: Vec<(PathBuf, usize)> = Vec::new();
+    for part in partition_dirs(fs, dir, &mut report.left_alone)? {
+        let mut kept = 0;
         for f in fs
             .read_dir(&part)
             .map_err(|e| Error::io("list", &part, e))?
         {
-            if f.is_dir || live.contains(&f.path) {
-                remaining += 1;
+            if live.contains(&f.path) {
+                kept += 1;
                 continue;
             }
-            log::info!("removing {} (named by no manifest)", f.path.display());
-            fs.remove_file(&f.path)
-                .map_err(|e| Error::io("remove", &f.path, e))?;
+            let name = (!f.is_dir)
+                .then(|| parse_segment_file_name(&f.path))
+                .flatten();
+            match name {
+                None => {
+                    log::warn!(
+                        "leaving {} alone: not a file ScryDB writes",
+                        f.path.display()
+                    );
+                    report.left_alone.push(f.path);
+                    kept += 1;
+                }
+                Some(n) if n.temporary || n.id < m.next_segment_id || log_still_there => {
+                    remove.push(f.path)
+                }
+                Some(_) => {
+                    newer.push(f.path);
+                    kept += 1;
+                }
+            }
         }
-        if remaining == 0 {
+        parts.push((part, kept));
+    }
+    if let Some(first) = newer.first() {
+        let names: Vec<String> = newer.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::corrupted(
+            first,
+            None,
+            format!(
+                "{} segment file(s) are newer than manifest {} (ids at or above its \
+                 next_segment_id {}) and the log of an unfinished flush ({}) is gone: the \
+                 manifest is older than the segments, e.g. restored from a backup. Nothing \
+                 was deleted. Restore the newest manifest, or move these files out of the \
+                 store to open it without their rows: {}",
+                newer.len(),
+                m.version,
+                m.next_segment_id,
+                flush_log.display(),
+                names.join(", ")
+            ),
+        ));
+    }
+    for path in remove {
+        log::info!(
+            "removing leftover {} (named by no manifest)",
+            path.display()
+        );
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove", &path, e))?;
+        report.orphans_removed.push(path);
+    }
+    for (part, kept) in parts {
+        if kept == 0 && is_partition_dir_name(&part) {
             fs.remove_dir(&part)
                 .map_err(|e| Error::io("remove directory", &part, e))?;
         }
     }
     Ok(())
+}
+
+/// Whether `path` is named like a partition directory the engine creates
+/// (`YYYYMMDDTHHMMSSZ` or `ns<start>`, see [`crate::partition::partition_dir_name`]); only
+/// those are removed when empty.
+fn is_partition_dir_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if let Some(ns) = name.strip_prefix("ns") {
+        return ns.parse::<i64>().is_ok();
+    }
+    let b = name.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
 }

@@ -331,28 +331,52 @@ fn truncated_or_missing_segment_is_an_error_naming_it() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
-#[test]
-fn files_no_manifest_names_are_removed() {
-    let (dir, batches) = flushed_db(2);
-    let part = std::fs::read_dir(dir.path().join("spans"))
+/// A store with flushed segments that crashed while open with more rows in its log: what
+/// a crash during a flush leaves (the log the flush would have covered is still there).
+fn crashed_after_flush() -> (tempfile::TempDir, Vec<arrow::array::RecordBatch>) {
+    let (dir, mut batches) = flushed_db(2);
+    let db = open(dir.path());
+    let more = synth(Signal::Spans, 77, 100, BASE + 5_000_000);
+    db.append(Signal::Spans, &more).expect("append");
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path());
+    drop(db);
+    batches.push(more);
+    (copy, batches)
+}
+
+fn first_partition(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("spans"))
         .expect("spans")
         .next()
         .expect("a partition")
         .expect("entry")
-        .path();
+        .path()
+}
+
+#[test]
+fn leftovers_of_a_crashed_flush_and_temp_files_are_removed() {
+    let (dir, batches) = crashed_after_flush();
+    let part = first_partition(dir.path());
+    // Segments of a flush that crashed before publishing: ids at or above next_segment_id.
     let orphan = part.join("00000000000000009999.parquet");
+    let orphan_index = part.join("00000000000000009999.tidx");
     let tmp = part.join("00000000000000009998.parquet.tmp");
+    // A segment a manifest dropped (id below next_segment_id) whose deletion was cut short.
+    let dropped = part.join("00000000000000000000.parquet");
     let orphan_dir = dir.path().join("logs").join("20200101T000000Z");
     std::fs::create_dir_all(&orphan_dir).expect("mkdir");
     let orphan2 = orphan_dir.join("00000000000000009997.parquet");
-    for p in [&orphan, &tmp, &orphan2] {
+    let all = [&orphan, &orphan_index, &tmp, &dropped, &orphan2];
+    for p in all {
         std::fs::write(p, b"half-written").expect("write");
     }
     std::fs::write(dir.path().join("MANIFEST-00000000000000000999.tmp"), b"x").expect("write");
     let db = open(dir.path());
-    for p in [&orphan, &tmp, &orphan2] {
+    for p in all {
         assert!(!p.exists(), "{} should be removed", p.display());
     }
+    assert_eq!(db.recovery_report().orphans_removed.len(), all.len());
     assert!(!orphan_dir.exists(), "emptied partition directory removed");
     assert!(
         !dir.path()
@@ -361,6 +385,71 @@ fn files_no_manifest_names_are_removed() {
     );
     assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches));
     db.close().expect("close");
+}
+
+#[test]
+fn files_scrydb_did_not_write_are_left_alone() {
+    let (dir, batches) = crashed_after_flush();
+    let part = first_partition(dir.path());
+    let mine = [
+        part.join("notes.txt"),
+        part.join("00000000000000000001.parquet.bak"),
+        part.join("backup.parquet"),
+        dir.path().join("spans").join("README"),
+    ];
+    for p in &mine {
+        std::fs::write(p, b"a user's file").expect("write");
+    }
+    let user_dir = dir.path().join("logs").join("my-exports");
+    std::fs::create_dir_all(&user_dir).expect("mkdir");
+    let db = open(dir.path());
+    for p in &mine {
+        assert_eq!(std::fs::read(p).expect("still there"), b"a user's file");
+    }
+    assert!(
+        user_dir.exists(),
+        "an empty directory not named like a partition stays"
+    );
+    let mut left = db.recovery_report().left_alone.clone();
+    left.sort();
+    let mut want = mine.to_vec();
+    want.sort();
+    assert_eq!(left, want);
+    assert!(db.recovery_report().orphans_removed.is_empty());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches));
+    db.close().expect("close");
+}
+
+#[test]
+fn segments_newer_than_a_restored_manifest_are_refused_not_deleted() {
+    let (dir, _) = flushed_db(1);
+    let old_manifest = manifest_path(dir.path());
+    let old_bytes = std::fs::read(&old_manifest).expect("read");
+    let db = open(dir.path());
+    db.append(
+        Signal::Spans,
+        &synth(Signal::Spans, 9, 100, BASE + 7 * HOUR),
+    )
+    .expect("append");
+    db.close().expect("close");
+    let newer: Vec<PathBuf> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert_eq!(newer.len(), 2);
+    // The manifest is restored from a backup taken before the second flush.
+    std::fs::remove_file(manifest_path(dir.path())).expect("remove");
+    std::fs::write(&old_manifest, &old_bytes).expect("restore");
+
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("newer than manifest"), "{msg}");
+    let newest = newer.iter().max_by_key(|p| p.file_name()).expect("two");
+    assert!(msg.contains(&newest.display().to_string()), "{msg}");
+    for p in &newer {
+        assert!(p.exists(), "{} must not be deleted", p.display());
+    }
 }
 
 #[test]
