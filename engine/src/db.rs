@@ -63,6 +63,7 @@ pub struct Db {
     closed: AtomicBool,
     lock: Mutex<Option<LockGuard>>,
     report: RecoveryReport,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Db {
@@ -143,7 +144,50 @@ impl Db {
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
             report,
+            read_only: false,
         })
+    }
+
+    /// Opens the database in `dir` for reading only, without modifying the directory in
+    /// any way: no lock is taken, nothing is created, truncated, renamed or removed (no
+    /// recovery writes, no new log file, no leftover removal, no flush on close). The view
+    /// is the current manifest's segments plus the log's acknowledged batches, replayed
+    /// into memory (a torn tail is skipped; damage is handled as [`Options::wal_recovery`]
+    /// says, except that nothing is moved). It is fixed at open: later writes by another
+    /// process are not seen.
+    ///
+    /// It works while another process has the store open for writing. That writer may
+    /// later delete segments this view reads (after a retention pass); such a read fails
+    /// with [`Error::Io`] naming the file, and reopening shows the new state.
+    ///
+    /// Writes ([`Db::append`], [`Db::flush`], [`Db::drop_partitions_before`],
+    /// [`Db::rebuild_indexes`]) fail with [`Error::ReadOnly`]. A directory that holds no
+    /// store (missing, empty, no manifest and no data) is [`Error::NotAStore`]; one whose
+    /// manifest was lost but that holds data is [`Error::Corrupted`], as for [`Db::open`].
+    pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let fs = opts.fs.clone();
+        let (manifest, memtable, report) = recovery::read_only(&fs, &dir, &opts)?;
+        let shared = Arc::new(Shared::new(dir, opts, manifest, memtable));
+        // No thread reads these: every write is refused before it would send.
+        let (commit_tx, _) = crossbeam_channel::bounded(1);
+        let (flush_tx, _) = crossbeam_channel::bounded(1);
+        Ok(Db {
+            shared,
+            commit_tx,
+            flush_tx,
+            threads: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(None),
+            report,
+            read_only: true,
+        })
+    }
+
+    /// Whether this handle was opened with [`Db::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// What opening found and did to the directory: log batches recovered, a torn tail
@@ -210,6 +254,7 @@ impl Db {
     /// Rebuilds the trace index of every segment (all, or only those whose index is
     /// missing or damaged when `all` is false); returns how many were rebuilt.
     pub fn rebuild_indexes(&self, all: bool) -> Result<usize> {
+        self.check_writable()?;
         let snap = self.snapshot();
         let mut n = 0;
         for signal in Signal::ALL {
@@ -285,7 +330,7 @@ impl Db {
     }
 
     fn shutdown(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if self.closed.swap(true, Ordering::SeqCst) || self.read_only {
             return Ok(());
         }
         let (reply, rx) = crossbeam_channel::bounded(1);
@@ -311,6 +356,11 @@ impl Db {
     }
 
     fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                dir: self.shared.dir.clone(),
+            });
+        }
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }

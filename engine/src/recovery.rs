@@ -2,7 +2,8 @@
 //! the lock and before any thread starts. It loads the current manifest (refusing a
 //! directory whose manifest was lost), checks that every segment it names is there with its
 //! recorded size, removes files no manifest names, and replays the write-ahead log into a
-//! memtable. Only a writer recovers; nothing here runs for a reader.
+//! memtable. Only a writer recovers; a read-only open ([`read_only`]) reads the same state
+//! and changes nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -169,6 +170,82 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         wal,
         report,
     })
+}
+
+/// What a read-only open sees: the current manifest and the log's acknowledged rows, read
+/// without changing a byte or a name in `dir` (no lock, no directory, no truncation, no
+/// removal, no new log file). A writer may be working in `dir` at the same time: when a
+/// file vanishes between listing and reading (the writer published a new manifest and
+/// removed what it replaced), the whole read starts over.
+pub(crate) fn read_only(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    opts: &Options,
+) -> Result<(Manifest, Memtable, RecoveryReport)> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read_only_once(fs.as_ref(), dir, opts) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempt < ATTEMPTS =>
+            {
+                log::debug!(
+                    "a file vanished while reading {}; reading again",
+                    dir.display()
+                );
+            }
+            other => return other,
+        }
+    }
+}
+
+fn read_only_once(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    opts: &Options,
+) -> Result<(Manifest, Memtable, RecoveryReport)> {
+    let wal_dir = dir.join(WAL_DIR);
+    let not_a_store = || Error::NotAStore {
+        dir: dir.to_path_buf(),
+    };
+    match fs.read_dir(dir) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_a_store()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    }
+    let manifest = match manifest::read_current(fs, dir)?.0 {
+        Some(m) => m,
+        None => {
+            refuse_data_without_manifest(fs, dir, &wal_dir)?;
+            return Err(not_a_store());
+        }
+    };
+    check_segments(fs, dir, &manifest)?;
+    let mut memtable = Memtable::default();
+    let stats = wal::reader::replay(
+        fs,
+        &wal_dir,
+        manifest.wal_replay_from,
+        opts.wal_recovery,
+        true,
+        |signal, batch| {
+            memtable.push(signal, batch);
+            Ok(())
+        },
+    )?;
+    let report = RecoveryReport {
+        read_only: true,
+        wal_files: stats.files,
+        wal_batches: stats.frames,
+        torn_tail_bytes: stats.torn_tail_bytes,
+        quarantined_bytes: stats.quarantined_bytes,
+        quarantined: Vec::new(),
+        quarantine_files: stats.quarantine_files,
+        orphans_removed: Vec::new(),
+        left_alone: Vec::new(),
+    };
+    Ok((manifest, memtable, report))
 }
 
 /// Every segment the manifest names must exist with its recorded size.

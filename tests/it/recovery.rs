@@ -583,3 +583,145 @@ fn a_checksummed_frame_that_does_not_decode_is_corruption() {
     );
     db.close().expect("close");
 }
+
+/// Every file under `dir` (relative path) with its bytes: equal trees give equal maps.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fn go(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).expect("read dir") {
+            let p = e.expect("entry").path();
+            let rel = p.strip_prefix(root).expect("under root").to_path_buf();
+            if p.is_dir() {
+                out.insert(rel.join(""), Vec::new());
+                go(root, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    go(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn a_read_only_open_changes_nothing_and_sees_the_log() {
+    let (dir, batches) = crashed_after_flush();
+    // Everything a writer's open would change: a leftover segment, temporary files, an
+    // older manifest, a user's file, a torn tail on the log.
+    let part = first_partition(dir.path());
+    std::fs::write(part.join("00000000000000009999.parquet"), b"leftover").expect("write");
+    std::fs::write(part.join("00000000000000009998.parquet.tmp"), b"tmp").expect("write");
+    std::fs::write(part.join("notes.txt"), b"mine").expect("write");
+    std::fs::write(dir.path().join("MANIFEST-00000000000000000999.tmp"), b"x").expect("write");
+    std::fs::write(dir.path().join("MANIFEST-00000000000000000000"), b"old").expect("write");
+    let wal = wal_files(dir.path()).pop().expect("a log file");
+    let mut log = std::fs::read(&wal).expect("read");
+    log.extend_from_slice(&[7u8; 10]); // a torn frame header
+    std::fs::write(&wal, &log).expect("write");
+    let before = tree(dir.path());
+
+    let db = Db::open_read_only(dir.path(), small_opts()).expect("read-only open");
+    assert!(db.is_read_only());
+    assert_eq!(
+        rows(&scan(&db, Signal::Spans)),
+        rows(&batches),
+        "log rows visible"
+    );
+    let n: usize = db
+        .sql_blocking("SELECT count(*) AS n FROM spans")
+        .expect("sql")
+        .iter()
+        .map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("count")
+                .value(0) as usize
+        })
+        .sum();
+    assert_eq!(n, count(&batches));
+    assert!(db.verify().expect("verify") >= 1);
+    let err = db
+        .append(Signal::Spans, &synth(Signal::Spans, 1, 10, BASE))
+        .expect_err("writes refused");
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    assert!(matches!(db.flush(), Err(Error::ReadOnly { .. })));
+    assert!(matches!(
+        db.rebuild_indexes(true),
+        Err(Error::ReadOnly { .. })
+    ));
+    assert!(db.recovery_report().read_only);
+    db.close().expect("close");
+    assert_eq!(tree(dir.path()), before, "not a byte or a name changed");
+}
+
+#[test]
+fn a_read_only_open_works_beside_a_writer() {
+    let (dir, batches) = flushed_db(1);
+    let writer = open(dir.path());
+    let more = synth(Signal::Spans, 5, 50, BASE + HOUR);
+    writer.append(Signal::Spans, &more).expect("append");
+    let reader = Db::open_read_only(dir.path(), small_opts()).expect("read-only beside a writer");
+    let mut want = batches.clone();
+    want.push(more.clone());
+    assert_eq!(rows(&scan(&reader, Signal::Spans)), rows(&want));
+    reader.close().expect("close reader");
+    writer
+        .append(Signal::Spans, &more)
+        .expect("the writer is unaffected");
+    writer.close().expect("close writer");
+
+    // And the CLI's read commands, beside a writer.
+    let writer = open(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .args(["sql", "SELECT count(*) AS n FROM spans", "--format", "csv"])
+        .output()
+        .expect("run scry sql");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&(count(&batches) + 2 * 50).to_string()),
+        "{stdout}"
+    );
+    writer.close().expect("close writer");
+}
+
+#[test]
+fn read_commands_refuse_a_directory_that_is_not_a_store() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let missing = parent.path().join("nothing-here");
+    let empty = parent.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    for dir in [&missing, &empty] {
+        let err = Db::open_read_only(dir, small_opts()).expect_err("not a store");
+        assert!(matches!(err, Error::NotAStore { .. }), "{err}");
+        assert!(err.to_string().contains("no ScryDB store at"), "{err}");
+        for args in [
+            &["sql", "SELECT 1"][..],
+            &["trace", "0123456789abcdef0123456789abcdef"][..],
+            &["info"][..],
+            &["verify"][..],
+        ] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+                .arg("--db")
+                .arg(dir)
+                .args(args)
+                .output()
+                .expect("run scry");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} on {}", dir.display());
+            assert!(
+                stderr.contains(&format!("no ScryDB store at {}", dir.display())),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    assert!(!missing.exists(), "nothing was created");
+    assert_eq!(std::fs::read_dir(&empty).expect("list").count(), 0);
+}

@@ -27,6 +27,8 @@ use scrydb_workload::synth::{self, Rng};
 )]
 struct Cli {
     /// Database directory [default: ./scry-data; `scry demo`: a temporary directory].
+    /// Read commands (sql, trace, info, verify) open it read-only, also beside a running
+    /// writer, and refuse a directory that holds no store; writing commands create it.
     #[arg(long, global = true, env = "SCRY_DB")]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -247,7 +249,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         )
         .map(|()| true),
         Command::Sql { query, format } => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = Db::open_read_only(&db_dir, Options::default())?;
             let session = match db.session() {
                 Ok(s) => s,
                 Err(e) => {
@@ -270,7 +272,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             Ok(ok)
         }
         Command::Trace { trace_id } => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = Db::open_read_only(&db_dir, Options::default())?;
             let found = trace::run(&db, &trace_id)?;
             db.close()?;
             Ok(found)
@@ -282,12 +284,12 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close().map(|()| true)
         }
         Command::Info => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = Db::open_read_only(&db_dir, Options::default())?;
             print_info(&db);
             db.close().map(|()| true)
         }
         Command::Verify => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = Db::open_read_only(&db_dir, Options::default())?;
             print_recovery(&db);
             let n = db.verify()?;
             println!("{n} segments verified");
