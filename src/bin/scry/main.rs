@@ -285,14 +285,14 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         }
         Command::Info => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
-            print_info(&db);
+            stdout_quietly(|out| print_info(&db, out))?;
             db.close().map(|()| true)
         }
         Command::Verify => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
-            print_recovery(&db);
+            stdout_quietly(|out| print_recovery(&db, out))?;
             let n = db.verify()?;
-            println!("{n} segments verified");
+            stdout_quietly(|out| writeln!(out, "{n} segments verified"))?;
             db.close().map(|()| true)
         }
         Command::Recover => {
@@ -448,32 +448,53 @@ fn synth_cmd(
     let t = Instant::now();
     db.flush()?;
     println!("flush to Parquet: {:.2} s", t.elapsed().as_secs_f64());
-    print_info(&db);
+    stdout_quietly(|out| print_info(&db, out))?;
     db.close()
 }
 
-/// The recovery report of an open, when it found anything.
-fn print_recovery(db: &Db) {
-    let report = db.recovery_report();
-    if !report.is_clean() {
-        for line in report.to_string().lines() {
-            println!("recovery: {line}");
-        }
+/// Runs `print` on standard output (locked, buffered). A reader that went away
+/// (`scry info | head -1`: `BrokenPipe`) ends the output quietly instead of a panic, as
+/// `println!` would; any other write error is returned.
+fn stdout_quietly(
+    print: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> scrydb::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match print(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(scrydb::Error::Io {
+            op: "write",
+            path: PathBuf::from("<stdout>"),
+            source: e,
+        }),
+        _ => Ok(()),
     }
 }
 
-fn print_info(db: &Db) {
-    print_recovery(db);
+/// The recovery report of an open, when it found anything.
+fn print_recovery(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let report = db.recovery_report();
+    if !report.is_clean() {
+        for line in report.to_string().lines() {
+            writeln!(out, "recovery: {line}")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_info(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    print_recovery(db, out)?;
     let snap = db.snapshot();
-    println!(
+    writeln!(
+        out,
         "database {} (manifest {})",
         db.path().display(),
         snap.manifest_version()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<8} {:>9} {:>12} {:>14} {:>10} {:>12}",
         "signal", "segments", "rows", "bytes", "bytes/row", "unflushed"
-    );
+    )?;
     for signal in Signal::ALL {
         let s = snap.stats(signal);
         let per_row = if s.segment_rows > 0 {
@@ -481,7 +502,8 @@ fn print_info(db: &Db) {
         } else {
             "-".into()
         };
-        println!(
+        writeln!(
+            out,
             "{:<8} {:>9} {:>12} {:>14} {:>10} {:>12}",
             signal.name(),
             s.segments,
@@ -489,7 +511,7 @@ fn print_info(db: &Db) {
             s.segment_bytes,
             per_row,
             s.memtable_rows
-        );
+        )?;
     }
     let mut partitions: BTreeMap<(Signal, i64), (usize, u64)> = BTreeMap::new();
     for signal in Signal::ALL {
@@ -500,13 +522,15 @@ fn print_info(db: &Db) {
         }
     }
     if !partitions.is_empty() {
-        println!("partitions:");
+        writeln!(out, "partitions:")?;
         for ((signal, start), (segs, rows)) in partitions {
-            println!(
+            writeln!(
+                out,
                 "  {:<8} {}  {segs} segment(s), {rows} rows",
                 signal.name(),
                 scrydb::partition::partition_dir_name(start)
-            );
+            )?;
         }
     }
+    Ok(())
 }
