@@ -120,7 +120,7 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
             .map_err(|e| Error::io("create directory", &p, e))?;
     }
 
-    let manifest = match manifest::load_current(fs.as_ref(), dir)? {
+    let manifest = match manifest::load_current(fs.as_ref(), dir).map_err(manifest_advice)? {
         Some(m) => m,
         None => {
             refuse_data_without_manifest(fs.as_ref(), dir, &wal_dir)?;
@@ -186,24 +186,39 @@ pub(crate) fn read_only(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match read_only_once(fs.as_ref(), dir, opts) {
-            Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && attempt < ATTEMPTS =>
-            {
-                log::debug!(
-                    "a file vanished while reading {}; reading again",
-                    dir.display()
-                );
-            }
-            other => return other,
+        let mut version = None;
+        let result = read_only_once(fs.as_ref(), dir, opts, &mut version);
+        let Err(e) = &result else {
+            return result;
+        };
+        // A writer that published a new manifest meanwhile may have removed log files or
+        // segments the old one named: read the new state instead of reporting damage.
+        let vanished =
+            matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+        let moved_on = version.is_some() && current_version(fs.as_ref(), dir) != version;
+        if attempt >= ATTEMPTS || !(vanished || moved_on) {
+            return result;
         }
+        log::debug!(
+            "{} changed while it was read ({e}); reading again",
+            dir.display()
+        );
     }
+}
+
+/// The version of the current manifest, if one can be read.
+fn current_version(fs: &dyn FileSystem, dir: &Path) -> Option<u64> {
+    manifest::read_current(fs, dir)
+        .ok()
+        .and_then(|(m, _)| m)
+        .map(|m| m.version)
 }
 
 fn read_only_once(
     fs: &dyn FileSystem,
     dir: &Path,
     opts: &Options,
+    version: &mut Option<u64>,
 ) -> Result<(Manifest, Memtable, RecoveryReport)> {
     let wal_dir = dir.join(WAL_DIR);
     let not_a_store = || Error::NotAStore {
@@ -214,13 +229,14 @@ fn read_only_once(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_a_store()),
         Err(e) => return Err(Error::io("list", dir, e)),
     }
-    let manifest = match manifest::read_current(fs, dir)?.0 {
+    let manifest = match manifest::read_current(fs, dir).map_err(manifest_advice)?.0 {
         Some(m) => m,
         None => {
             refuse_data_without_manifest(fs, dir, &wal_dir)?;
             return Err(not_a_store());
         }
     };
+    *version = Some(manifest.version);
     check_segments(fs, dir, &manifest)?;
     let mut memtable = Memtable::default();
     let stats = wal::reader::replay(
@@ -246,6 +262,26 @@ fn read_only_once(
         left_alone: Vec::new(),
     };
     Ok((manifest, memtable, report))
+}
+
+/// Adds what to do to a damaged manifest's error: there is no command that repairs it.
+fn manifest_advice(e: Error) -> Error {
+    match e {
+        Error::Corrupted {
+            path,
+            offset,
+            reason,
+        } => Error::Corrupted {
+            reason: format!(
+                "{reason}. ScryDB does not rebuild a manifest (`scry recover` repairs only the \
+                 write-ahead log): restore {} from a backup; no file was changed",
+                path.display()
+            ),
+            path,
+            offset,
+        },
+        other => other,
+    }
 }
 
 /// Every segment the manifest names must exist with its recorded size.

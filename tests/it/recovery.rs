@@ -279,6 +279,9 @@ fn flipped_byte_in_the_manifest_is_an_error_naming_it() {
         other => panic!("expected Corrupted, got {other}"),
     }
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(err.to_string().contains("from a backup"), "{err}");
+    let ro = Db::open_read_only(dir.path(), small_opts()).expect_err("refused read-only too");
+    assert!(matches!(ro, Error::Corrupted { .. }), "{ro}");
 }
 
 #[test]
