@@ -11,8 +11,10 @@
 //!   replaced, checksummed manifest;
 //! - read snapshots ([`Snapshot`]) that list segments and unflushed batches by time range and
 //!   never wait for writers;
-//! - recovery at open (log replay, torn-tail truncation, orphan removal), a directory lock,
-//!   and fail-stop after an I/O error.
+//! - recovery at open (log replay, torn-tail truncation, quarantine of a damaged log,
+//!   removal of provable leftovers only, reported in [`RecoveryReport`]), a read-only open
+//!   that changes nothing ([`Db::open_read_only`]), a directory lock, and fail-stop after
+//!   an I/O error.
 //!
 //! It is not a query engine: it knows nothing of SQL or DataFusion. The `scrydb-sql` crate
 //! reads the segments and batches a [`Snapshot`] hands out. All file I/O goes through

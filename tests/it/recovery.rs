@@ -696,7 +696,7 @@ fn a_read_only_open_works_beside_a_writer() {
 }
 
 #[test]
-fn read_commands_refuse_a_directory_that_is_not_a_store() {
+fn read_and_recover_commands_refuse_a_directory_that_is_not_a_store() {
     let parent = tempfile::tempdir().expect("tempdir");
     let missing = parent.path().join("nothing-here");
     let empty = parent.path().join("empty");
@@ -710,6 +710,7 @@ fn read_commands_refuse_a_directory_that_is_not_a_store() {
             &["trace", "0123456789abcdef0123456789abcdef"][..],
             &["info"][..],
             &["verify"][..],
+            &["recover"][..],
         ] {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
                 .arg("--db")

@@ -296,6 +296,13 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close().map(|()| true)
         }
         Command::Recover => {
+            // Recovering creates nothing: a directory that holds no store is refused (any
+            // other error of a read-only look is what the recovery below is for).
+            if let Err(e @ scrydb::Error::NotAStore { .. }) =
+                Db::open_read_only(&db_dir, Options::default())
+            {
+                return Err(e);
+            }
             let db = Db::open(
                 &db_dir,
                 Options::default().wal_recovery(scrydb::WalRecovery::TruncateAtCorruption),
