@@ -186,7 +186,7 @@ pub fn replay(
                 Some(parsed.valid_len),
                 format!(
                     "{reason}; this is damage to acknowledged writes, not a torn tail. \
-                     Nothing was changed. Run `scry recover --db {}` (or open with \
+                     The live log was left as it was. Run `scry recover --db {}` (or open with \
                      WalRecovery::TruncateAtCorruption) to keep what precedes this offset \
                      and move the rest of the log into quarantine files",
                     db_dir.display()
