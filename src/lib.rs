@@ -97,6 +97,13 @@ impl Db {
         scrydb_engine::Db::open(dir, opts).map(Db::from)
     }
 
+    /// Opens the database in `dir` for reading only, changing nothing in the directory
+    /// (it works beside a writer); see [`scrydb_engine::Db::open_read_only`]. A directory
+    /// that holds no store is [`Error::NotAStore`].
+    pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        scrydb_engine::Db::open_read_only(dir, opts).map(Db::from)
+    }
+
     /// The storage engine's handle.
     pub fn engine(&self) -> &scrydb_engine::Db {
         &self.engine

@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use crate::flush::manager::FlushMsg;
 use crate::flush::{manager, worker};
 use crate::io::LockGuard;
-use crate::recovery::{self, Recovered};
+use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::retention::RetentionStats;
 use crate::snapshot::Snapshot;
 use crate::state::Shared;
@@ -62,6 +62,8 @@ pub struct Db {
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     lock: Mutex<Option<LockGuard>>,
+    report: RecoveryReport,
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Db {
@@ -72,12 +74,15 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     /// Opens the database in `dir`, creating the directory if needed, and recovers it:
-    /// replays the write-ahead log (dropping a torn tail with a warning), removes files that
-    /// no manifest names, and starts the background threads.
+    /// replays the write-ahead log (dropping a torn tail with a warning), removes the
+    /// leftovers it can prove are its own (temporary files, segments of a crashed flush,
+    /// segments whose deletion was interrupted) and leaves every other file alone, and
+    /// starts the background threads. [`Db::recovery_report`] says what it did.
     ///
     /// Fails with [`Error::Locked`] when another `Db` (in this or another process) has the
     /// directory open, with [`Error::Corrupted`] naming the file when the manifest or the log
-    /// is damaged beyond a torn tail, and never panics on what it finds on disk.
+    /// is damaged beyond a torn tail (the message names `scry recover` for the log) or when
+    /// segments are newer than the manifest, and never panics on what it finds on disk.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -99,6 +104,7 @@ impl Db {
             manifest,
             memtable,
             wal,
+            report,
         } = recovery::recover(&fs, &dir, &opts)?;
         let shared = Arc::new(Shared::new(dir, opts, manifest, memtable));
 
@@ -137,7 +143,58 @@ impl Db {
             threads: Mutex::new(threads),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
+            report,
+            read_only: false,
         })
+    }
+
+    /// Opens the database in `dir` for reading only, without modifying the directory in
+    /// any way: no lock is taken, nothing is created, truncated, renamed or removed (no
+    /// recovery writes, no new log file, no leftover removal, no flush on close). The view
+    /// is the current manifest's segments plus the log's acknowledged batches, replayed
+    /// into memory (a torn tail is skipped; damage is handled as [`Options::wal_recovery`]
+    /// says, except that nothing is moved). It is fixed at open: later writes by another
+    /// process are not seen.
+    ///
+    /// It works while another process has the store open for writing. That writer may
+    /// later delete segments this view reads (after a retention pass); such a read fails
+    /// with [`Error::Io`] naming the file, and reopening shows the new state.
+    ///
+    /// Writes ([`Db::append`], [`Db::flush`], [`Db::drop_partitions_before`],
+    /// [`Db::rebuild_indexes`]) fail with [`Error::ReadOnly`]. A directory that holds no
+    /// store (missing, empty, no manifest and no data) is [`Error::NotAStore`]; one whose
+    /// manifest was lost but that holds data is [`Error::Corrupted`], as for [`Db::open`].
+    pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let fs = opts.fs.clone();
+        let (manifest, memtable, report) = recovery::read_only(&fs, &dir, &opts)?;
+        let shared = Arc::new(Shared::new(dir, opts, manifest, memtable));
+        // No thread reads these: every write is refused before it would send.
+        let (commit_tx, _) = crossbeam_channel::bounded(1);
+        let (flush_tx, _) = crossbeam_channel::bounded(1);
+        Ok(Db {
+            shared,
+            commit_tx,
+            flush_tx,
+            threads: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(None),
+            report,
+            read_only: true,
+        })
+    }
+
+    /// Whether this handle was opened with [`Db::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// What opening found and did to the directory: log batches recovered, a torn tail
+    /// cut, damaged log bytes moved into quarantine files, leftover files removed, foreign
+    /// files left alone. [`RecoveryReport::is_clean`] is true for an ordinary open.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
     }
 
     /// The database directory.
@@ -197,6 +254,7 @@ impl Db {
     /// Rebuilds the trace index of every segment (all, or only those whose index is
     /// missing or damaged when `all` is false); returns how many were rebuilt.
     pub fn rebuild_indexes(&self, all: bool) -> Result<usize> {
+        self.check_writable()?;
         let snap = self.snapshot();
         let mut n = 0;
         for signal in Signal::ALL {
@@ -309,7 +367,7 @@ impl Db {
     }
 
     fn shutdown(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if self.closed.swap(true, Ordering::SeqCst) || self.read_only {
             return Ok(());
         }
         let (reply, rx) = crossbeam_channel::bounded(1);
@@ -335,6 +393,11 @@ impl Db {
     }
 
     fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                dir: self.shared.dir.clone(),
+            });
+        }
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }

@@ -113,6 +113,22 @@ pub enum Error {
     #[error("database is closed")]
     Closed,
 
+    /// A write (append, flush, retention, index rebuild) on a database opened with
+    /// [`crate::Db::open_read_only`]. Nothing was changed.
+    #[error("database {} is open read-only: writes are refused", dir.display())]
+    ReadOnly {
+        /// The database directory.
+        dir: PathBuf,
+    },
+
+    /// A read-only open of a directory that holds no ScryDB store (it is missing, empty, or
+    /// has no manifest and no data). Nothing was created.
+    #[error("no ScryDB store at {}", dir.display())]
+    NotAStore {
+        /// The directory.
+        dir: PathBuf,
+    },
+
     /// Encoding or decoding Parquet failed.
     #[error("parquet {}: {source}", path.display())]
     Parquet {
@@ -193,6 +209,8 @@ impl Error {
                 limit: *limit,
             },
             Error::Closed => Error::Closed,
+            Error::ReadOnly { dir } => Error::ReadOnly { dir: dir.clone() },
+            Error::NotAStore { dir } => Error::NotAStore { dir: dir.clone() },
             Error::Parquet { path, source } => Error::Parquet {
                 path: path.clone(),
                 source: parquet::errors::ParquetError::General(source.to_string()),

@@ -11,8 +11,10 @@
 //!   replaced, checksummed manifest;
 //! - read snapshots ([`Snapshot`]) that list segments and unflushed batches by time range and
 //!   never wait for writers;
-//! - recovery at open (log replay, torn-tail truncation, orphan removal), a directory lock,
-//!   and fail-stop after an I/O error.
+//! - recovery at open (log replay, torn-tail truncation, quarantine of a damaged log,
+//!   removal of provable leftovers only, reported in [`RecoveryReport`]), a read-only open
+//!   that changes nothing ([`Db::open_read_only`]), a directory lock, and fail-stop after
+//!   an I/O error.
 //!
 //! It is not a query engine: it knows nothing of SQL or DataFusion. The `scrydb-sql` crate
 //! reads the segments and batches a [`Snapshot`] hands out. All file I/O goes through
@@ -60,6 +62,7 @@ pub use db::{Db, LOCK_FILE, Reader};
 pub use error::{Error, Result};
 pub use manifest::SegmentMeta;
 pub use options::{Durability, Options, WalRecovery};
+pub use recovery::RecoveryReport;
 pub use retention::RetentionStats;
 pub use signal::Signal;
 pub use snapshot::{SignalStats, Snapshot, TimeRange};

@@ -201,30 +201,38 @@ pub fn write(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<PathBuf> {
 /// A damaged current manifest is an error naming it: falling back to an older one could
 /// silently lose segments whose log was already removed.
 pub fn load_current(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Manifest>> {
+    let (m, old) = read_current(fs, dir)?;
+    for path in old {
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove", &path, e))?;
+    }
+    Ok(m)
+}
+
+/// Reads the current manifest of `dir`, if there is one, changing nothing; also returns
+/// the files [`load_current`] removes (older manifests, temporary files).
+pub fn read_current(fs: &dyn FileSystem, dir: &Path) -> Result<(Option<Manifest>, Vec<PathBuf>)> {
     let entries = fs.read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    let mut obsolete = Vec::new();
     for e in entries {
         let name = e.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with(PREFIX) && name.ends_with(".tmp") {
-            fs.remove_file(&e.path)
-                .map_err(|err| Error::io("remove", &e.path, err))?;
+            obsolete.push(e.path);
         } else if let Some(v) = parse_name(&e.path) {
             found.push((v, e.path));
         }
     }
     found.sort();
-    let Some((_, current)) = found.last() else {
-        return Ok(None);
+    let Some((_, current)) = found.pop() else {
+        return Ok((None, obsolete));
     };
     let bytes = fs
-        .read(current)
-        .map_err(|e| Error::io("read", current, e))?;
-    let m = decode(current, &bytes)?;
-    for (_, old) in &found[..found.len() - 1] {
-        fs.remove_file(old)
-            .map_err(|e| Error::io("remove", old, e))?;
-    }
-    Ok(Some(m))
+        .read(&current)
+        .map_err(|e| Error::io("read", &current, e))?;
+    let m = decode(&current, &bytes)?;
+    obsolete.extend(found.into_iter().map(|(_, p)| p));
+    Ok((Some(m), obsolete))
 }
 
 #[cfg(test)]

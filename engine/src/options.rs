@@ -32,17 +32,23 @@ pub enum Durability {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WalRecovery {
-    /// A damaged *last* frame of the newest log file is a write torn by a crash: it was
-    /// never acknowledged, so it is dropped and the file truncated (with a warning in the
-    /// log). Damage anywhere else means acknowledged data is unreadable: `open` fails with
-    /// [`Error::Corrupted`] naming the file and byte offset and leaves every live log file
-    /// as it was (cleanup of files that are already obsolete — older manifests, log files
-    /// fully in segments, files no manifest names — may already have happened).
+    /// A torn tail — the newest log file ends in a frame that runs past the end of the
+    /// file, a partial frame header, or a zero-filled tail — is a write interrupted by a
+    /// crash and never acknowledged (an append returns only after its whole frame is
+    /// written): it is cut off, with a warning. Any other damage, including a bit flip in
+    /// the last *complete* frame, means acknowledged data is unreadable: `open` fails with
+    /// [`Error::Corrupted`] naming the file, the byte offset and the `scry recover` command,
+    /// and leaves every live log file as it was (cleanup of files that are already
+    /// obsolete — older manifests, log files fully in segments, leftovers of a crashed
+    /// flush — may already have happened).
     #[default]
     TolerateTornTail,
-    /// Keep every frame before the first damaged one and drop the rest of that file and
-    /// every later log file (with a warning saying how many bytes were dropped). Use this to
-    /// open a database that [`WalRecovery::TolerateTornTail`] refuses, accepting the loss.
+    /// Keep every frame before the first damaged one; **move** the rest of that file and
+    /// every later log file into quarantine files beside the log
+    /// (`wal/<seq:020>.wal.quarantine-<n>`), never deleting them, and say so in a warning
+    /// and in [`crate::Db::recovery_report`]. Use this (or `scry recover`) to open a
+    /// database that [`WalRecovery::TolerateTornTail`] refuses: the batches after the damage
+    /// are no longer in the database, but their bytes are kept for inspection.
     TruncateAtCorruption,
 }
 

@@ -2,7 +2,8 @@
 //! the lock and before any thread starts. It loads the current manifest (refusing a
 //! directory whose manifest was lost), checks that every segment it names is there with its
 //! recorded size, removes files no manifest names, and replays the write-ahead log into a
-//! memtable. Only a writer recovers; nothing here runs for a reader.
+//! memtable. Only a writer recovers; a read-only open ([`read_only`]) reads the same state
+//! and changes nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,89 @@ use crate::wal::writer::WalWriter;
 use crate::wal::{self, WAL_DIR};
 use crate::{Error, Options, Result, Signal};
 
+/// What opening a database found and did to its directory; see [`crate::Db::recovery_report`].
+///
+/// Recovery never deletes bytes it cannot prove were never acknowledged or are held
+/// elsewhere: damaged log data is moved into quarantine files, unknown files are left alone.
+/// This report says where everything went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The database was opened read-only: nothing was changed, what a writer would cut or
+    /// move was only skipped.
+    pub read_only: bool,
+    /// Log files replayed.
+    pub wal_files: usize,
+    /// Batches recovered from the log into the memtable.
+    pub wal_batches: u64,
+    /// Bytes of a torn tail (an interrupted, never acknowledged write) cut off the newest
+    /// log file.
+    pub torn_tail_bytes: u64,
+    /// Bytes past a corruption of the log moved into quarantine files
+    /// (`WalRecovery::TruncateAtCorruption`, `scry recover`).
+    pub quarantined_bytes: u64,
+    /// Quarantine files this open wrote.
+    pub quarantined: Vec<PathBuf>,
+    /// Every quarantine file in the log directory, from this or earlier recoveries. They
+    /// are never read or deleted by ScryDB.
+    pub quarantine_files: Vec<PathBuf>,
+    /// Leftover files removed: temporary files and segments of a flush that crashed before
+    /// publishing, segments the manifest dropped whose deletion was interrupted.
+    pub orphans_removed: Vec<PathBuf>,
+    /// Files and directories in the store's folders that ScryDB did not create; left alone.
+    pub left_alone: Vec<PathBuf>,
+}
+
+impl RecoveryReport {
+    /// Whether the open found nothing to repair and nothing to report.
+    pub fn is_clean(&self) -> bool {
+        self.torn_tail_bytes == 0
+            && self.quarantined_bytes == 0
+            && self.quarantine_files.is_empty()
+            && self.orphans_removed.is_empty()
+            && self.left_alone.is_empty()
+    }
+}
+
+impl std::fmt::Display for RecoveryReport {
+    /// One line per finding (nothing for a clean open), e.g.
+    /// `moved 120 bytes of damaged log into wal/…0003.wal.quarantine-1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (cut, moved, removed) = if self.read_only {
+            ("skipped (read-only)", "skipped (read-only)", "found")
+        } else {
+            ("cut", "moved into quarantine", "removed")
+        };
+        if self.wal_batches > 0 {
+            writeln!(
+                f,
+                "recovered {} batch(es) from {} log file(s)",
+                self.wal_batches, self.wal_files
+            )?;
+        }
+        if self.torn_tail_bytes > 0 {
+            writeln!(
+                f,
+                "torn tail of {} bytes (a write interrupted by a crash, never acknowledged) {cut}",
+                self.torn_tail_bytes
+            )?;
+        }
+        if self.quarantined_bytes > 0 {
+            writeln!(f, "{} bytes of damaged log {moved}", self.quarantined_bytes)?;
+        }
+        for q in &self.quarantine_files {
+            writeln!(f, "quarantine file (kept for inspection): {}", q.display())?;
+        }
+        for o in &self.orphans_removed {
+            writeln!(f, "leftover file {removed}: {}", o.display())?;
+        }
+        for l in &self.left_alone {
+            writeln!(f, "not a ScryDB file, left alone: {}", l.display())?;
+        }
+        Ok(())
+    }
+}
+
 /// What recovery hands the new handle.
 pub(crate) struct Recovered {
     /// The current manifest (a new empty one for a new directory).
@@ -23,6 +107,8 @@ pub(crate) struct Recovered {
     pub memtable: Memtable,
     /// A new log file, after every replayed one.
     pub wal: WalWriter,
+    /// What recovery found and did.
+    pub report: RecoveryReport,
 }
 
 /// Recovers the database in `dir` (whose lock the caller holds).
@@ -34,7 +120,7 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
             .map_err(|e| Error::io("create directory", &p, e))?;
     }
 
-    let manifest = match manifest::load_current(fs.as_ref(), dir)? {
+    let manifest = match manifest::load_current(fs.as_ref(), dir).map_err(manifest_advice)? {
         Some(m) => m,
         None => {
             refuse_data_without_manifest(fs.as_ref(), dir, &wal_dir)?;
@@ -44,7 +130,8 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         }
     };
     check_segments(fs.as_ref(), dir, &manifest)?;
-    remove_orphans(fs.as_ref(), dir, &manifest)?;
+    let mut report = RecoveryReport::default();
+    remove_orphans(fs.as_ref(), dir, &manifest, &mut report)?;
 
     let mut memtable = Memtable::default();
     let stats = wal::reader::replay(
@@ -52,6 +139,7 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         &wal_dir,
         manifest.wal_replay_from,
         opts.wal_recovery,
+        false,
         |signal, batch| {
             memtable.push(signal, batch);
             Ok(())
@@ -70,11 +158,130 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         .map_or(manifest.wal_replay_from, |s| s + 1)
         .max(manifest.wal_replay_from);
     let wal = WalWriter::create(fs, &wal_dir, next_seq)?;
+    report.wal_files = stats.files;
+    report.wal_batches = stats.frames;
+    report.torn_tail_bytes = stats.torn_tail_bytes;
+    report.quarantined_bytes = stats.quarantined_bytes;
+    report.quarantined = stats.quarantined;
+    report.quarantine_files = stats.quarantine_files;
     Ok(Recovered {
         manifest,
         memtable,
         wal,
+        report,
     })
+}
+
+/// What a read-only open sees: the current manifest and the log's acknowledged rows, read
+/// without changing a byte or a name in `dir` (no lock, no directory, no truncation, no
+/// removal, no new log file). A writer may be working in `dir` at the same time: when a
+/// file vanishes between listing and reading (the writer published a new manifest and
+/// removed what it replaced), the whole read starts over.
+pub(crate) fn read_only(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    opts: &Options,
+) -> Result<(Manifest, Memtable, RecoveryReport)> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut version = None;
+        let result = read_only_once(fs.as_ref(), dir, opts, &mut version);
+        let Err(e) = &result else {
+            return result;
+        };
+        // A writer that published a new manifest meanwhile may have removed log files or
+        // segments the old one named: read the new state instead of reporting damage.
+        let vanished =
+            matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+        let moved_on = version.is_some() && current_version(fs.as_ref(), dir) != version;
+        if attempt >= ATTEMPTS || !(vanished || moved_on) {
+            return result;
+        }
+        log::debug!(
+            "{} changed while it was read ({e}); reading again",
+            dir.display()
+        );
+    }
+}
+
+/// The version of the current manifest, if one can be read.
+fn current_version(fs: &dyn FileSystem, dir: &Path) -> Option<u64> {
+    manifest::read_current(fs, dir)
+        .ok()
+        .and_then(|(m, _)| m)
+        .map(|m| m.version)
+}
+
+fn read_only_once(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    opts: &Options,
+    version: &mut Option<u64>,
+) -> Result<(Manifest, Memtable, RecoveryReport)> {
+    let wal_dir = dir.join(WAL_DIR);
+    let not_a_store = || Error::NotAStore {
+        dir: dir.to_path_buf(),
+    };
+    match fs.read_dir(dir) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_a_store()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    }
+    let manifest = match manifest::read_current(fs, dir).map_err(manifest_advice)?.0 {
+        Some(m) => m,
+        None => {
+            refuse_data_without_manifest(fs, dir, &wal_dir)?;
+            return Err(not_a_store());
+        }
+    };
+    *version = Some(manifest.version);
+    check_segments(fs, dir, &manifest)?;
+    let mut memtable = Memtable::default();
+    let stats = wal::reader::replay(
+        fs,
+        &wal_dir,
+        manifest.wal_replay_from,
+        opts.wal_recovery,
+        true,
+        |signal, batch| {
+            memtable.push(signal, batch);
+            Ok(())
+        },
+    )?;
+    let report = RecoveryReport {
+        read_only: true,
+        wal_files: stats.files,
+        wal_batches: stats.frames,
+        torn_tail_bytes: stats.torn_tail_bytes,
+        quarantined_bytes: stats.quarantined_bytes,
+        quarantined: Vec::new(),
+        quarantine_files: stats.quarantine_files,
+        orphans_removed: Vec::new(),
+        left_alone: Vec::new(),
+    };
+    Ok((manifest, memtable, report))
+}
+
+/// Adds what to do to a damaged manifest's error: there is no command that repairs it.
+fn manifest_advice(e: Error) -> Error {
+    match e {
+        Error::Corrupted {
+            path,
+            offset,
+            reason,
+        } => Error::Corrupted {
+            reason: format!(
+                "{reason}. ScryDB does not rebuild a manifest (`scry recover` repairs only the \
+                 write-ahead log): restore {} from a backup; no file was changed",
+                path.display()
+            ),
+            path,
+            offset,
+        },
+        other => other,
+    }
 }
 
 /// Every segment the manifest names must exist with its recorded size.
@@ -120,7 +327,7 @@ fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path)
             ),
         ))
     };
-    for part in partition_dirs(fs, dir)? {
+    for part in partition_dirs(fs, dir, &mut Vec::new())? {
         for f in fs
             .read_dir(&part)
             .map_err(|e| Error::io("list", &part, e))?
@@ -141,9 +348,14 @@ fn refuse_data_without_manifest(fs: &dyn FileSystem, dir: &Path, wal_dir: &Path)
     Ok(())
 }
 
-/// The partition directories of every signal (other entries in a signal directory are
-/// left alone, with a warning).
-fn partition_dirs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
+/// The partition directories of every signal. Regular files directly in a signal
+/// directory are not the engine's: they are left alone, with a warning, and added to
+/// `left_alone`.
+fn partition_dirs(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    left_alone: &mut Vec<PathBuf>,
+) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for signal in Signal::ALL {
         let sdir = dir.join(signal.name());
@@ -154,17 +366,66 @@ fn partition_dirs(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
             if part.is_dir {
                 out.push(part.path);
             } else {
-                log::warn!("leaving unexpected file {} alone", part.path.display());
+                log::warn!(
+                    "leaving {} alone: not a file ScryDB writes",
+                    part.path.display()
+                );
+                left_alone.push(part.path);
             }
         }
     }
     Ok(out)
 }
 
-/// Removes segment files (their indexes, temporary files) that the manifest does not name:
-/// leftovers of a flush that crashed before publishing, or of a removal that crashed before
-/// deleting. A partition directory left empty is removed too.
-fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
+/// A name the engine gives files in a partition directory:
+/// `<id:020>.parquet`, `<id:020>.tidx`, and their `.tmp` forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SegmentFileName {
+    id: u64,
+    temporary: bool,
+}
+
+fn parse_segment_file_name(path: &Path) -> Option<SegmentFileName> {
+    let name = path.file_name()?.to_str()?;
+    let (name, temporary) = match name.strip_suffix(".tmp") {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let digits = name
+        .strip_suffix(".parquet")
+        .or_else(|| name.strip_suffix(".tidx"))?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(SegmentFileName {
+        id: digits.parse().ok()?,
+        temporary,
+    })
+}
+
+/// Removes the leftovers the engine can prove are its own and unneeded, in every
+/// partition directory, and reports the rest:
+///
+/// - a file whose name the engine does not generate (anything but `<id:020>.parquet`,
+///   `.tidx` and their `.tmp` forms), and any subdirectory, is left alone with a warning;
+/// - temporary files (`*.parquet.tmp`, `*.tidx.tmp`) were never published: removed;
+/// - a segment or index the manifest does not name with an id below its
+///   `next_segment_id` was published once and dropped by a later manifest (retention)
+///   whose deletion was interrupted: removed;
+/// - one with an id at or above `next_segment_id` was written by a flush this manifest
+///   does not know. If the log file the manifest replays from (`wal_replay_from`) is still
+///   there, that flush crashed before publishing and its rows are still in the log:
+///   removed. Otherwise the manifest is older than the segments (restored from a backup)
+///   and those segments may hold the only copy of their rows: open refuses with
+///   [`Error::Corrupted`] naming them, before anything is removed.
+///
+/// A partition directory left empty is removed.
+fn remove_orphans(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    m: &Manifest,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     let live: HashSet<PathBuf> = m
         .segments
         .iter()
@@ -173,24 +434,96 @@ fn remove_orphans(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
             [crate::index::index_path(&path), path]
         })
         .collect();
-    for part in partition_dirs(fs, dir)? {
-        let mut remaining = 0;
+    let wal_dir = dir.join(WAL_DIR);
+    let flush_log = wal::file_path(&wal_dir, m.wal_replay_from);
+    let log_still_there = fs.file_size(&flush_log).is_ok();
+
+    let mut remove: Vec<PathBuf> = Vec::new();
+    let mut newer: Vec<PathBuf> = Vec::new();
+    let mut parts: Vec<(PathBuf, usize)> = Vec::new();
+    for part in partition_dirs(fs, dir, &mut report.left_alone)? {
+        let mut kept = 0;
         for f in fs
             .read_dir(&part)
             .map_err(|e| Error::io("list", &part, e))?
         {
-            if f.is_dir || live.contains(&f.path) {
-                remaining += 1;
+            if live.contains(&f.path) {
+                kept += 1;
                 continue;
             }
-            log::info!("removing {} (named by no manifest)", f.path.display());
-            fs.remove_file(&f.path)
-                .map_err(|e| Error::io("remove", &f.path, e))?;
+            let name = (!f.is_dir)
+                .then(|| parse_segment_file_name(&f.path))
+                .flatten();
+            match name {
+                None => {
+                    log::warn!(
+                        "leaving {} alone: not a file ScryDB writes",
+                        f.path.display()
+                    );
+                    report.left_alone.push(f.path);
+                    kept += 1;
+                }
+                Some(n) if n.temporary || n.id < m.next_segment_id || log_still_there => {
+                    remove.push(f.path)
+                }
+                Some(_) => {
+                    newer.push(f.path);
+                    kept += 1;
+                }
+            }
         }
-        if remaining == 0 {
+        parts.push((part, kept));
+    }
+    if let Some(first) = newer.first() {
+        let names: Vec<String> = newer.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::corrupted(
+            first,
+            None,
+            format!(
+                "{} segment file(s) are newer than manifest {} (ids at or above its \
+                 next_segment_id {}) and the log of an unfinished flush ({}) is gone: the \
+                 manifest is older than the segments, e.g. restored from a backup. Nothing \
+                 was deleted. Restore the newest manifest, or move these files out of the \
+                 store to open it without their rows: {}",
+                newer.len(),
+                m.version,
+                m.next_segment_id,
+                flush_log.display(),
+                names.join(", ")
+            ),
+        ));
+    }
+    for path in remove {
+        log::info!(
+            "removing leftover {} (named by no manifest)",
+            path.display()
+        );
+        fs.remove_file(&path)
+            .map_err(|e| Error::io("remove", &path, e))?;
+        report.orphans_removed.push(path);
+    }
+    for (part, kept) in parts {
+        if kept == 0 && is_partition_dir_name(&part) {
             fs.remove_dir(&part)
                 .map_err(|e| Error::io("remove directory", &part, e))?;
         }
     }
     Ok(())
+}
+
+/// Whether `path` is named like a partition directory the engine creates
+/// (`YYYYMMDDTHHMMSSZ` or `ns<start>`, see [`crate::partition::partition_dir_name`]); only
+/// those are removed when empty.
+fn is_partition_dir_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if let Some(ns) = name.strip_prefix("ns") {
+        return ns.parse::<i64>().is_ok();
+    }
+    let b = name.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
 }

@@ -69,6 +69,10 @@ pub struct VerifyReport {
     /// An incomplete frame at the end of the newest log file: a write in progress, or one
     /// interrupted by a crash, never acknowledged (open drops it). Not damage.
     pub torn_tail: Option<PathBuf>,
+    /// Quarantine files beside the log (`<seq>.wal.quarantine-<n>`): bytes an earlier
+    /// recovery moved out of a damaged log file instead of deleting them. Not damage of
+    /// the store, but acknowledged data that is no longer in it.
+    pub quarantined: Vec<PathBuf>,
     /// Every damaged file, in the order found: manifest, segments and indexes by signal,
     /// then log files.
     pub damaged: Vec<Damage>,
@@ -104,12 +108,25 @@ pub fn verify_dir(fs: &dyn FileSystem, dir: &Path) -> Result<VerifyReport> {
     if let Some(m) = &manifest {
         check_segments(fs, dir, m, &mut report);
     }
+    let wal_dir = dir.join(WAL_DIR);
     check_wal(
         fs,
-        &dir.join(WAL_DIR),
+        &wal_dir,
         manifest.as_ref().map_or(0, |m| m.wal_replay_from),
         &mut report,
     )?;
+    report.quarantined = fs
+        .read_dir(&wal_dir)
+        .map_err(|e| Error::io("list", &wal_dir, e))?
+        .into_iter()
+        .filter(|e| {
+            !e.is_dir
+                && e.path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(".wal.quarantine-"))
+        })
+        .map(|e| e.path)
+        .collect();
     Ok(report)
 }
 

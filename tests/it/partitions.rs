@@ -15,8 +15,14 @@ fn spans_at(times: &[i64]) -> RecordBatch {
     let ts = |v: Vec<i64>| -> ArrayRef {
         Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
     };
-    let ids16: Vec<[u8; 16]> = (0..n).map(|i| [(i + 1) as u8; 16]).collect();
-    let ids8: Vec<[u8; 8]> = (0..n).map(|i| [(i + 1) as u8; 8]).collect();
+    let ids16: Vec<[u8; 16]> = (0..n)
+        .map(|i| {
+            let mut id = [0u8; 16];
+            id[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            id
+        })
+        .collect();
+    let ids8: Vec<[u8; 8]> = (0..n).map(|i| (i as u64 + 1).to_le_bytes()).collect();
     RecordBatch::try_from_iter(vec![
         ("time", ts(times.to_vec())),
         ("end_time", ts(times.iter().map(|t| t + 5).collect())),
@@ -136,4 +142,58 @@ fn partition_width_is_configurable() {
     )
     .expect_err("zero width is refused");
     assert!(err.to_string().contains("partition_duration"), "{err}");
+}
+
+#[test]
+fn sparse_old_data_does_not_explode_into_a_segment_per_hour() {
+    // 2,000 spans, one per hour over 2,000 hours (about 83 days of old data).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = BASE - 3_000 * HOUR + 17;
+    let times: Vec<i64> = (0..2_000).map(|i| start + i * HOUR + i * 1_000).collect();
+    let db = open(dir.path());
+    db.append(Signal::Spans, &spans_at(&times)).expect("append");
+    db.flush().expect("flush");
+    db.close().expect("close");
+
+    let db = open(dir.path());
+    let snap = db.snapshot();
+    let segs = snap.segments(Signal::Spans, None);
+    let bytes: u64 = segs.iter().map(|s| s.size).sum();
+    // 83 days: widened to one segment per week.
+    assert!(
+        (12..=14).contains(&segs.len()),
+        "{} segments ({bytes} bytes) for 2,000 sparse spans",
+        segs.len()
+    );
+    assert!(bytes < 1 << 20, "{bytes} bytes for 2,000 minimal spans");
+    for s in &segs {
+        assert!(s.partition_start <= s.min_time && s.max_time < s.partition_end);
+        assert!(
+            s.path
+                .contains(&partition::partition_dir_name(s.partition_start))
+        );
+    }
+    // Every row is found by a time range around it, and only it.
+    for (i, t) in times.iter().enumerate() {
+        let got = snap
+            .scan(Signal::Spans, Some(TimeRange::new(*t, *t + 1)))
+            .expect("scan");
+        assert_eq!(count(&got), 1, "row {i} at {t}");
+    }
+    // And by SQL over a range spanning a widened partition's edge.
+    let (lo, hi) = (times[100], times[1_300]);
+    let n = db
+        .sql_blocking(&format!(
+            "SELECT count(*) FROM spans WHERE time >= to_timestamp_nanos({lo}) \
+             AND time < to_timestamp_nanos({hi})"
+        ))
+        .expect("sql");
+    let n = n[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("count")
+        .value(0);
+    assert_eq!(n, 1_200);
+    db.close().expect("close");
 }

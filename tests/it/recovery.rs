@@ -123,16 +123,121 @@ fn flipped_byte_inside_the_log_is_an_error_naming_the_file() {
     // Refusing changed nothing: the file is intact for a second look.
     assert_eq!(std::fs::read(&wal[0]).expect("read"), bytes);
 
-    // The user can choose to keep what precedes the damage.
+    assert!(err.to_string().contains("scry recover --db"), "{err}");
+
+    // The user can choose to keep what precedes the damage; the rest is moved, not deleted.
     let db = Db::open(
         dir.path(),
         small_opts().wal_recovery(WalRecovery::TruncateAtCorruption),
     )
     .expect("opens keeping the intact prefix");
     assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    let report = db.recovery_report().clone();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert_eq!(
+        std::fs::read(&report.quarantined[0]).expect("quarantine file"),
+        bytes[offsets[2]..],
+        "every byte from the damage on is kept"
+    );
+    assert!(
+        report.quarantined[0]
+            .to_string_lossy()
+            .ends_with(".wal.quarantine-1")
+    );
     db.close().expect("close");
     let db = open(dir.path());
     assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    db.close().expect("close");
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_complete_frame_is_not_a_torn_tail() {
+    // The last frame is complete (its length fits in the file): it was written whole, so
+    // it may have been acknowledged. A bit flip in it is corruption, not a torn write.
+    let (dir, batches) = crashed_copy(5);
+    let wal = wal_files(dir.path());
+    let mut bytes = std::fs::read(&wal[0]).expect("read");
+    let offsets = frame_offsets(&bytes);
+    bytes[offsets[4] + 16 + 40] ^= 0x01;
+    std::fs::write(&wal[0], &bytes).expect("write");
+
+    let err = Db::open(dir.path(), small_opts()).expect_err("damage is refused");
+    match &err {
+        Error::Corrupted { path, offset, .. } => {
+            assert_eq!(path, &wal[0]);
+            assert_eq!(*offset, Some(offsets[4] as u64));
+        }
+        other => panic!("expected Corrupted, got {other}"),
+    }
+    assert!(err.to_string().contains("scry recover"), "{err}");
+    assert_eq!(
+        std::fs::read(&wal[0]).expect("read"),
+        bytes,
+        "nothing changed"
+    );
+
+    // `scry recover` keeps the first four batches and moves the fifth aside.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .arg("recover")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run scry recover");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("quarantine-1"), "{stdout}");
+    let q = dir.path().join("wal").join(format!(
+        "{}.quarantine-1",
+        wal[0].file_name().expect("name").to_string_lossy()
+    ));
+    assert_eq!(
+        std::fs::read(&q).expect("quarantine file"),
+        bytes[offsets[4]..]
+    );
+
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..4]));
+    assert_eq!(db.recovery_report().quarantine_files, vec![q.clone()]);
+    db.close().expect("close");
+    assert!(q.exists(), "quarantine files are never deleted");
+
+    // `scry verify` says so too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .arg("verify")
+        .output()
+        .expect("run scry verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("quarantined: {}", q.display())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_last_frame_whose_end_is_zero_filled_is_a_torn_tail() {
+    // Power loss can leave a frame's length in place but its last pages unwritten (zeros):
+    // the Arrow end-of-stream marker that ends every payload is missing, so the write never
+    // completed and was never acknowledged.
+    let (dir, batches) = crashed_copy(3);
+    let wal = wal_files(dir.path());
+    let mut bytes = std::fs::read(&wal[0]).expect("read");
+    let n = bytes.len();
+    for b in &mut bytes[n - 8..] {
+        *b = 0;
+    }
+    std::fs::write(&wal[0], &bytes).expect("write");
+    let db = open(dir.path());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches[..2]));
+    assert!(db.recovery_report().torn_tail_bytes > 0);
+    assert!(db.recovery_report().quarantined.is_empty());
     db.close().expect("close");
 }
 
@@ -188,6 +293,9 @@ fn flipped_byte_in_the_manifest_is_an_error_naming_it() {
         other => panic!("expected Corrupted, got {other}"),
     }
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(err.to_string().contains("from a backup"), "{err}");
+    let ro = Db::open_read_only(dir.path(), small_opts()).expect_err("refused read-only too");
+    assert!(matches!(ro, Error::Corrupted { .. }), "{ro}");
 }
 
 #[test]
@@ -241,28 +349,52 @@ fn truncated_or_missing_segment_is_an_error_naming_it() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
-#[test]
-fn files_no_manifest_names_are_removed() {
-    let (dir, batches) = flushed_db(2);
-    let part = std::fs::read_dir(dir.path().join("spans"))
+/// A store with flushed segments that crashed while open with more rows in its log: what
+/// a crash during a flush leaves (the log the flush would have covered is still there).
+fn crashed_after_flush() -> (tempfile::TempDir, Vec<arrow::array::RecordBatch>) {
+    let (dir, mut batches) = flushed_db(2);
+    let db = open(dir.path());
+    let more = synth(Signal::Spans, 77, 100, BASE + 5_000_000);
+    db.append(Signal::Spans, &more).expect("append");
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path());
+    drop(db);
+    batches.push(more);
+    (copy, batches)
+}
+
+fn first_partition(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("spans"))
         .expect("spans")
         .next()
         .expect("a partition")
         .expect("entry")
-        .path();
+        .path()
+}
+
+#[test]
+fn leftovers_of_a_crashed_flush_and_temp_files_are_removed() {
+    let (dir, batches) = crashed_after_flush();
+    let part = first_partition(dir.path());
+    // Segments of a flush that crashed before publishing: ids at or above next_segment_id.
     let orphan = part.join("00000000000000009999.parquet");
+    let orphan_index = part.join("00000000000000009999.tidx");
     let tmp = part.join("00000000000000009998.parquet.tmp");
+    // A segment a manifest dropped (id below next_segment_id) whose deletion was cut short.
+    let dropped = part.join("00000000000000000000.parquet");
     let orphan_dir = dir.path().join("logs").join("20200101T000000Z");
     std::fs::create_dir_all(&orphan_dir).expect("mkdir");
     let orphan2 = orphan_dir.join("00000000000000009997.parquet");
-    for p in [&orphan, &tmp, &orphan2] {
+    let all = [&orphan, &orphan_index, &tmp, &dropped, &orphan2];
+    for p in all {
         std::fs::write(p, b"half-written").expect("write");
     }
     std::fs::write(dir.path().join("MANIFEST-00000000000000000999.tmp"), b"x").expect("write");
     let db = open(dir.path());
-    for p in [&orphan, &tmp, &orphan2] {
+    for p in all {
         assert!(!p.exists(), "{} should be removed", p.display());
     }
+    assert_eq!(db.recovery_report().orphans_removed.len(), all.len());
     assert!(!orphan_dir.exists(), "emptied partition directory removed");
     assert!(
         !dir.path()
@@ -271,6 +403,71 @@ fn files_no_manifest_names_are_removed() {
     );
     assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches));
     db.close().expect("close");
+}
+
+#[test]
+fn files_scrydb_did_not_write_are_left_alone() {
+    let (dir, batches) = crashed_after_flush();
+    let part = first_partition(dir.path());
+    let mine = [
+        part.join("notes.txt"),
+        part.join("00000000000000000001.parquet.bak"),
+        part.join("backup.parquet"),
+        dir.path().join("spans").join("README"),
+    ];
+    for p in &mine {
+        std::fs::write(p, b"a user's file").expect("write");
+    }
+    let user_dir = dir.path().join("logs").join("my-exports");
+    std::fs::create_dir_all(&user_dir).expect("mkdir");
+    let db = open(dir.path());
+    for p in &mine {
+        assert_eq!(std::fs::read(p).expect("still there"), b"a user's file");
+    }
+    assert!(
+        user_dir.exists(),
+        "an empty directory not named like a partition stays"
+    );
+    let mut left = db.recovery_report().left_alone.clone();
+    left.sort();
+    let mut want = mine.to_vec();
+    want.sort();
+    assert_eq!(left, want);
+    assert!(db.recovery_report().orphans_removed.is_empty());
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&batches));
+    db.close().expect("close");
+}
+
+#[test]
+fn segments_newer_than_a_restored_manifest_are_refused_not_deleted() {
+    let (dir, _) = flushed_db(1);
+    let old_manifest = manifest_path(dir.path());
+    let old_bytes = std::fs::read(&old_manifest).expect("read");
+    let db = open(dir.path());
+    db.append(
+        Signal::Spans,
+        &synth(Signal::Spans, 9, 100, BASE + 7 * HOUR),
+    )
+    .expect("append");
+    db.close().expect("close");
+    let newer: Vec<PathBuf> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert_eq!(newer.len(), 2);
+    // The manifest is restored from a backup taken before the second flush.
+    std::fs::remove_file(manifest_path(dir.path())).expect("remove");
+    std::fs::write(&old_manifest, &old_bytes).expect("restore");
+
+    let err = Db::open(dir.path(), small_opts()).expect_err("refused");
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("newer than manifest"), "{msg}");
+    let newest = newer.iter().max_by_key(|p| p.file_name()).expect("two");
+    assert!(msg.contains(&newest.display().to_string()), "{msg}");
+    for p in &newer {
+        assert!(p.exists(), "{} must not be deleted", p.display());
+    }
 }
 
 #[test]
@@ -403,4 +600,148 @@ fn a_checksummed_frame_that_does_not_decode_is_corruption() {
         rows(std::slice::from_ref(&batches[0]))
     );
     db.close().expect("close");
+}
+
+/// Every file under `dir` (relative path) with its bytes: equal trees give equal maps.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fn go(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).expect("read dir") {
+            let p = e.expect("entry").path();
+            let rel = p.strip_prefix(root).expect("under root").to_path_buf();
+            if p.is_dir() {
+                out.insert(rel.join(""), Vec::new());
+                go(root, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    go(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn a_read_only_open_changes_nothing_and_sees_the_log() {
+    let (dir, batches) = crashed_after_flush();
+    // Everything a writer's open would change: a leftover segment, temporary files, an
+    // older manifest, a user's file, a torn tail on the log.
+    let part = first_partition(dir.path());
+    std::fs::write(part.join("00000000000000009999.parquet"), b"leftover").expect("write");
+    std::fs::write(part.join("00000000000000009998.parquet.tmp"), b"tmp").expect("write");
+    std::fs::write(part.join("notes.txt"), b"mine").expect("write");
+    std::fs::write(dir.path().join("MANIFEST-00000000000000000999.tmp"), b"x").expect("write");
+    std::fs::write(dir.path().join("MANIFEST-00000000000000000000"), b"old").expect("write");
+    let wal = wal_files(dir.path()).pop().expect("a log file");
+    let mut log = std::fs::read(&wal).expect("read");
+    log.extend_from_slice(&[7u8; 10]); // a torn frame header
+    std::fs::write(&wal, &log).expect("write");
+    let before = tree(dir.path());
+
+    let db = Db::open_read_only(dir.path(), small_opts()).expect("read-only open");
+    assert!(db.is_read_only());
+    assert_eq!(
+        rows(&scan(&db, Signal::Spans)),
+        rows(&batches),
+        "log rows visible"
+    );
+    let n: usize = db
+        .sql_blocking("SELECT count(*) AS n FROM spans")
+        .expect("sql")
+        .iter()
+        .map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("count")
+                .value(0) as usize
+        })
+        .sum();
+    assert_eq!(n, count(&batches));
+    let report = db.verify().expect("verify");
+    assert!(report.is_ok() && report.segments >= 1, "{report:?}");
+    let err = db
+        .append(Signal::Spans, &synth(Signal::Spans, 1, 10, BASE))
+        .expect_err("writes refused");
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    assert!(matches!(db.flush(), Err(Error::ReadOnly { .. })));
+    assert!(matches!(
+        db.rebuild_indexes(true),
+        Err(Error::ReadOnly { .. })
+    ));
+    assert!(db.recovery_report().read_only);
+    db.close().expect("close");
+    assert_eq!(tree(dir.path()), before, "not a byte or a name changed");
+}
+
+#[test]
+fn a_read_only_open_works_beside_a_writer() {
+    let (dir, batches) = flushed_db(1);
+    let writer = open(dir.path());
+    let more = synth(Signal::Spans, 5, 50, BASE + HOUR);
+    writer.append(Signal::Spans, &more).expect("append");
+    let reader = Db::open_read_only(dir.path(), small_opts()).expect("read-only beside a writer");
+    let mut want = batches.clone();
+    want.push(more.clone());
+    assert_eq!(rows(&scan(&reader, Signal::Spans)), rows(&want));
+    reader.close().expect("close reader");
+    writer
+        .append(Signal::Spans, &more)
+        .expect("the writer is unaffected");
+    writer.close().expect("close writer");
+
+    // And the CLI's read commands, beside a writer.
+    let writer = open(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .args(["sql", "SELECT count(*) AS n FROM spans", "--format", "csv"])
+        .output()
+        .expect("run scry sql");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&(count(&batches) + 2 * 50).to_string()),
+        "{stdout}"
+    );
+    writer.close().expect("close writer");
+}
+
+#[test]
+fn read_and_recover_commands_refuse_a_directory_that_is_not_a_store() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let missing = parent.path().join("nothing-here");
+    let empty = parent.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    for dir in [&missing, &empty] {
+        let err = Db::open_read_only(dir, small_opts()).expect_err("not a store");
+        assert!(matches!(err, Error::NotAStore { .. }), "{err}");
+        assert!(err.to_string().contains("no ScryDB store at"), "{err}");
+        for args in [
+            &["sql", "SELECT 1"][..],
+            &["trace", "0123456789abcdef0123456789abcdef"][..],
+            &["info"][..],
+            &["verify"][..],
+            &["recover"][..],
+        ] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+                .arg("--db")
+                .arg(dir)
+                .args(args)
+                .output()
+                .expect("run scry");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} on {}", dir.display());
+            assert!(
+                stderr.contains(&format!("no ScryDB store at {}", dir.display())),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+    assert!(!missing.exists(), "nothing was created");
+    assert_eq!(std::fs::read_dir(&empty).expect("list").count(), 0);
 }

@@ -216,3 +216,23 @@ fn deeply_nested_expressions_get_a_clear_error() {
     );
     db.close().expect("close");
 }
+
+#[test]
+fn scry_info_stops_quietly_when_its_reader_goes_away() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    store_with_spans(dir.path(), 3_000).close().expect("close");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .arg("info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scry runs");
+    // Close the pipe before scry writes anything (like `| head -0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("scry ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -132,12 +132,12 @@ fn flush_one(
         if batches.is_empty() {
             continue;
         }
-        for (start, rows) in split_by_partition(batches, width) {
+        for (start, end, rows) in coarsen_sparse(split_by_partition(batches, width), width) {
             let job = SegmentJob {
                 signal,
                 id: next_id,
                 partition_start: start,
-                partition_end: start.saturating_add(width),
+                partition_end: end,
                 batches: batches.to_vec(),
                 rows,
             };
@@ -217,6 +217,79 @@ fn flush_one(
 /// The rows of one partition as (batch, row) positions; `None` for every row.
 type PartitionRows = Option<Vec<(usize, usize)>>;
 
+/// A partition of a flush holding fewer rows than this is *sparse*.
+pub(crate) const SPARSE_PARTITION_ROWS: usize = 1024;
+/// A flush writes at most this many sparse segments per signal at the partition width
+/// before it widens their partitions.
+pub(crate) const MAX_SPARSE_SEGMENTS: usize = 16;
+/// How a sparse partition widens, step by step: ×24 (an hour becomes a day), ×7 (a week),
+/// ×4 (4 weeks), ×13 (52 weeks).
+const COARSEN_STEPS: [i64; 4] = [24, 7, 4, 13];
+
+/// Keeps a flush of sparse data (a few rows in each of many partitions, e.g. old data
+/// spread over months) from writing a tiny segment per partition. Partitions with at least
+/// [`SPARSE_PARTITION_ROWS`] rows keep the configured width. While more than
+/// [`MAX_SPARSE_SEGMENTS`] sparse partitions remain, the sparse ones are merged into the
+/// enclosing partition of the next coarser width ([`COARSEN_STEPS`]); widths are multiples
+/// of each other, so the partitions nest and the merged partition's bounds hold every row
+/// it gets. Returns `(start, end, rows)` per segment to write.
+///
+/// Time pruning stays exact: it uses each segment's recorded `min_time`/`max_time`, and a
+/// widened segment records its own (wider) partition bounds.
+fn coarsen_sparse(parts: Vec<(i64, PartitionRows)>, width: i64) -> Vec<(i64, i64, PartitionRows)> {
+    let end = |start: i64, w: i64| start.saturating_add(w);
+    // Few partitions (the common case: one): nothing to merge.
+    if parts.len() <= MAX_SPARSE_SEGMENTS {
+        return parts
+            .into_iter()
+            .map(|(start, rows)| (start, end(start, width), rows))
+            .collect();
+    }
+    let mut dense: Vec<(i64, i64, PartitionRows)> = Vec::new();
+    let mut sparse: Vec<(i64, Vec<(usize, usize)>)> = Vec::new();
+    for (start, rows) in parts {
+        // Several partitions: split_by_partition lists the rows of each.
+        let rows = rows.unwrap_or_default();
+        if rows.len() >= SPARSE_PARTITION_ROWS {
+            dense.push((start, end(start, width), Some(rows)));
+        } else {
+            sparse.push((start, rows));
+        }
+    }
+    let mut w = width;
+    for step in COARSEN_STEPS {
+        if sparse.len() <= MAX_SPARSE_SEGMENTS {
+            break;
+        }
+        let Some(wider) = w.checked_mul(step) else {
+            break;
+        };
+        w = wider;
+        let mut merged: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+        for (start, rows) in sparse {
+            merged
+                .entry(partition::partition_start(start, w))
+                .or_default()
+                .extend(rows);
+        }
+        sparse = Vec::with_capacity(merged.len());
+        for (start, rows) in merged {
+            if rows.len() >= SPARSE_PARTITION_ROWS {
+                dense.push((start, end(start, w), Some(rows)));
+            } else {
+                sparse.push((start, rows));
+            }
+        }
+    }
+    dense.extend(
+        sparse
+            .into_iter()
+            .map(|(start, rows)| (start, end(start, w), Some(rows))),
+    );
+    dense.sort_by_key(|(start, end, _)| (*start, *end));
+    dense
+}
+
 /// Splits a signal's rows by time partition: per partition start, its rows, or `None` when
 /// every row is in that one partition (the common case).
 fn split_by_partition(batches: &[RecordBatch], width: i64) -> Vec<(i64, PartitionRows)> {
@@ -249,4 +322,40 @@ fn split_by_partition(batches: &[RecordBatch], width: i64) -> Vec<(i64, Partitio
     rows.into_iter()
         .map(|(start, r)| (start, Some(r)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    fn part(start: i64, rows: usize) -> (i64, PartitionRows) {
+        (start, Some((0..rows).map(|r| (0, r)).collect()))
+    }
+
+    #[test]
+    fn sparse_partitions_widen_and_dense_ones_keep_their_width() {
+        let day = 24 * HOUR;
+        // A dense hour, and 20 sparse hours of the same day.
+        let mut parts = vec![part(3 * HOUR, SPARSE_PARTITION_ROWS)];
+        parts.extend((4..24).map(|h| part(h * HOUR, 2)));
+        let out = coarsen_sparse(parts, HOUR);
+        let shape: Vec<(i64, i64, usize)> = out
+            .iter()
+            .map(|(s, e, r)| (*s, *e, r.as_ref().map_or(0, Vec::len)))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![(0, day, 40), (3 * HOUR, 4 * HOUR, SPARSE_PARTITION_ROWS)]
+        );
+
+        // A few sparse partitions are left as they are.
+        let few: Vec<_> = (0..MAX_SPARSE_SEGMENTS as i64)
+            .map(|h| part(h * HOUR, 1))
+            .collect();
+        let out = coarsen_sparse(few, HOUR);
+        assert_eq!(out.len(), MAX_SPARSE_SEGMENTS);
+        assert!(out.iter().all(|(s, e, _)| e - s == HOUR));
+    }
 }

@@ -1,4 +1,5 @@
-//! Reading the log back at open: replay, torn-tail truncation, corruption detection.
+//! Reading the log back at open: replay, torn-tail truncation, corruption detection and
+//! quarantine.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -11,17 +12,26 @@ use crate::io::FileSystem;
 use crate::options::WalRecovery;
 use crate::{Error, Result, Signal, schema};
 
-/// What a replay found.
+/// What a replay found (and, unless it was read-only, did).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayStats {
     /// Log files read.
     pub files: usize,
     /// Frames (batches) handed to the callback.
     pub frames: u64,
-    /// Highest sequence number of a log file that remains after replay, if any.
+    /// Highest sequence number of a live log file found (kept, cut, removed or
+    /// quarantined), if any: the next log file must be numbered above it.
     pub last_seq: Option<u64>,
-    /// Bytes dropped from damaged tails.
-    pub dropped_bytes: u64,
+    /// Bytes of torn tails: writes interrupted by a crash, never acknowledged. They are cut
+    /// off the newest log file (a read-only replay only skips them).
+    pub torn_tail_bytes: u64,
+    /// Bytes past a corruption that `WalRecovery::TruncateAtCorruption` moved out of the
+    /// log into quarantine files (a read-only replay only skips them).
+    pub quarantined_bytes: u64,
+    /// Quarantine files this replay wrote (see [`quarantine_path`]).
+    pub quarantined: Vec<PathBuf>,
+    /// Every quarantine file in the log directory after replay, older ones included.
+    pub quarantine_files: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -39,27 +49,78 @@ struct Parsed {
     damage: Option<Damage>,
 }
 
+/// What replay does to a live log file once every file was read.
+enum Action {
+    /// Cut a torn tail: the file keeps its first `len` bytes (removed when `None`).
+    DropTorn { path: PathBuf, len: Option<u64> },
+    /// Move the bytes from `from` on into a quarantine file, then keep the first `from`
+    /// bytes (remove the file when `from` is below a header).
+    Quarantine { path: PathBuf, from: u64 },
+}
+
+/// Suffix of the files that hold log bytes moved aside by recovery:
+/// `<seq:020>.wal.quarantine-<n>`.
+pub const QUARANTINE_SUFFIX: &str = ".quarantine-";
+
+/// Whether `path` is a quarantine file ([`quarantine_path`]).
+pub fn is_quarantine_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split_once(QUARANTINE_SUFFIX))
+        .is_some_and(|(base, n)| {
+            super::parse_file_name(Path::new(base)).is_some()
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// The first free quarantine name for log file `path`: `<path>.quarantine-<n>`, n = 1, 2, ...
+/// (a log file can be quarantined more than once: its sequence number is never reused, but
+/// an earlier recovery may have kept its head and a later one moved more of it).
+pub fn quarantine_path(fs: &dyn FileSystem, path: &Path) -> PathBuf {
+    let mut n = 1u32;
+    loop {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(format!("{QUARANTINE_SUFFIX}{n}"));
+        let candidate = PathBuf::from(name);
+        if fs.file_size(&candidate).is_err() {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
 /// Replays log files with sequence number `>= from_seq` in `wal_dir`, oldest first,
 /// handing every intact batch to `sink`. Files below `from_seq` are already in segments and
-/// are removed.
+/// are removed (unless `read_only`).
 ///
-/// Damage is handled as `mode` says (see [`WalRecovery`]). Files are changed (a torn tail
-/// truncated, later files removed) only after every file was read without an error, so a
-/// failed replay leaves the log as it found it.
+/// A torn tail (an interrupted write at the end of the newest file, never acknowledged) is
+/// cut off. Any other damage is corruption of acknowledged data, handled as `mode` says
+/// (see [`WalRecovery`]): refused with [`Error::Corrupted`] naming the file, the offset and
+/// the `scry recover` command, or (under `TruncateAtCorruption`) the bytes from the damage
+/// on, and every later log file, are **moved** into quarantine files beside the log, never
+/// deleted. Files are changed only after every file was read without an error, so a failed
+/// replay leaves the log as it found it. With `read_only` nothing is changed at all: the
+/// same decisions are made, and what would be cut or moved is only skipped.
 pub fn replay(
     fs: &dyn FileSystem,
     wal_dir: &Path,
     from_seq: u64,
     mode: WalRecovery,
+    read_only: bool,
     mut sink: impl FnMut(Signal, RecordBatch) -> Result<()>,
 ) -> Result<ReplayStats> {
     let entries = fs
         .read_dir(wal_dir)
         .map_err(|e| Error::io("list", wal_dir, e))?;
     let mut files: Vec<(u64, PathBuf)> = Vec::new();
+    let mut stats = ReplayStats::default();
     for entry in entries {
         match super::parse_file_name(&entry.path) {
             Some(seq) if !entry.is_dir => files.push((seq, entry.path)),
+            _ if !entry.is_dir && is_quarantine_file(&entry.path) => {
+                stats.quarantine_files.push(entry.path);
+            }
             _ => log::warn!(
                 "ignoring unexpected entry {} in the write-ahead log directory",
                 entry.path.display()
@@ -68,16 +129,16 @@ pub fn replay(
     }
     files.sort();
 
-    let mut stats = ReplayStats::default();
     let (old, live): (Vec<_>, Vec<_>) = files.into_iter().partition(|(s, _)| *s < from_seq);
-    for (_, path) in old {
-        log::debug!("removing flushed log file {}", path.display());
-        fs.remove_file(&path)
-            .map_err(|e| Error::io("remove", &path, e))?;
+    if !read_only {
+        for (_, path) in old {
+            log::debug!("removing flushed log file {}", path.display());
+            fs.remove_file(&path)
+                .map_err(|e| Error::io("remove", &path, e))?;
+        }
     }
 
-    // (path, new length or None to remove)
-    let mut actions: Vec<(PathBuf, Option<u64>)> = Vec::new();
+    let mut actions: Vec<Action> = Vec::new();
     for (i, (seq, path)) in live.iter().enumerate() {
         let is_last = i + 1 == live.len();
         let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
@@ -91,69 +152,134 @@ pub fn replay(
             continue;
         };
         let dropped = bytes.len() as u64 - parsed.valid_len;
-        let torn = is_last && matches!(damage, Damage::TornCandidate(_));
-        let reason = match &damage {
-            Damage::TornCandidate(r) if !is_last => {
-                format!("{r}, but a newer log file follows")
+        if let (true, Damage::TornCandidate(why)) = (is_last, &damage) {
+            log::warn!(
+                "write-ahead log {}: {} a torn tail of {dropped} bytes at byte {} ({why}): \
+                 a write interrupted by a crash, never acknowledged",
+                path.display(),
+                if read_only { "skipping" } else { "dropping" },
+                parsed.valid_len,
+            );
+            stats.torn_tail_bytes += dropped;
+            if parsed.valid_len >= FILE_HEADER_LEN as u64 {
+                stats.last_seq = Some(*seq);
+                actions.push(Action::DropTorn {
+                    path: path.clone(),
+                    len: Some(parsed.valid_len),
+                });
+            } else {
+                actions.push(Action::DropTorn {
+                    path: path.clone(),
+                    len: None,
+                });
             }
-            Damage::TornCandidate(r) => (*r).to_string(),
+            break;
+        }
+        let reason = match &damage {
+            Damage::TornCandidate(r) => format!("{r}, but a newer log file follows"),
             Damage::Corrupt(r) => r.clone(),
         };
-        if !torn && mode == WalRecovery::TolerateTornTail {
+        if mode == WalRecovery::TolerateTornTail {
+            let db_dir = wal_dir.parent().unwrap_or(wal_dir);
             return Err(Error::corrupted(
                 path,
                 Some(parsed.valid_len),
                 format!(
-                    "{reason}; acknowledged writes may be lost. Open with \
-                     WalRecovery::TruncateAtCorruption to keep what precedes this offset"
+                    "{reason}; this is damage to acknowledged writes, not a torn tail. \
+                     The live log was left as it was. Run `scry recover --db {}` (or open with \
+                     WalRecovery::TruncateAtCorruption) to keep what precedes this offset \
+                     and move the rest of the log into quarantine files",
+                    db_dir.display()
                 ),
             ));
         }
-        stats.dropped_bytes += dropped;
-        if torn {
-            log::warn!(
-                "write-ahead log {}: dropping a torn tail of {dropped} bytes at byte {} ({reason}): \
-                 a write interrupted by a crash, never acknowledged",
-                path.display(),
-                parsed.valid_len
-            );
-        } else {
-            log::warn!(
-                "write-ahead log {}: damage at byte {} ({reason}); dropping {dropped} bytes \
-                 and {} later log file(s) as WalRecovery::TruncateAtCorruption asks",
-                path.display(),
-                parsed.valid_len,
-                live.len() - i - 1
-            );
-        }
-        if parsed.valid_len < FILE_HEADER_LEN as u64 {
-            actions.push((path.clone(), None));
-        } else {
-            actions.push((path.clone(), Some(parsed.valid_len)));
+        let later = &live[i + 1..];
+        log::warn!(
+            "write-ahead log {}: damage at byte {} ({reason}); {} {dropped} bytes and {} later \
+             log file(s) {} quarantine files beside the log, as WalRecovery::TruncateAtCorruption asks",
+            path.display(),
+            parsed.valid_len,
+            if read_only { "skipping" } else { "moving" },
+            later.len(),
+            if read_only {
+                "that a writer would move into"
+            } else {
+                "into"
+            },
+        );
+        stats.quarantined_bytes += dropped;
+        if parsed.valid_len >= FILE_HEADER_LEN as u64 {
             stats.last_seq = Some(*seq);
         }
-        for (_, later) in &live[i + 1..] {
-            stats.dropped_bytes += fs.file_size(later).unwrap_or(0);
-            actions.push((later.clone(), None));
+        actions.push(Action::Quarantine {
+            path: path.clone(),
+            from: parsed.valid_len,
+        });
+        for (_, later) in later {
+            stats.quarantined_bytes += fs.file_size(later).unwrap_or(0);
+            actions.push(Action::Quarantine {
+                path: later.clone(),
+                from: 0,
+            });
         }
         break;
     }
 
-    for (path, action) in actions {
-        match action {
-            Some(len) => fs
-                .truncate(&path, len)
-                .map_err(|e| Error::io("truncate", &path, e))?,
-            None => fs
-                .remove_file(&path)
-                .map_err(|e| Error::io("remove", &path, e))?,
+    if !read_only {
+        for action in actions {
+            match action {
+                Action::DropTorn {
+                    path,
+                    len: Some(len),
+                } => fs
+                    .truncate(&path, len)
+                    .map_err(|e| Error::io("truncate", &path, e))?,
+                Action::DropTorn { path, len: None } => fs
+                    .remove_file(&path)
+                    .map_err(|e| Error::io("remove", &path, e))?,
+                Action::Quarantine { path, from } => {
+                    let q = quarantine(fs, wal_dir, &path, from)?;
+                    stats.quarantined.push(q.clone());
+                    stats.quarantine_files.push(q);
+                }
+            }
         }
     }
-    if stats.last_seq.is_none() {
-        // Every live file was removed; remember the highest number so it is not reused.
-        stats.last_seq = live.last().map(|(s, _)| *s);
-    }
+    // Numbers of removed or quarantined files are never reused.
+    stats.last_seq = stats.last_seq.max(live.last().map(|(s, _)| *s));
+    stats.quarantine_files.sort();
     Ok(stats)
+}
+
+/// Moves the bytes of log file `path` from `from` on into a new quarantine file (durably,
+/// before the log file loses them) and returns its path. A file kept with less than a
+/// header is renamed whole.
+fn quarantine(fs: &dyn FileSystem, wal_dir: &Path, path: &Path, from: u64) -> Result<PathBuf> {
+    let q = quarantine_path(fs, path);
+    if from < FILE_HEADER_LEN as u64 {
+        fs.rename(path, &q)
+            .map_err(|e| Error::io("rename", path, e))?;
+        fs.sync_dir(wal_dir)
+            .map_err(|e| Error::io("fsync", wal_dir, e))?;
+    } else {
+        let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        let mut f = fs.create(&q).map_err(|e| Error::io("create", &q, e))?;
+        f.write_all(&bytes[start..])
+            .map_err(|e| Error::io("write", &q, e))?;
+        f.sync_data().map_err(|e| Error::io("fsync", &q, e))?;
+        drop(f);
+        fs.sync_dir(wal_dir)
+            .map_err(|e| Error::io("fsync", wal_dir, e))?;
+        fs.truncate(path, from)
+            .map_err(|e| Error::io("truncate", path, e))?;
+    }
+    log::warn!(
+        "write-ahead log {}: moved the bytes from offset {from} on into {}",
+        path.display(),
+        q.display()
+    );
+    Ok(q)
 }
 
 fn parse_file(
@@ -248,8 +374,18 @@ fn parse_file(
         }
         let payload = &bytes[off + FRAME_HEADER_LEN..end];
         if read_u32(h, 8) != crc32fast::hash(payload) {
-            let damage = if end == bytes.len() {
-                Damage::TornCandidate("last frame's payload checksum mismatch")
+            // A complete last frame with a wrong checksum is a torn write only when its
+            // end never reached the disk: every payload ends with the Arrow end-of-stream
+            // marker `FF FF FF FF 00 00 00 00`, so 8 zero bytes there are a zero-filled
+            // extent, not data. Anything else (a flipped bit) is damage to a frame that
+            // may have been acknowledged.
+            let damage = if end == bytes.len()
+                && payload.len() >= 8
+                && payload[payload.len() - 8..].iter().all(|b| *b == 0)
+            {
+                Damage::TornCandidate("last frame ends zero-filled")
+            } else if end == bytes.len() {
+                Damage::Corrupt("last frame's payload checksum mismatch (the frame is complete, so this is not a torn write)".into())
             } else {
                 Damage::Corrupt("frame payload checksum mismatch".into())
             };

@@ -112,6 +112,8 @@ pub fn run(
         }
     }
     let t = ingester.finish();
+    // The summary's time covers the rows reaching their Parquet segments, not only the log.
+    db.flush()?;
     for s in Signal::ALL {
         println!(
             "{:<8} {:>10} {} stored, {} rejected",

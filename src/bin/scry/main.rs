@@ -27,6 +27,8 @@ use scrydb_workload::synth::{self, Rng};
 )]
 struct Cli {
     /// Database directory [default: ./scry-data; `scry demo`: a new temporary directory, kept].
+    /// Read commands (sql, trace, info) open it read-only, also beside a running writer, and
+    /// refuse a directory that holds no store; writing commands create it.
     #[arg(long, global = true, env = "SCRY_DB")]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -133,6 +135,10 @@ enum Command {
     /// (its checksum), every trace index and every log frame. Lists every damaged file;
     /// the exit code is non-zero if any is. Changes nothing.
     Verify,
+    /// Open a store whose write-ahead log is damaged (which a plain open refuses): keep
+    /// every batch before the damage, move the damaged bytes and every later log file into
+    /// quarantine files beside the log (never deleting them), and report what was moved.
+    Recover,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -261,7 +267,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         )
         .map(|()| true),
         Command::Sql { query, format } => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = Db::open_read_only(&db_dir, Options::default())?;
             let session = match db.session() {
                 Ok(s) => s,
                 Err(e) => {
@@ -284,7 +290,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             Ok(ok)
         }
         Command::Trace { trace_id } => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = Db::open_read_only(&db_dir, Options::default())?;
             let found = trace::run(&db, &trace_id)?;
             db.close()?;
             Ok(found)
@@ -296,14 +302,43 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close().map(|()| true)
         }
         Command::Info => {
-            let db = Db::open(&db_dir, Options::default())?;
-            print_info(&db);
+            let db = Db::open_read_only(&db_dir, Options::default())?;
+            stdout_quietly(|out| print_info(&db, out))?;
             db.close().map(|()| true)
         }
         Command::Verify => {
             let report = verify_cmd(&db_dir)?;
             print_verify(&report);
             Ok(report.is_ok())
+        }
+        Command::Recover => {
+            // Recovering creates nothing: a directory that holds no store is refused (any
+            // other error of a read-only look is what the recovery below is for).
+            if let Err(e @ scrydb::Error::NotAStore { .. }) =
+                Db::open_read_only(&db_dir, Options::default())
+            {
+                return Err(e);
+            }
+            let db = Db::open(
+                &db_dir,
+                Options::default().wal_recovery(scrydb::WalRecovery::TruncateAtCorruption),
+            )?;
+            let report = db.recovery_report();
+            if report.is_clean() {
+                println!("{}: nothing to recover", db_dir.display());
+            } else {
+                print!("{report}");
+            }
+            if report.quarantined.is_empty() {
+                println!("no log bytes were moved");
+            } else {
+                println!(
+                    "{} quarantine file(s) written; the batches in them are no longer in the \
+                     database, their bytes are kept for inspection",
+                    report.quarantined.len()
+                );
+            }
+            db.close().map(|()| true)
         }
     }
 }
@@ -344,11 +379,10 @@ fn refuse_non_empty(dir: &std::path::Path) -> scrydb::Result<()> {
 /// writer changes it meanwhile.
 fn verify_cmd(dir: &std::path::Path) -> scrydb::Result<scrydb::VerifyReport> {
     use scrydb::io::{FileSystem, StdFs};
-    if !dir.is_dir() {
-        return Err(scrydb::Error::InvalidOptions {
-            option: "--db",
-            reason: format!("{} is not a directory", dir.display()),
-        });
+    // A directory that holds no store is refused like the other read commands do; any
+    // other failure of a read-only look is damage the report below lists.
+    if let Err(e @ scrydb::Error::NotAStore { .. }) = Db::open_read_only(dir, Options::default()) {
+        return Err(e);
     }
     let lock_file = dir.join(scrydb::LOCK_FILE);
     // A directory never opened by a writer has no lock file; none is created here.
@@ -386,6 +420,12 @@ fn print_verify(r: &scrydb::VerifyReport) {
         println!(
             "note: {} ends in an incomplete frame (an unacknowledged write; open drops it)",
             t.display()
+        );
+    }
+    for q in &r.quarantined {
+        println!(
+            "quarantined: {} holds log bytes an earlier `scry recover` moved out of the store",
+            q.display()
         );
     }
     for d in &r.damaged {
@@ -527,21 +567,53 @@ fn synth_cmd(
     let t = Instant::now();
     db.flush()?;
     println!("flush to Parquet: {:.2} s", t.elapsed().as_secs_f64());
-    print_info(&db);
+    stdout_quietly(|out| print_info(&db, out))?;
     db.close()
 }
 
-fn print_info(db: &Db) {
+/// Runs `print` on standard output (locked, buffered). A reader that went away
+/// (`scry info | head -1`: `BrokenPipe`) ends the output quietly instead of a panic, as
+/// `println!` would; any other write error is returned.
+fn stdout_quietly(
+    print: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> scrydb::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match print(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(scrydb::Error::Io {
+            op: "write",
+            path: PathBuf::from("<stdout>"),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The recovery report of an open, when it found anything.
+fn print_recovery(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let report = db.recovery_report();
+    if !report.is_clean() {
+        for line in report.to_string().lines() {
+            writeln!(out, "recovery: {line}")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_info(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    print_recovery(db, out)?;
     let snap = db.snapshot();
-    println!(
+    writeln!(
+        out,
         "database {} (manifest {})",
         db.path().display(),
         snap.manifest_version()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<8} {:>9} {:>12} {:>14} {:>10} {:>12}",
         "signal", "segments", "rows", "bytes", "bytes/row", "unflushed"
-    );
+    )?;
     for signal in Signal::ALL {
         let s = snap.stats(signal);
         let per_row = if s.segment_rows > 0 {
@@ -549,7 +621,8 @@ fn print_info(db: &Db) {
         } else {
             "-".into()
         };
-        println!(
+        writeln!(
+            out,
             "{:<8} {:>9} {:>12} {:>14} {:>10} {:>12}",
             signal.name(),
             s.segments,
@@ -557,7 +630,7 @@ fn print_info(db: &Db) {
             s.segment_bytes,
             per_row,
             s.memtable_rows
-        );
+        )?;
     }
     let mut partitions: BTreeMap<(Signal, i64), (usize, u64)> = BTreeMap::new();
     for signal in Signal::ALL {
@@ -568,13 +641,15 @@ fn print_info(db: &Db) {
         }
     }
     if !partitions.is_empty() {
-        println!("partitions:");
+        writeln!(out, "partitions:")?;
         for ((signal, start), (segs, rows)) in partitions {
-            println!(
+            writeln!(
+                out,
                 "  {:<8} {}  {segs} segment(s), {rows} rows",
                 signal.name(),
                 scrydb::partition::partition_dir_name(start)
-            );
+            )?;
         }
     }
+    Ok(())
 }
