@@ -60,3 +60,31 @@ pub fn scan(db: &Db, signal: Signal) -> Vec<RecordBatch> {
 pub fn synth(signal: Signal, seed: u64, n: usize, base: i64) -> RecordBatch {
     synth::batch(signal, &mut Rng::new(seed), n, base)
 }
+
+/// Copies a directory tree (a store, a fixture) into `to`, which must exist.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The trace id of the first row of a spans batch.
+pub fn first_trace_id(spans: &RecordBatch) -> [u8; 16] {
+    spans
+        .column_by_name("trace_id")
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+        })
+        .expect("trace ids")
+        .value(0)
+        .try_into()
+        .expect("16 bytes")
+}

@@ -18,19 +18,6 @@ fn two_signal_store(dir: &Path) -> [u8; 16] {
     first_trace_id(&spans)
 }
 
-fn first_trace_id(spans: &arrow::array::RecordBatch) -> [u8; 16] {
-    spans
-        .column_by_name("trace_id")
-        .and_then(|c| {
-            c.as_any()
-                .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-        })
-        .expect("trace ids")
-        .value(0)
-        .try_into()
-        .expect("16 bytes")
-}
-
 /// The path of the one segment of `signal`.
 fn segment_path(dir: &Path, signal: Signal) -> PathBuf {
     let db = open(dir);
@@ -116,19 +103,6 @@ fn a_flipped_byte_in_a_segment_fails_every_read_of_it_naming_it() {
         assert_eq!(logs, want_logs);
         db.close().expect("close");
         flip(&seg, at);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
     }
 }
 

@@ -145,16 +145,7 @@ fn flushed_store(dir: &std::path::Path) -> [u8; 16] {
             .expect("append");
     }
     let spans = synth(Signal::Spans, 40, 400, BASE);
-    let id = spans
-        .column_by_name("trace_id")
-        .and_then(|c| {
-            c.as_any()
-                .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-        })
-        .expect("trace ids")
-        .value(0)
-        .try_into()
-        .expect("16 bytes");
+    let id = first_trace_id(&spans);
     db.close().expect("close");
     id
 }

@@ -35,19 +35,6 @@ fn crashed_copy(n: usize) -> (tempfile::TempDir, Vec<arrow::array::RecordBatch>)
     (copy, batches)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
-
 /// Byte offsets of the frames in a log file.
 fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut off = 32;
