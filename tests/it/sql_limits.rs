@@ -218,6 +218,49 @@ fn deeply_nested_expressions_get_a_clear_error() {
 }
 
 #[test]
+fn commands_keep_working_when_their_output_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    store_with_spans(&store, 3_000).close().expect("close");
+    let otlp = dir.path().join("gen.jsonl");
+    let otlp_arg = otlp.display().to_string();
+    let runs: [&[&str]; 3] = [
+        &["info"],
+        &["gen", "--spans", "2000", "--out", &otlp_arg],
+        &["ingest", &otlp_arg],
+    ];
+    for args in runs {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scry"))
+            .arg("--db")
+            .arg(&store)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("scry runs");
+        // Close the pipe before scry writes anything (like `| head -0`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("scry ends");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+    // The ingest went on and stored everything with nobody reading its report.
+    let db = Db::open(&store, small_opts()).expect("open");
+    let n = db
+        .sql_blocking("SELECT count(*) FROM spans")
+        .expect("count");
+    let n = n[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .expect("count")
+        .value(0);
+    assert!(n >= 3_000 + 2_000, "{n}");
+    db.close().expect("close");
+}
+
+#[test]
 fn scry_info_stops_quietly_when_its_reader_goes_away() {
     let dir = tempfile::tempdir().expect("tempdir");
     store_with_spans(dir.path(), 3_000).close().expect("close");

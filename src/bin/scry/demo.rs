@@ -30,9 +30,9 @@ impl Ui {
     fn heading(&self, n: usize, text: &str) {
         let t = format!("\n── {n}. {text}");
         if self.color {
-            println!("\x1b[1m{t}\x1b[0m");
+            say!("\x1b[1m{t}\x1b[0m");
         } else {
-            println!("{t}");
+            say!("{t}");
         }
     }
     /// Prints the SQL the diagnosis ran for `step`.
@@ -44,9 +44,9 @@ impl Ui {
     fn sql(&self, sql: &str) {
         for line in sql.lines() {
             if self.color {
-                println!("\x1b[2m  {line}\x1b[0m");
+                say!("\x1b[2m  {line}\x1b[0m");
             } else {
-                println!("  {line}");
+                say!("  {line}");
             }
         }
     }
@@ -86,11 +86,12 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         .cloned()
         .ok_or("the workload has no fault")?;
 
-    println!(
+    say!(
         "ScryDB demo: a shop of 12 services runs for {} s at {} requests/s; something goes wrong.",
-        args.seconds, args.rate
+        args.seconds,
+        args.rate
     );
-    println!("store: {}", dir.display());
+    say!("store: {}", dir.display());
     let db = Db::open(dir, Options::default())?;
     let t = Instant::now();
     let mut ingester = Ingester::new(&db, IngestOptions::default());
@@ -101,7 +102,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     }
     let stored = ingester.finish().stored;
     db.flush()?;
-    println!(
+    say!(
         "ingested {} spans, {} logs, {} metric points through OTLP in {:.2} s",
         stored.spans,
         stored.logs,
@@ -119,7 +120,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     ui.queries(&d, Step::Symptom);
     let max_err = d.buckets.iter().map(|b| b.error_rate).fold(0.0, f64::max);
     let max_p99 = d.buckets.iter().map(|b| b.p99_ms).fold(0.0, f64::max);
-    println!("  {:<8} {:<22} {:<22}", "time", "error rate", "p99 latency");
+    say!("  {:<8} {:<22} {:<22}", "time", "error rate", "p99 latency");
     for b in &d.buckets {
         let line = format!(
             "  {} {} {:>5.1}%  {} {:>6.0} ms",
@@ -130,24 +131,26 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
             b.p99_ms
         );
         if b.anomalous && ui.color {
-            println!("\x1b[31m{line}  ◀\x1b[0m");
+            say!("\x1b[31m{line}  ◀\x1b[0m");
         } else {
-            println!("{line}{}", if b.anomalous { "  ◀" } else { "" });
+            say!("{line}{}", if b.anomalous { "  ◀" } else { "" });
         }
     }
     let verdict = |found: &str| {
-        println!(
+        say!(
             "\nverdict: {found} — injected fault: {} on {}/{}",
-            truth.kind, truth.service, truth.operation
+            truth.kind,
+            truth.service,
+            truth.operation
         );
     };
     let Some(a) = &d.anomaly else {
-        println!("no anomaly found");
+        say!("no anomaly found");
         db.close()?;
         verdict("none");
         return Ok(false);
     };
-    println!(
+    say!(
         "  anomaly: {} from {} to {} (baseline: {:.1}% errors, p99 {:.0} ms)",
         a.kind,
         clock(a.start),
@@ -163,26 +166,27 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     );
     ui.queries(&d, Step::Services);
     for s in &d.services {
-        println!(
+        say!(
             "  {:<16} {:>6} spans {:>5} errors  p99 {:>6.0} ms",
-            s.service, s.spans, s.errors, s.p99_ms
+            s.service,
+            s.spans,
+            s.errors,
+            s.p99_ms
         );
     }
 
     // 3. The root cause.
     ui.heading(3, "The root cause");
     if a.kind == AnomalyKind::Errors {
-        println!("  the deepest erroring spans: errors whose children did not fail");
+        say!("  the deepest erroring spans: errors whose children did not fail");
     } else {
-        println!(
-            "  self time (a span's duration minus its children's), in the window vs outside it"
-        );
+        say!("  self time (a span's duration minus its children's), in the window vs outside it");
     }
     ui.queries(&d, Step::RootCause);
     match d.root_cause.as_ref().map(|r| &r.evidence) {
         Some(Evidence::DeepestErrors(groups)) => {
             for g in groups {
-                println!(
+                say!(
                     "  {:>5} × {:<12} {:<24} {:<7} {}",
                     g.count,
                     g.service,
@@ -197,7 +201,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         }
         Some(Evidence::SelfTime(changes)) => {
             for c in changes {
-                println!(
+                say!(
                     "  {:<12} {:<24} {:>8.1} ms during, {:>6.1} ms outside",
                     c.service,
                     c.operation,
@@ -209,29 +213,29 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         _ => {}
     }
     let Some(cause) = &d.root_cause else {
-        println!("  no span in the window explains it");
+        say!("  no span in the window explains it");
         db.close()?;
         verdict("none");
         return Ok(false);
     };
-    println!("  → {}/{}", cause.service, cause.operation);
+    say!("  → {}/{}", cause.service, cause.operation);
 
     // 4. One such trace.
     ui.heading(4, "One affected trace, as a waterfall");
     ui.queries(&d, Step::ExampleTrace);
     match d.example_trace {
         Some(id) => {
-            println!("  scry --db {} trace {}", dir.display(), hex(&id));
+            say!("  scry --db {} trace {}", dir.display(), hex(&id));
             crate::trace::print_trace(&db, id, ui.color)?;
         }
-        None => println!("  (no affected trace found)"),
+        None => say!("  (no affected trace found)"),
     }
 
     // 5. The logs of the affected traces.
     ui.heading(5, "What the logs of those traces say");
     ui.queries(&d, Step::Logs);
     for l in &d.logs {
-        println!(
+        say!(
             "  {} {:<12} {:<5} {}",
             chrono::DateTime::from_timestamp_nanos(l.time).format("%H:%M:%S%.3f"),
             l.service,
@@ -240,7 +244,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         );
     }
     if d.logs.is_empty() {
-        println!("  (no warnings or errors logged)");
+        say!("  (no warnings or errors logged)");
     }
 
     // 6. The exemplar.
@@ -250,7 +254,7 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     );
     ui.queries(&d, Step::Exemplar);
     if let Some(e) = &d.exemplar {
-        println!(
+        say!(
             "  {} of {}: {:.0} ms, exemplar → span {} of trace {}",
             e.metric,
             e.service,

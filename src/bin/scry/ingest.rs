@@ -103,7 +103,7 @@ pub fn run(
         }
         // Printed only now: the file's rows are all appended.
         match result {
-            Ok(report) => println!("{source}: {}", stored_line(&report)),
+            Ok(report) => say!("{source}: {}", stored_line(&report)),
             Err(e @ scrydb::Error::Io { .. }) => {
                 eprintln!("{source}: {e}");
                 unreadable += 1;
@@ -115,7 +115,7 @@ pub fn run(
     // The summary's time covers the rows reaching their Parquet segments, not only the log.
     db.flush()?;
     for s in Signal::ALL {
-        println!(
+        say!(
             "{:<8} {:>10} {} stored, {} rejected",
             s.name(),
             t.stored.get(s),
@@ -123,7 +123,7 @@ pub fn run(
             t.rejected.get(s)
         );
     }
-    println!("in {:.2} s", start.elapsed().as_secs_f64());
+    say!("in {:.2} s", start.elapsed().as_secs_f64());
     let ok = unreadable == 0 && t.is_clean();
     if !ok {
         eprintln!(

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[macro_use]
+mod out;
 mod demo;
 mod ingest;
 mod sql;
@@ -212,7 +214,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             };
             let result = demo::run(&dir, &args);
             if kept {
-                println!(
+                say!(
                     "the store is kept at {} (remove it when done)",
                     dir.display()
                 );
@@ -298,7 +300,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Reindex { all } => {
             let db = Db::open(&db_dir, Options::default())?;
             let n = db.rebuild_indexes(all)?;
-            println!("{n} trace index(es) rebuilt");
+            say!("{n} trace index(es) rebuilt");
             db.close().map(|()| true)
         }
         Command::Info => {
@@ -325,14 +327,14 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             )?;
             let report = db.recovery_report();
             if report.is_clean() {
-                println!("{}: nothing to recover", db_dir.display());
+                say!("{}: nothing to recover", db_dir.display());
             } else {
-                print!("{report}");
+                say_part!("{report}");
             }
             if report.quarantined.is_empty() {
-                println!("no log bytes were moved");
+                say!("no log bytes were moved");
             } else {
-                println!(
+                say!(
                     "{} quarantine file(s) written; the batches in them are no longer in the \
                      database, their bytes are kept for inspection",
                     report.quarantined.len()
@@ -409,33 +411,36 @@ fn verify_cmd(dir: &std::path::Path) -> scrydb::Result<scrydb::VerifyReport> {
 
 fn print_verify(r: &scrydb::VerifyReport) {
     match r.manifest_version {
-        Some(v) => println!("manifest {v}"),
-        None => println!("manifest: unusable, segments and indexes not checked"),
+        Some(v) => say!("manifest {v}"),
+        None => say!("manifest: unusable, segments and indexes not checked"),
     }
-    println!(
+    say!(
         "checked {} segment(s), {} trace index(es), {} log file(s) with {} frame(s)",
-        r.segments, r.indexes, r.wal_files, r.wal_frames
+        r.segments,
+        r.indexes,
+        r.wal_files,
+        r.wal_frames
     );
     if let Some(t) = &r.torn_tail {
-        println!(
+        say!(
             "note: {} ends in an incomplete frame (an unacknowledged write; open drops it)",
             t.display()
         );
     }
     for q in &r.quarantined {
-        println!(
+        say!(
             "quarantined: {} holds log bytes an earlier `scry recover` moved out of the store",
             q.display()
         );
     }
     for d in &r.damaged {
         let signal = d.signal.map(|s| format!(" ({s})")).unwrap_or_default();
-        println!("DAMAGED {}{signal}: {}", d.kind, d.error);
+        say!("DAMAGED {}{signal}: {}", d.kind, d.error);
     }
     if r.is_ok() {
-        println!("ok: no damaged file");
+        say!("ok: no damaged file");
     } else {
-        println!("{} damaged file(s)", r.damaged.len());
+        say!("{} damaged file(s)", r.damaged.len());
     }
 }
 
@@ -519,14 +524,18 @@ fn gen_cmd(
         }
     }
     w.flush().map_err(io)?;
-    println!(
+    say!(
         "wrote {written} spans with their logs and metrics to {}",
         out.display()
     );
     if let Some(f) = truth {
-        println!(
+        say!(
             "injected fault: {} on {}/{} from {} to {} (ns)",
-            f.kind, f.service, f.operation, f.start_ns, f.end_ns
+            f.kind,
+            f.service,
+            f.operation,
+            f.start_ns,
+            f.end_ns
         );
     }
     Ok(())
@@ -543,7 +552,7 @@ fn synth_cmd(
     let db = Db::open(dir, Options::default())?;
     let mut rng = Rng::new(seed);
     let base = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - 3_600_000_000_000;
-    println!("ingesting into {} ...", dir.display());
+    say!("ingesting into {} ...", dir.display());
     for (signal, total) in [
         (Signal::Spans, spans),
         (Signal::Logs, logs),
@@ -559,14 +568,14 @@ fn synth_cmd(
             db.append(signal, b)?;
         }
         let secs = t.elapsed().as_secs_f64();
-        println!(
+        say!(
             "  {signal:<8} {total:>10} rows in {secs:>6.2} s  = {:>9.0} rows/s (durable appends, {batch} rows per batch)",
             total as f64 / secs
         );
     }
     let t = Instant::now();
     db.flush()?;
-    println!("flush to Parquet: {:.2} s", t.elapsed().as_secs_f64());
+    say!("flush to Parquet: {:.2} s", t.elapsed().as_secs_f64());
     stdout_quietly(|out| print_info(&db, out))?;
     db.close()
 }

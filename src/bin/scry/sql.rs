@@ -382,7 +382,7 @@ pub fn piped(session: &Session, format: OutputFormat, input: impl BufRead) -> bo
                     continue;
                 }
                 Some(Meta::Help) => {
-                    println!("{HELP}");
+                    say!("{HELP}");
                     continue;
                 }
                 Some(Meta::Unknown(c)) => {
@@ -420,7 +420,7 @@ fn interactive(
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    println!(
+    say!(
         "ScryDB SQL. Tables: spans, logs, metrics. End statements with ';', \\? for help, \\q or Ctrl-D to quit."
     );
     let mut buf = String::new();
@@ -440,7 +440,7 @@ fn interactive(
                     match meta {
                         Meta::Quit => break,
                         Meta::Run(q) => ok &= run_query(session, &q, format) == Outcome::Ok,
-                        Meta::Help => println!("{HELP}"),
+                        Meta::Help => say!("{HELP}"),
                         Meta::Unknown(c) => {
                             eprintln!("error: unknown command {c} (\\? lists them)")
                         }
