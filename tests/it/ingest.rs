@@ -382,3 +382,91 @@ fn a_truncated_last_protobuf_message_loses_only_that_message() {
     drop(ingester);
     db.close().expect("close");
 }
+
+#[test]
+fn a_raised_stop_flag_ends_the_read_at_a_request_boundary_with_exact_counts() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let trace = compact("trace.json");
+    let input: String = (0..20).map(|_| format!("{trace}\n")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let raise = stop.clone();
+    let mut ingester = Ingester::new(&db, IngestOptions::default().batch_rows(1))
+        .stop_when(stop.clone())
+        .on_progress(move |p| {
+            // Stop after the fifth request, as a Ctrl-C would.
+            if p.requests == 5 {
+                raise.store(true, Ordering::SeqCst);
+            }
+        });
+    let report = ingester
+        .ingest_reader(input.as_bytes(), Some(Format::JsonLines), "ctrl-c")
+        .expect("ingest");
+    assert!(report.stopped);
+    assert_eq!(report.requests, 5);
+    assert_eq!(report.stored.spans, rows(&db, Signal::Spans));
+    assert!(report.stored.spans > 0);
+    // A stopped ingester reads nothing more.
+    let again = ingester
+        .ingest_reader(input.as_bytes(), Some(Format::JsonLines), "later")
+        .expect("ingest");
+    assert!(again.stopped && again.requests == 0);
+    assert!(ingester.finish().stopped);
+    db.close().expect("close");
+}
+
+#[test]
+fn scry_ingest_interrupted_reports_exactly_what_it_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let file = dir.path().join("big.jsonl");
+    let trace = compact("trace.json");
+    let line = format!("{trace}\n");
+    std::fs::write(&file, line.repeat(40_000)).expect("write input");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(&store)
+        .arg("ingest")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("scry runs");
+    // Wait until something is stored (read-only opens work beside the writer), then
+    // interrupt as Ctrl-C does.
+    let started = std::time::Instant::now();
+    loop {
+        let stored = Db::open_read_only(&store, small_opts())
+            .ok()
+            .map(|db| rows(&db, Signal::Spans))
+            .unwrap_or(0);
+        if stored > 0 || started.elapsed() > std::time::Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("scry ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The summary line `spans <n> spans stored, ...` is what is in the store.
+    let reported: u64 = stdout
+        .lines()
+        .find(|l| l.starts_with("spans "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stdout}{stderr}"));
+    let db = Db::open_read_only(&store, small_opts()).expect("open");
+    assert_eq!(rows(&db, Signal::Spans), reported, "{stdout}{stderr}");
+    if stdout.contains("interrupted") {
+        assert!(!out.status.success());
+        assert!(reported < 40_000 * 2, "{stdout}");
+    }
+}

@@ -520,6 +520,9 @@ pub struct IngestReport {
     /// The first [`IngestOptions::max_problems`] problems, in input order; the counts
     /// above count all of them.
     pub problems: Vec<Problem>,
+    /// Reading stopped early because the stop flag ([`Ingester::stop_when`]) was raised:
+    /// everything counted above is stored, the rest of the source was not read.
+    pub stopped: bool,
 }
 
 impl IngestReport {
@@ -615,6 +618,7 @@ type ProblemFn<'a> = Box<dyn FnMut(&Problem) + Send + 'a>;
 /// may acknowledge a source (print its line, answer its sender) right after.
 pub struct Ingester<'a> {
     db: &'a Db,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     opts: IngestOptions,
     total: IngestReport,
     on_progress: Option<ProgressFn<'a>>,
@@ -626,6 +630,7 @@ impl<'a> Ingester<'a> {
     pub fn new(db: &'a Db, opts: IngestOptions) -> Self {
         Ingester {
             db,
+            stop: None,
             opts,
             total: IngestReport::default(),
             on_progress: None,
@@ -645,6 +650,20 @@ impl<'a> Ingester<'a> {
     pub fn on_problem(mut self, f: impl FnMut(&Problem) + Send + 'a) -> Self {
         self.on_problem = Some(Box::new(f));
         self
+    }
+
+    /// Stops reading at the next request boundary once `flag` is raised (from a signal
+    /// handler, another thread): what was read before is appended, the report says
+    /// [`IngestReport::stopped`], and later `ingest_*` calls read nothing.
+    pub fn stop_when(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The totals over everything ingested so far (including the stored part of a source
@@ -798,6 +817,11 @@ impl<'a> Ingester<'a> {
         let mut pending = Pending::default();
         let mut accepted = 0u64;
         loop {
+            if self.should_stop() {
+                current.stopped = true;
+                self.total.stopped = true;
+                break;
+            }
             let (position, request) = match requests.next() {
                 None => break,
                 Some(Ok(item)) => item,

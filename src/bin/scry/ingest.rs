@@ -82,7 +82,22 @@ pub fn run(
         last: Instant::now(),
         drawn: drawn.clone(),
     };
+    // Ctrl-C (or SIGTERM) stops at the next request boundary; what was read before is
+    // stored and reported exactly. A second Ctrl-C while stopping is not waited for.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let installed = ctrlc::try_set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        if let Err(e) = installed {
+            log::warn!("Ctrl-C will not stop the ingest cleanly: {e}");
+        }
+    }
     let mut ingester = Ingester::new(db, IngestOptions::default().signal(hint))
+        .stop_when(stop.clone())
         .on_problem(print_problem)
         .on_progress(move |p| bar.update(p));
     let mut unreadable = 0;
@@ -103,6 +118,13 @@ pub fn run(
         }
         // Printed only now: the file's rows are all appended.
         match result {
+            Ok(report) if report.stopped => {
+                say!(
+                    "{source}: {} (interrupted: the rest was not read)",
+                    stored_line(&report)
+                );
+                break;
+            }
             Ok(report) => say!("{source}: {}", stored_line(&report)),
             Err(e @ scrydb::Error::Io { .. }) => {
                 eprintln!("{source}: {e}");
@@ -124,7 +146,10 @@ pub fn run(
         );
     }
     say!("in {:.2} s", start.elapsed().as_secs_f64());
-    let ok = unreadable == 0 && t.is_clean();
+    if t.stopped {
+        eprintln!("interrupted: the counts above are exactly what was stored");
+    }
+    let ok = unreadable == 0 && t.is_clean() && !t.stopped;
     if !ok {
         eprintln!(
             "errors: {unreadable} unreadable file(s), {} request(s) that did not decode, {} rejected record(s)",
