@@ -88,3 +88,13 @@ pub fn first_trace_id(spans: &RecordBatch) -> [u8; 16] {
         .try_into()
         .expect("16 bytes")
 }
+
+/// The one BIGINT value of a one-row, one-column result (`SELECT count(*) ...`).
+pub fn single_i64(batches: &[RecordBatch]) -> i64 {
+    use arrow::array::AsArray;
+    assert_eq!(count(batches), 1, "one row expected");
+    batches[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}

@@ -188,12 +188,6 @@ fn sparse_old_data_does_not_explode_into_a_segment_per_hour() {
              AND time < to_timestamp_nanos({hi})"
         ))
         .expect("sql");
-    let n = n[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .expect("count")
-        .value(0);
-    assert_eq!(n, 1_200);
+    assert_eq!(single_i64(&n), 1_200);
     db.close().expect("close");
 }

@@ -632,19 +632,11 @@ fn a_read_only_open_changes_nothing_and_sees_the_log() {
         rows(&batches),
         "log rows visible"
     );
-    let n: usize = db
-        .sql_blocking("SELECT count(*) AS n FROM spans")
-        .expect("sql")
-        .iter()
-        .map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .expect("count")
-                .value(0) as usize
-        })
-        .sum();
-    assert_eq!(n, count(&batches));
+    let n = single_i64(
+        &db.sql_blocking("SELECT count(*) AS n FROM spans")
+            .expect("sql"),
+    );
+    assert_eq!(n as usize, count(&batches));
     let report = db.verify().expect("verify");
     assert!(report.is_ok() && report.segments >= 1, "{report:?}");
     let err = db

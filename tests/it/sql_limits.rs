@@ -247,35 +247,10 @@ fn commands_keep_working_when_their_output_is_closed() {
     }
     // The ingest went on and stored everything with nobody reading its report.
     let db = Db::open(&store, small_opts()).expect("open");
-    let n = db
-        .sql_blocking("SELECT count(*) FROM spans")
-        .expect("count");
-    let n = n[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .expect("count")
-        .value(0);
+    let n = single_i64(
+        &db.sql_blocking("SELECT count(*) FROM spans")
+            .expect("count"),
+    );
     assert!(n >= 3_000 + 2_000, "{n}");
     db.close().expect("close");
-}
-
-#[test]
-fn scry_info_stops_quietly_when_its_reader_goes_away() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    store_with_spans(dir.path(), 3_000).close().expect("close");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scry"))
-        .arg("--db")
-        .arg(dir.path())
-        .arg("info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("scry runs");
-    // Close the pipe before scry writes anything (like `| head -0`).
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("scry ends");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(out.status.code(), Some(0), "{err}");
 }

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
 use futures::StreamExt;
 use scrydb::io::fault::{FaultOp, FaultyFs};
 use scrydb::io::{FileSystem, StdFs};
@@ -15,11 +13,6 @@ use scrydb::sql::{Session, SessionOptions};
 use scrydb::{Db, Signal};
 
 use crate::common::*;
-
-fn single_i64(batches: &[RecordBatch]) -> i64 {
-    assert_eq!(count(batches), 1, "one row expected");
-    batches[0].column(0).as_primitive::<Int64Type>().value(0)
-}
 
 #[test]
 fn a_query_paused_mid_stream_survives_retention() {
