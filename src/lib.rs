@@ -45,6 +45,9 @@
 //! handle, so every engine call works on it); the SQL layer is [`scrydb_sql`].
 
 pub mod diagnose;
+#[cfg(feature = "serve")]
+pub mod server;
+pub mod tail;
 
 pub use scrydb_engine::*;
 pub use scrydb_sql as sql;

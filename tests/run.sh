@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, after installing what the tests need: a Python virtual
 # environment (target/venv) with the pinned packages of tests/requirements.txt — DuckDB, which
-# the differential SQL test runs the same queries on. Formatting and lints are checked first
+# the differential SQL test runs the same queries on, and the OpenTelemetry Python SDK with its
+# OTLP gRPC and HTTP exporters, which the `scry serve` tests export through. Formatting and lints are checked first
 # (`cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings`), so a change
 # that passes here passes CI. Extra arguments go to `cargo test`.
 set -euo pipefail

@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 
 use crate::flush::manager::FlushMsg;
 use crate::flush::{manager, worker};
+use crate::follow::{Follower, Refreshed};
 use crate::io::LockGuard;
 use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::retention::RetentionStats;
@@ -20,6 +21,86 @@ use crate::{Error, Options, Result, Signal, validate, wal};
 
 /// Name of the lock file in the database directory.
 pub const LOCK_FILE: &str = "LOCK";
+
+/// The error for a failed attempt to lock `dir`'s lock file: [`Error::Locked`] naming the
+/// holder (as it wrote itself into the lock file) when someone holds it, else the I/O error.
+pub fn lock_error(fs: &dyn crate::io::FileSystem, dir: &Path, e: std::io::Error) -> Error {
+    let lock_file = dir.join(LOCK_FILE);
+    if e.kind() != std::io::ErrorKind::WouldBlock {
+        return Error::io("lock", &lock_file, e);
+    }
+    let holder = fs
+        .read(&lock_file)
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    Error::Locked {
+        dir: dir.to_path_buf(),
+        lock_file,
+        holder,
+    }
+}
+
+/// Writes who holds the lock into the (locked) lock file, for [`lock_error`]: the process
+/// id and its command line, one line, at most 300 bytes. Only informative: a failure is
+/// logged, never fatal.
+fn write_lock_holder(fs: &dyn crate::io::FileSystem, lock_path: &Path) {
+    let mut line = format!(
+        "pid {}: {}",
+        std::process::id(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    if line.len() > 300 {
+        let mut end = 300;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line.push('\n');
+    let written = fs
+        .create(lock_path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        log::debug!(
+            "could not note the lock holder in {}: {e}",
+            lock_path.display()
+        );
+    }
+}
+
+/// The state of the write path; see [`Db::write_stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteStats {
+    /// The flush is behind: `max_frozen` memtables wait for it, so the next memtable
+    /// rotation blocks appends until one is written. A server should push back (answer
+    /// "retry later") instead of queueing more requests.
+    pub backlogged: bool,
+    /// Frozen memtables waiting for (or in) the flush.
+    pub frozen_waiting: usize,
+    /// [`Options::max_frozen_memtables`].
+    pub max_frozen: usize,
+    /// Bytes in the active memtable.
+    pub active_bytes: usize,
+    /// [`Options::memtable_size`]: the active memtable is frozen when it reaches this.
+    pub memtable_size: usize,
+    /// Memtables flushed since open.
+    pub flushes: u64,
+    /// Time spent flushing them (encoding, fsync, publishing), in total.
+    pub flush_time: std::time::Duration,
+    /// How long the latest flush took.
+    pub last_flush: Option<std::time::Duration>,
+    /// Times appends were blocked because the flush was behind.
+    pub stalls: u64,
+    /// Time appends spent blocked, in total.
+    pub stall_time: std::time::Duration,
+    /// Segments in the current manifest.
+    pub segments: usize,
+    /// The database refuses writes after a failure ([`Error::Poisoned`]).
+    pub poisoned: bool,
+}
 
 /// Takes read snapshots of a database; see [`Db::reader`].
 #[derive(Clone)]
@@ -90,16 +171,10 @@ impl Db {
         fs.create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = fs.try_lock(&lock_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked {
-                    dir: dir.clone(),
-                    lock_file: lock_path.clone(),
-                }
-            } else {
-                Error::io("lock", &lock_path, e)
-            }
-        })?;
+        let lock = fs
+            .try_lock(&lock_path)
+            .map_err(|e| lock_error(fs.as_ref(), &dir, e))?;
+        write_lock_holder(fs.as_ref(), &lock_path);
         let Recovered {
             manifest,
             memtable,
@@ -151,14 +226,21 @@ impl Db {
     /// Opens the database in `dir` for reading only, without modifying the directory in
     /// any way: no lock is taken, nothing is created, truncated, renamed or removed (no
     /// recovery writes, no new log file, no leftover removal, no flush on close). The view
-    /// is the current manifest's segments plus the log's acknowledged batches, replayed
-    /// into memory (a torn tail is skipped; damage is handled as [`Options::wal_recovery`]
-    /// says, except that nothing is moved). It is fixed at open: later writes by another
-    /// process are not seen.
+    /// is the current manifest's segments plus the log's acknowledged batches, read into
+    /// this handle's memory (a torn tail is skipped; damage is handled as
+    /// [`Options::wal_recovery`] says, except that nothing is moved), so a read after a
+    /// writer crashed still sees every acknowledged row.
     ///
-    /// It works while another process has the store open for writing. That writer may
-    /// later delete segments this view reads (after a retention pass); such a read fails
-    /// with [`Error::Io`] naming the file, and reopening shows the new state.
+    /// It works while another process has the store open for writing, and follows it:
+    /// every snapshot first picks up the writer's newest manifest and the log frames it
+    /// acknowledged since the previous snapshot (reading only the new bytes), so a query
+    /// sees every write acknowledged before it started ([`Options::follow_writer`] turns
+    /// this off; [`Db::refresh`] does it on demand). If a refresh fails (the writer's
+    /// files are damaged), the snapshot keeps the previous view and a warning is logged.
+    ///
+    /// A query that is still reading an older view can meet a segment the writer has
+    /// since deleted (retention or compaction); that read fails with [`Error::Io`] naming
+    /// the file, and running it again reads the new view.
     ///
     /// Writes ([`Db::append`], [`Db::flush`], [`Db::drop_partitions_before`],
     /// [`Db::rebuild_indexes`]) fail with [`Error::ReadOnly`]. A directory that holds no
@@ -168,8 +250,18 @@ impl Db {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let fs = opts.fs.clone();
-        let (manifest, memtable, report) = recovery::read_only(&fs, &dir, &opts)?;
-        let shared = Arc::new(Shared::new(dir, opts, manifest, memtable));
+        let (manifest, memtable, mut report) = recovery::read_only(&fs, &dir)?;
+        let follower = Follower::new(&manifest, opts.follow_writer);
+        let shared = Arc::new(Shared::new(dir, opts, manifest, memtable).following(follower));
+        let stats = shared.refresh()?;
+        debug_assert!(!stats.skipped_log);
+        let (files, batches, unread) = shared.follower_log_stats();
+        report.wal_files = files;
+        report.wal_batches = batches;
+        match shared.opts.wal_recovery {
+            crate::WalRecovery::TolerateTornTail => report.torn_tail_bytes = unread,
+            crate::WalRecovery::TruncateAtCorruption => report.quarantined_bytes = unread,
+        }
         // No thread reads these: every write is refused before it would send.
         let (commit_tx, _) = crossbeam_channel::bounded(1);
         let (flush_tx, _) = crossbeam_channel::bounded(1);
@@ -183,6 +275,17 @@ impl Db {
             report,
             read_only: true,
         })
+    }
+
+    /// Brings a read-only handle's view up to what the writing process has done since the
+    /// last refresh (a newer manifest, newly acknowledged log frames) and says what changed,
+    /// including the new batches in log order (what `scry tail` prints). Snapshots do this
+    /// themselves unless [`Options::follow_writer`] is off; call it to see refresh errors.
+    ///
+    /// On a writer it fails with [`Error::InvalidOptions`]: a writer's view is always
+    /// current.
+    pub fn refresh(&self) -> Result<Refreshed> {
+        self.shared.refresh()
     }
 
     /// Whether this handle was opened with [`Db::open_read_only`].
@@ -235,6 +338,35 @@ impl Db {
             })
             .map_err(|_| self.gone_error())?;
         rx.recv().unwrap_or_else(|_| Err(self.gone_error()))
+    }
+
+    /// How the write path is doing: whether appends are being pushed back (the flush is
+    /// behind), and counters since open. Cheap (a few atomic loads and one short lock):
+    /// a server can ask before every request.
+    pub fn write_stats(&self) -> WriteStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.shared.counters;
+        let frozen_waiting = self.shared.frozen_pending();
+        let max_frozen = self.shared.opts.max_frozen_memtables;
+        let (active_bytes, segments) = {
+            let state = self.shared.read_state();
+            (state.active.bytes(), state.manifest.segments.len())
+        };
+        let last = c.last_flush_nanos.load(Relaxed);
+        WriteStats {
+            backlogged: !self.read_only && frozen_waiting >= max_frozen,
+            frozen_waiting,
+            max_frozen,
+            active_bytes,
+            memtable_size: self.shared.opts.memtable_size,
+            flushes: c.flushes.load(Relaxed),
+            flush_time: std::time::Duration::from_nanos(c.flush_nanos.load(Relaxed)),
+            last_flush: (last > 0).then(|| std::time::Duration::from_nanos(last)),
+            stalls: c.stalls.load(Relaxed),
+            stall_time: std::time::Duration::from_nanos(c.stall_nanos.load(Relaxed)),
+            segments,
+            poisoned: self.shared.is_poisoned(),
+        }
     }
 
     /// Takes a read snapshot: every batch acknowledged before this call, and nothing

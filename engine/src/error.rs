@@ -92,12 +92,15 @@ pub enum Error {
     },
 
     /// Another process (or another `Db` in this process) has the directory open.
-    #[error("database directory {} is locked by another writer (lock file {})", dir.display(), lock_file.display())]
+    #[error("database directory {} is locked by another writer{} (lock file {})", dir.display(), holder.as_ref().map(|h| format!(", {h}")).unwrap_or_default(), lock_file.display())]
     Locked {
         /// The database directory.
         dir: PathBuf,
         /// The lock file that is held.
         lock_file: PathBuf,
+        /// Who holds it, as the holder wrote it into the lock file: `pid 4242: scry serve
+        /// --db ./data`. `None` when the holder wrote nothing readable.
+        holder: Option<String>,
     },
 
     /// An earlier write, fsync or flush failed, or a background thread panicked; the
@@ -196,9 +199,14 @@ impl Error {
                 found: *found,
                 supported: *supported,
             },
-            Error::Locked { dir, lock_file } => Error::Locked {
+            Error::Locked {
+                dir,
+                lock_file,
+                holder,
+            } => Error::Locked {
                 dir: dir.clone(),
                 lock_file: lock_file.clone(),
+                holder: holder.clone(),
             },
             Error::Poisoned { reason } => Error::Poisoned {
                 reason: reason.clone(),

@@ -35,6 +35,7 @@
 mod db;
 mod error;
 mod flush;
+mod follow;
 pub mod index;
 pub mod io;
 pub mod manifest;
@@ -58,8 +59,9 @@ mod write;
 
 /// The Arrow version ScryDB's batches are built with.
 pub use arrow;
-pub use db::{Db, LOCK_FILE, Reader};
+pub use db::{Db, LOCK_FILE, Reader, WriteStats, lock_error};
 pub use error::{Error, Result};
+pub use follow::Refreshed;
 pub use manifest::SegmentMeta;
 pub use options::{Durability, Options, WalRecovery};
 pub use recovery::RecoveryReport;

@@ -65,6 +65,7 @@ pub struct Options {
     pub(crate) row_group_size: usize,
     pub(crate) data_page_row_limit: usize,
     pub(crate) retention: Option<Duration>,
+    pub(crate) follow_writer: bool,
     pub(crate) fs: Arc<dyn FileSystem>,
 }
 
@@ -81,6 +82,7 @@ impl Default for Options {
             row_group_size: 32 * 1024,
             data_page_row_limit: 1024,
             retention: None,
+            follow_writer: true,
             fs: Arc::new(StdFs),
         }
     }
@@ -174,6 +176,18 @@ impl Options {
     /// Default: `None` (keep everything). Must be at least the partition duration.
     pub fn retention(mut self, keep: Option<Duration>) -> Self {
         self.retention = keep;
+        self
+    }
+
+    /// For a handle opened with [`crate::Db::open_read_only`]: whether every snapshot first
+    /// picks up what the writing process did since the last one — its newest manifest and
+    /// the log frames it acknowledged (read incrementally: only new bytes are read). A
+    /// refresh costs two directory listings and a `stat` when nothing changed. With `false`
+    /// the view changes only on [`crate::Db::refresh`]. Writers ignore this option.
+    ///
+    /// Default: `true` (a reader sees every write acknowledged before its snapshot).
+    pub fn follow_writer(mut self, follow: bool) -> Self {
+        self.follow_writer = follow;
         self
     }
 

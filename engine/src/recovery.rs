@@ -172,22 +172,22 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
     })
 }
 
-/// What a read-only open sees: the current manifest and the log's acknowledged rows, read
+/// What a read-only open sees: the current manifest (its segments checked to exist), read
 /// without changing a byte or a name in `dir` (no lock, no directory, no truncation, no
-/// removal, no new log file). A writer may be working in `dir` at the same time: when a
-/// file vanishes between listing and reading (the writer published a new manifest and
-/// removed what it replaced), the whole read starts over.
+/// removal, no new log file). The log is left to the handle's follower (`follow.rs`). A
+/// writer may be working in `dir` at the same time: when a file vanishes between listing
+/// and reading (the writer published a new manifest and removed what it replaced), the
+/// whole read starts over.
 pub(crate) fn read_only(
     fs: &Arc<dyn FileSystem>,
     dir: &Path,
-    opts: &Options,
 ) -> Result<(Manifest, Memtable, RecoveryReport)> {
     const ATTEMPTS: usize = 5;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut version = None;
-        let result = read_only_once(fs.as_ref(), dir, opts, &mut version);
+        let result = read_only_once(fs.as_ref(), dir, &mut version);
         let Err(e) = &result else {
             return result;
         };
@@ -217,7 +217,6 @@ fn current_version(fs: &dyn FileSystem, dir: &Path) -> Option<u64> {
 fn read_only_once(
     fs: &dyn FileSystem,
     dir: &Path,
-    opts: &Options,
     version: &mut Option<u64>,
 ) -> Result<(Manifest, Memtable, RecoveryReport)> {
     let wal_dir = dir.join(WAL_DIR);
@@ -238,30 +237,24 @@ fn read_only_once(
     };
     *version = Some(manifest.version);
     check_segments(fs, dir, &manifest)?;
-    let mut memtable = Memtable::default();
-    let stats = wal::reader::replay(
-        fs,
-        &wal_dir,
-        manifest.wal_replay_from,
-        opts.wal_recovery,
-        true,
-        |signal, batch| {
-            memtable.push(signal, batch);
-            Ok(())
-        },
-    )?;
+    // The log is read by the handle's follower (`follow.rs`), which keeps reading it as
+    // the writer appends; here only the quarantine files are listed for the report.
+    let mut quarantine_files: Vec<PathBuf> = match fs.read_dir(&wal_dir) {
+        Ok(entries) => entries
+            .into_iter()
+            .filter(|e| !e.is_dir && wal::reader::is_quarantine_file(&e.path))
+            .map(|e| e.path)
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("list", &wal_dir, e)),
+    };
+    quarantine_files.sort();
     let report = RecoveryReport {
         read_only: true,
-        wal_files: stats.files,
-        wal_batches: stats.frames,
-        torn_tail_bytes: stats.torn_tail_bytes,
-        quarantined_bytes: stats.quarantined_bytes,
-        quarantined: Vec::new(),
-        quarantine_files: stats.quarantine_files,
-        orphans_removed: Vec::new(),
-        left_alone: Vec::new(),
+        quarantine_files,
+        ..RecoveryReport::default()
     };
-    Ok((manifest, memtable, report))
+    Ok((manifest, Memtable::default(), report))
 }
 
 /// Adds what to do to a damaged manifest's error: there is no command that repairs it.

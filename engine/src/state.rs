@@ -7,9 +7,11 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
+use crate::follow::{Follower, Refreshed};
 use crate::index::IndexCache;
 use crate::io::FileSystem;
 use crate::manifest::Manifest;
@@ -29,6 +31,25 @@ pub(crate) struct State {
 struct Progress {
     frozen_pending: usize,
     last_flushed: u64,
+}
+
+/// Counters of the write path, for [`crate::Db::write_stats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub flushes: AtomicU64,
+    pub flush_nanos: AtomicU64,
+    pub last_flush_nanos: AtomicU64,
+    pub stalls: AtomicU64,
+    pub stall_nanos: AtomicU64,
+}
+
+impl Counters {
+    pub fn record_flush(&self, took: Duration) {
+        let n = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.flush_nanos.fetch_add(n, Ordering::Relaxed);
+        self.last_flush_nanos.store(n, Ordering::Relaxed);
+    }
 }
 
 /// Failures the engine's own tests inject where no file operation can.
@@ -51,6 +72,10 @@ pub(crate) struct Shared {
     poison_reason: Mutex<Option<String>>,
     progress: Mutex<Progress>,
     progress_cv: Condvar,
+    /// Counters of the write path.
+    pub counters: Counters,
+    /// For a read-only handle: what it read of the writer's files so far.
+    follower: Option<Mutex<Follower>>,
     #[cfg(test)]
     pub test_hooks: TestHooks,
 }
@@ -72,10 +97,54 @@ impl Shared {
             poison_reason: Mutex::new(None),
             progress: Mutex::new(Progress::default()),
             progress_cv: Condvar::new(),
+            follower: None,
+            counters: Counters::default(),
             #[cfg(test)]
             test_hooks: TestHooks::default(),
             opts,
         }
+    }
+
+    /// Makes this the state of a read-only handle that follows the writer with `follower`.
+    pub fn following(mut self, follower: Follower) -> Self {
+        self.follower = Some(Mutex::new(follower));
+        self
+    }
+
+    /// Brings a read-only view up to the writer's current state (see [`crate::follow`]).
+    /// A writer's view is always current: it fails with [`Error::InvalidOptions`] there.
+    pub fn refresh(&self) -> Result<Refreshed> {
+        let Some(f) = &self.follower else {
+            return Err(Error::InvalidOptions {
+                option: "refresh",
+                reason: "only a read-only handle refreshes; a writer's view is always current"
+                    .into(),
+            });
+        };
+        let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_refresh(&mut f)
+    }
+
+    /// Log files, batches and unread tail bytes of a following handle's view.
+    pub fn follower_log_stats(&self) -> (usize, u64, u64) {
+        self.follower.as_ref().map_or((0, 0, 0), |f| {
+            f.lock().unwrap_or_else(|e| e.into_inner()).log_stats()
+        })
+    }
+
+    fn apply_refresh(&self, f: &mut Follower) -> Result<Refreshed> {
+        let (manifest, memtable, out) =
+            f.refresh(self.fs.as_ref(), &self.dir, self.opts.wal_recovery)?;
+        if manifest.is_some() || memtable.is_some() {
+            let mut state = self.write_state();
+            if let Some(m) = manifest {
+                state.manifest = Arc::new(m);
+            }
+            if let Some(m) = memtable {
+                state.active = Arc::new(m);
+            }
+        }
+        Ok(out)
     }
 
     pub fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -130,13 +199,26 @@ impl Shared {
     /// Blocks until fewer than `max` frozen memtables wait for the flush.
     pub fn wait_for_frozen_slot(&self, max: usize) -> Result<()> {
         let mut p = self.progress();
-        while p.frozen_pending >= max && !self.is_poisoned() {
-            p = self.progress_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        if p.frozen_pending >= max && !self.is_poisoned() {
+            let started = Instant::now();
+            while p.frozen_pending >= max && !self.is_poisoned() {
+                p = self.progress_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.counters.stalls.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .stall_nanos
+                .fetch_add(waited, Ordering::Relaxed);
         }
         if self.is_poisoned() {
             return Err(self.poison_error());
         }
         Ok(())
+    }
+
+    /// Frozen memtables waiting for the flush.
+    pub fn frozen_pending(&self) -> usize {
+        self.progress().frozen_pending
     }
 
     pub fn frozen_added(&self) {
@@ -181,6 +263,14 @@ impl Shared {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        if let Some(f) = &self.follower {
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            if f.on_snapshot
+                && let Err(e) = self.apply_refresh(&mut f)
+            {
+                f.warn(&self.dir, &e);
+            }
+        }
         let state = self.read_state();
         Snapshot {
             dir: self.dir.clone(),

@@ -41,6 +41,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use scrydb_engine::{Reader, Signal};
 
+/// The DataFusion version the SQL layer is built with.
+pub use datafusion;
 pub use ids::ids_as_hex;
 pub use table::{ScryTable, StatementSnapshots};
 

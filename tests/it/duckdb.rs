@@ -17,7 +17,7 @@ use scrydb::{Signal, otlp};
 
 use crate::common::*;
 
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SCRY_PYTHON") {
         return Some(PathBuf::from(p));
     }

@@ -463,9 +463,18 @@ fn second_writer_gets_the_lock_error() {
     let db = open(dir.path());
     let err = Db::open(dir.path(), small_opts()).expect_err("second open refused");
     match &err {
-        Error::Locked { dir: d, lock_file } => {
+        Error::Locked {
+            dir: d,
+            lock_file,
+            holder,
+        } => {
             assert_eq!(d, dir.path());
             assert_eq!(lock_file, &dir.path().join("LOCK"));
+            let holder = holder.as_deref().expect("the holder wrote itself down");
+            assert!(
+                holder.starts_with(&format!("pid {}: ", std::process::id())),
+                "{holder}"
+            );
         }
         other => panic!("expected Locked, got {other}"),
     }

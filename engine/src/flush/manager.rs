@@ -64,10 +64,13 @@ pub fn run(shared: Arc<Shared>, rx: Receiver<FlushMsg>, workers: Sender<WorkItem
                     panic!("injected panic in the flush manager");
                 }
                 // After a failure its data stays in the log; recovery will flush it.
+                let started = Instant::now();
                 if !shared.is_poisoned()
                     && let Err(e) = guarded("a flush", || flush_one(&shared, &frozen, &workers))
                 {
                     shared.poison(format!("flush of memtable {} failed: {e}", frozen.id));
+                } else {
+                    shared.counters.record_flush(started.elapsed());
                 }
             }
             Ok(FlushMsg::DropBefore { cutoff_ns, reply }) => {

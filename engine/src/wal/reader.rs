@@ -251,6 +251,41 @@ pub fn replay(
     Ok(stats)
 }
 
+/// What [`read_tail`] read of one log file.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    /// Offset just past the last whole, valid frame read: where the next read starts.
+    pub end: u64,
+    /// Why reading stopped before the end of the bytes, if it did: an incomplete or damaged
+    /// frame (a write in progress when this is the newest file).
+    pub stopped: Option<String>,
+}
+
+/// Reads the frames of log file `path` (number `seq`) from byte `from` (0, or a frame
+/// boundary an earlier call returned) to `bytes`' end, handing each to `sink`. `bytes` are
+/// the file's bytes from `from` on. Nothing is changed; what stops the read is returned,
+/// not judged: a follower decides whether it is a write in progress or damage.
+pub(crate) fn read_tail(
+    path: &Path,
+    seq: u64,
+    from: u64,
+    bytes: &[u8],
+    sink: &mut dyn FnMut(Signal, RecordBatch) -> Result<()>,
+) -> Result<Tail> {
+    let parsed = if from == 0 {
+        parse_file(path, seq, bytes, sink)?
+    } else {
+        parse_frames(bytes, 0, sink)?
+    };
+    Ok(Tail {
+        end: from + parsed.valid_len,
+        stopped: parsed.damage.map(|d| match d {
+            Damage::TornCandidate(r) => r.to_string(),
+            Damage::Corrupt(r) => r,
+        }),
+    })
+}
+
 /// Moves the bytes of log file `path` from `from` on into a new quarantine file (durably,
 /// before the log file loses them) and returns its path. A file kept with less than a
 /// header is renamed whole.
@@ -340,7 +375,20 @@ fn parse_file(
         ));
     }
 
-    let mut off = FILE_HEADER_LEN;
+    parse_frames(bytes, FILE_HEADER_LEN, sink)
+}
+
+/// Parses the frames of `bytes` from `off` on (`bytes` may be a file's tail read from any
+/// frame boundary: offsets in the result are relative to `bytes`).
+fn parse_frames(
+    bytes: &[u8],
+    mut off: usize,
+    sink: &mut dyn FnMut(Signal, RecordBatch) -> Result<()>,
+) -> Result<Parsed> {
+    let damaged = |valid_len: usize, damage: Damage| Parsed {
+        valid_len: valid_len as u64,
+        damage: Some(damage),
+    };
     while off < bytes.len() {
         let rest = &bytes[off..];
         if rest.len() < FRAME_HEADER_LEN {

@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod out;
 mod demo;
 mod ingest;
+mod serve;
 mod sql;
+mod tail;
 mod trace;
 
 /// OTLP decoding allocates every string and list of a request; mimalloc makes that about a
@@ -133,6 +135,62 @@ enum Command {
     },
     /// Show segments, rows and bytes per signal and partition.
     Info,
+    /// Receive OTLP from OpenTelemetry SDKs and Collectors into the store: OTLP/gRPC and
+    /// OTLP/HTTP (protobuf or JSON, gzip), with /health, /ready and /metrics on the HTTP
+    /// port, and optional health-check probes of the services being debugged. Other
+    /// terminals can query the store meanwhile (`scry sql`, `scry trace`, `scry tail`).
+    /// Ctrl-C stops gracefully (a second one at once).
+    Serve {
+        /// OTLP/gRPC address (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        grpc: std::net::SocketAddr,
+        /// OTLP/HTTP address, also /health, /ready and /metrics (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        http: std::net::SocketAddr,
+        /// Require `Authorization: Bearer TOKEN` on every request but /health.
+        #[arg(long, env = "SCRY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Probe a service's HTTP health endpoint, NAME=http://host:port/path (repeatable):
+        /// results become `up`, `probe.duration`, `probe.status_code` metrics of service
+        /// NAME, and state changes become log records.
+        #[arg(long = "probe", value_name = "NAME=URL")]
+        probes: Vec<scrydb::server::ProbeTarget>,
+        /// How often each probe runs.
+        #[arg(long, default_value = "10s", value_parser = serve::parse_duration)]
+        probe_interval: std::time::Duration,
+        /// How long a probe waits before counting the service as down.
+        #[arg(long, default_value = "2s", value_parser = serve::parse_duration)]
+        probe_timeout: std::time::Duration,
+        /// Largest request body, after gzip decompression.
+        #[arg(long, default_value = "16MiB", value_parser = serve::parse_size)]
+        max_request_bytes: usize,
+        /// Request bytes held at once by requests in progress; beyond it, "retry later".
+        #[arg(long, default_value = "64MiB", value_parser = serve::parse_size)]
+        max_in_flight_bytes: usize,
+        /// How often the receiver writes its own counters into the store (service
+        /// `scrydb`); 0 turns it off.
+        #[arg(long, default_value = "10s", value_parser = serve::parse_duration)]
+        self_metrics_interval: std::time::Duration,
+        /// What an acknowledged request survives: sync (power loss: fsync before the
+        /// answer, shared by concurrent requests), periodic (fsync every second), nosync
+        /// (process crash only).
+        #[arg(long, value_enum, default_value = "sync")]
+        durability: DurabilityArg,
+    },
+    /// Print records as they are stored (by `scry serve` or any writer), like
+    /// `kubectl logs -f`; Ctrl-C stops.
+    Tail {
+        /// The table to follow.
+        #[arg(long, value_enum, default_value = "logs")]
+        signal: SignalArg,
+        /// Only records for which this SQL predicate holds, e.g.
+        /// "severity_number >= 17 AND service_name = 'cart'".
+        #[arg(long = "where")]
+        filter: Option<String>,
+        /// Stop after this many records.
+        #[arg(long, short = 'n')]
+        max: Option<u64>,
+    },
     /// Check every file of a store that no writer has open: the manifest, every segment
     /// (its checksum), every trace index and every log frame. Lists every damaged file;
     /// the exit code is non-zero if any is. Changes nothing.
@@ -141,6 +199,13 @@ enum Command {
     /// every batch before the damage, move the damaged bytes and every later log file into
     /// quarantine files beside the log (never deleting them), and report what was moved.
     Recover,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Sync,
+    Periodic,
+    Nosync,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -303,6 +368,57 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             say!("{n} trace index(es) rebuilt");
             db.close().map(|()| true)
         }
+        Command::Serve {
+            grpc,
+            http,
+            token,
+            probes,
+            probe_interval,
+            probe_timeout,
+            max_request_bytes,
+            max_in_flight_bytes,
+            self_metrics_interval,
+            durability,
+        } => serve::run(
+            &db_dir,
+            serve::ServeArgs {
+                grpc,
+                http,
+                token: token.filter(|t| !t.is_empty()),
+                probes,
+                probe_interval,
+                probe_timeout,
+                max_request_bytes,
+                max_in_flight_bytes,
+                self_metrics_interval: (!self_metrics_interval.is_zero())
+                    .then_some(self_metrics_interval),
+                durability: match durability {
+                    DurabilityArg::Sync => scrydb::Durability::Sync,
+                    DurabilityArg::Periodic => {
+                        scrydb::Durability::Periodic(std::time::Duration::from_secs(1))
+                    }
+                    DurabilityArg::Nosync => scrydb::Durability::NoSync,
+                },
+            },
+        ),
+        Command::Tail {
+            signal,
+            filter,
+            max,
+        } => {
+            let signal = match signal {
+                SignalArg::Traces => Signal::Spans,
+                SignalArg::Logs => Signal::Logs,
+                SignalArg::Metrics => Signal::Metrics,
+            };
+            match tail::run(&db_dir, signal, filter.as_deref(), max) {
+                Ok(ok) => Ok(ok),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(false)
+                }
+            }
+        }
         Command::Info => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
             stdout_quietly(|out| print_info(&db, out))?;
@@ -389,20 +505,11 @@ fn verify_cmd(dir: &std::path::Path) -> scrydb::Result<scrydb::VerifyReport> {
     let lock_file = dir.join(scrydb::LOCK_FILE);
     // A directory never opened by a writer has no lock file; none is created here.
     let _lock = if lock_file.exists() {
-        Some(StdFs.try_lock(&lock_file).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                scrydb::Error::Locked {
-                    dir: dir.to_path_buf(),
-                    lock_file: lock_file.clone(),
-                }
-            } else {
-                scrydb::Error::Io {
-                    op: "lock",
-                    path: lock_file.clone(),
-                    source: e,
-                }
-            }
-        })?)
+        Some(
+            StdFs
+                .try_lock(&lock_file)
+                .map_err(|e| scrydb::lock_error(&StdFs, dir, e))?,
+        )
     } else {
         None
     };
