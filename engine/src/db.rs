@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use arrow::array::RecordBatch;
 use crossbeam_channel::Sender;
 
+use crate::compaction::CompactMsg;
 use crate::flush::manager::FlushMsg;
 use crate::flush::{manager, worker};
 use crate::follow::{Follower, Refreshed};
@@ -140,6 +141,10 @@ pub struct Db {
     shared: Arc<Shared>,
     commit_tx: Sender<CommitMsg>,
     flush_tx: Sender<FlushMsg>,
+    compact_tx: Sender<CompactMsg>,
+    /// The compaction thread, stopped before the others (it publishes through the flush
+    /// manager).
+    compactor: Mutex<Option<JoinHandle<()>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     lock: Mutex<Option<LockGuard>>,
@@ -210,11 +215,21 @@ impl Db {
             "the log thread",
             move || committer.run(commit_rx),
         )?);
+        let (compact_tx, compact_rx) = crossbeam_channel::bounded(16);
+        let (s, ftx) = (shared.clone(), flush_tx.clone());
+        let compactor = spawn_fail_stop(
+            &shared,
+            "scry-compact".into(),
+            "the compaction thread",
+            move || crate::compaction::run(s, compact_rx, ftx),
+        )?;
 
         Ok(Db {
             shared,
             commit_tx,
             flush_tx,
+            compact_tx,
+            compactor: Mutex::new(Some(compactor)),
             threads: Mutex::new(threads),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
@@ -265,10 +280,13 @@ impl Db {
         // No thread reads these: every write is refused before it would send.
         let (commit_tx, _) = crossbeam_channel::bounded(1);
         let (flush_tx, _) = crossbeam_channel::bounded(1);
+        let (compact_tx, _) = crossbeam_channel::bounded(1);
         Ok(Db {
             shared,
             commit_tx,
             flush_tx,
+            compact_tx,
+            compactor: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(None),
@@ -441,6 +459,49 @@ impl Db {
         rx.recv().unwrap_or_else(|_| Err(self.gone_error()))
     }
 
+    /// Merges small segments now, treating every time partition as closed (the policy is
+    /// in [`crate::compaction`]; the background thread does the same every 30 s for closed
+    /// partitions unless [`Options::compaction`] is off). Returns when the pass is done;
+    /// ingest and queries go on meanwhile, and snapshots taken before keep reading the old
+    /// segments, whose files are deleted once the last such snapshot is gone.
+    pub fn compact(&self) -> Result<crate::compaction::CompactionStats> {
+        self.check_writable()?;
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.compact_tx
+            .send(CompactMsg::Run { force: true, reply })
+            .map_err(|_| self.gone_error())?;
+        rx.recv().unwrap_or_else(|_| Err(self.gone_error()))
+    }
+
+    /// Retention on demand: drops every time partition that ended more than `older_than`
+    /// ago, then — with a `max_bytes` budget — the oldest remaining partitions until the
+    /// segments and their trace indexes take at most `max_bytes` (the log is not counted).
+    /// Whole partitions go, across all signals. Snapshots taken before keep reading the
+    /// dropped segments; their files are deleted when the last such snapshot is gone.
+    /// Unflushed rows are not affected.
+    pub fn retain(
+        &self,
+        older_than: Option<std::time::Duration>,
+        max_bytes: Option<u64>,
+    ) -> Result<RetentionStats> {
+        self.check_writable()?;
+        let cutoff_ns = older_than.map(|d| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |n| i64::try_from(n.as_nanos()).unwrap_or(i64::MAX));
+            now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        });
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        self.flush_tx
+            .send(FlushMsg::Retain {
+                cutoff_ns,
+                max_bytes,
+                reply,
+            })
+            .map_err(|_| self.gone_error())?;
+        rx.recv().unwrap_or_else(|_| Err(self.gone_error()))
+    }
+
     /// Checks every file of the store against its checksums and reports every damaged
     /// file, not only the first: the current manifest, every segment it names (size and
     /// whole-file CRC), every segment's trace index (magic, version, CRC, signal, row
@@ -501,6 +562,17 @@ impl Db {
     fn shutdown(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) || self.read_only {
             return Ok(());
+        }
+        let _ = self.compact_tx.send(CompactMsg::Close);
+        let compactor = self
+            .compactor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = compactor
+            && t.join().is_err()
+        {
+            self.shared.poison("thread scry-compact panicked".into());
         }
         let (reply, rx) = crossbeam_channel::bounded(1);
         let result = match self.commit_tx.send(CommitMsg::Close { reply }) {

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod compaction;
 mod db;
 mod error;
 mod flush;
@@ -59,6 +60,7 @@ mod write;
 
 /// The Arrow version ScryDB's batches are built with.
 pub use arrow;
+pub use compaction::CompactionStats;
 pub use db::{Db, LOCK_FILE, Reader, WriteStats, lock_error};
 pub use error::{Error, Result};
 pub use follow::Refreshed;
@@ -67,7 +69,7 @@ pub use options::{Durability, Options, WalRecovery};
 pub use recovery::RecoveryReport;
 pub use retention::RetentionStats;
 pub use signal::Signal;
-pub use snapshot::{SignalStats, Snapshot, TimeRange};
+pub use snapshot::{PartitionStats, SignalStats, Snapshot, TimeRange};
 pub use span_tree::{SpanNode, SpanTree};
 pub use trace::{Trace, parse_trace_id};
 pub use verify::{VerifyReport, verify_dir};

@@ -65,6 +65,10 @@ pub struct Options {
     pub(crate) row_group_size: usize,
     pub(crate) data_page_row_limit: usize,
     pub(crate) retention: Option<Duration>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) compaction: bool,
+    pub(crate) compaction_interval: Duration,
+    pub(crate) compaction_max_bytes: u64,
     pub(crate) follow_writer: bool,
     pub(crate) fs: Arc<dyn FileSystem>,
 }
@@ -82,6 +86,10 @@ impl Default for Options {
             row_group_size: 32 * 1024,
             data_page_row_limit: 1024,
             retention: None,
+            max_bytes: None,
+            compaction: true,
+            compaction_interval: Duration::from_secs(30),
+            compaction_max_bytes: 32 << 20,
             follow_writer: true,
             fs: Arc::new(StdFs),
         }
@@ -179,6 +187,48 @@ impl Options {
         self
     }
 
+    /// A disk budget: a background pass (at open and every minute) drops the oldest time
+    /// partitions, whole and across all signals, until the segments and their trace
+    /// indexes take at most this many bytes. The write-ahead log (at most about three
+    /// memtables) is not counted. Files are deleted once no snapshot reads them.
+    /// [`crate::Db::retain`] applies a budget on demand.
+    ///
+    /// Default: `None` (no budget). Must be at least 1 MiB.
+    pub fn max_bytes(mut self, budget: Option<u64>) -> Self {
+        self.max_bytes = budget;
+        self
+    }
+
+    /// Whether a background thread (`scry-compact`) merges small segments of a time
+    /// partition into larger ones (policy: [`crate::compaction`]) every
+    /// [`Options::compaction_interval`]. [`crate::Db::compact`] works either way.
+    ///
+    /// Default: `true`.
+    pub fn compaction(mut self, on: bool) -> Self {
+        self.compaction = on;
+        self
+    }
+
+    /// How often background compaction looks for work (the first time one interval after
+    /// open).
+    ///
+    /// Default: 30 s. Must be above zero.
+    pub fn compaction_interval(mut self, every: Duration) -> Self {
+        self.compaction_interval = every;
+        self
+    }
+
+    /// Segments smaller than this (Parquet bytes) are merged by compaction, and a merge
+    /// writes at most about this much. A merge holds its inputs decoded in memory, about
+    /// ten times this, plus a sorted copy.
+    ///
+    /// Default: 32 MiB (a few hundred thousand spans; 10M spans become about a dozen
+    /// segments). Must be at least 64 KiB.
+    pub fn compaction_max_bytes(mut self, bytes: u64) -> Self {
+        self.compaction_max_bytes = bytes;
+        self
+    }
+
     /// For a handle opened with [`crate::Db::open_read_only`]: whether every snapshot first
     /// picks up what the writing process did since the last one — its newest manifest and
     /// the log frames it acknowledged (read incrementally: only new bytes are read). A
@@ -251,6 +301,18 @@ impl Options {
             return bad(
                 "retention",
                 format!("{keep:?} is shorter than the partition duration {p:?}"),
+            );
+        }
+        if self.max_bytes.is_some_and(|b| b < 1 << 20) {
+            return bad("max_bytes", "a disk budget must be at least 1 MiB".into());
+        }
+        if self.compaction_interval.is_zero() {
+            return bad("compaction_interval", "must be above zero".into());
+        }
+        if self.compaction_max_bytes < 64 << 10 {
+            return bad(
+                "compaction_max_bytes",
+                format!("{} is below 64 KiB", self.compaction_max_bytes),
             );
         }
         if let Durability::Periodic(i) = self.durability

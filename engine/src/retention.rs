@@ -76,20 +76,122 @@ pub fn drop_before(
     obsolete: &mut ObsoleteFiles,
 ) -> Result<RetentionStats> {
     let old = shared.read_state().manifest.clone();
-    let (gone, keep): (Vec<_>, Vec<_>) = old
+    let gone: Vec<Arc<SegmentMeta>> = old
         .segments
         .iter()
+        .filter(|s| s.partition_end <= cutoff_ns)
         .cloned()
-        .partition(|s| s.partition_end <= cutoff_ns);
-    let mut stats = RetentionStats::default();
-    if gone.is_empty() {
+        .collect();
+    let stats = remove_segments(shared, &gone, obsolete)?;
+    if stats.segments > 0 {
+        log::info!(
+            "retention dropped {} segment(s), {} rows, of partitions ending at or before {cutoff_ns}",
+            stats.segments,
+            stats.rows
+        );
+    }
+    Ok(stats)
+}
+
+/// Retention by age (`cutoff_ns`, as [`drop_before`]) and then by disk budget: while the
+/// live segments and their trace indexes take more than `max_bytes`, the partitions that end
+/// first are dropped (every signal's segments of them), oldest first.
+pub fn retain(
+    shared: &Shared,
+    cutoff_ns: Option<i64>,
+    max_bytes: Option<u64>,
+    obsolete: &mut ObsoleteFiles,
+) -> Result<RetentionStats> {
+    let mut stats = match cutoff_ns {
+        Some(c) => drop_before(shared, c, obsolete)?,
+        None => RetentionStats::default(),
+    };
+    let Some(budget) = max_bytes else {
+        return Ok(stats);
+    };
+    let m = shared.read_state().manifest.clone();
+    let mut sized: Vec<(i64, u64)> = m
+        .segments
+        .iter()
+        .map(|s| {
+            let index = shared
+                .fs
+                .file_size(&crate::index::index_path(&shared.dir.join(&s.path)))
+                .unwrap_or(0);
+            (s.partition_end, s.size + index)
+        })
+        .collect();
+    let total: u64 = sized.iter().map(|(_, b)| b).sum();
+    if total <= budget {
         return Ok(stats);
     }
+    sized.sort_unstable();
+    let mut left = total;
+    let mut cutoff = None;
+    let mut i = 0;
+    while i < sized.len() && left > budget {
+        let end = sized[i].0;
+        // Every segment of the partitions ending at `end` goes together.
+        while i < sized.len() && sized[i].0 == end {
+            left -= sized[i].1;
+            i += 1;
+        }
+        cutoff = Some(end);
+    }
+    if let Some(c) = cutoff {
+        let more = drop_before(shared, c, obsolete)?;
+        log::info!(
+            "disk budget of {budget} bytes: {total} bytes in segments and indexes, dropped \
+             partitions ending at or before {c} ({} segment(s))",
+            more.segments
+        );
+        stats.segments += more.segments;
+        stats.rows += more.rows;
+        stats.bytes += more.bytes;
+    }
+    Ok(stats)
+}
+
+/// Swaps a compaction's `output` in for its `inputs` if every input is still in the
+/// manifest (retention may have dropped some since the merge began); returns whether it
+/// did. The output takes the place of its oldest input in the manifest's order.
+pub fn apply_compaction(
+    shared: &Shared,
+    inputs: &[Arc<SegmentMeta>],
+    output: SegmentMeta,
+    obsolete: &mut ObsoleteFiles,
+) -> Result<bool> {
+    let old = shared.read_state().manifest.clone();
+    let ids: std::collections::HashSet<u64> = inputs.iter().map(|s| s.id).collect();
+    let live = old.segments.iter().filter(|s| ids.contains(&s.id)).count();
+    if live != ids.len() {
+        return Ok(false);
+    }
+    let mut segments = Vec::with_capacity(old.segments.len() + 1 - ids.len());
+    let mut output = Some(Arc::new(output));
+    for s in &old.segments {
+        if ids.contains(&s.id) {
+            if let Some(o) = output.take() {
+                segments.push(o);
+            }
+        } else {
+            segments.push(s.clone());
+        }
+    }
+    publish(shared, &old, segments)?;
+    for seg in inputs {
+        obsolete.add(seg, shared.dir.join(&seg.path));
+    }
+    Ok(true)
+}
+
+/// Writes and publishes a manifest like `old` with `segments`, then removes `old`'s file.
+fn publish(shared: &Shared, old: &Manifest, segments: Vec<Arc<SegmentMeta>>) -> Result<()> {
     let new = Manifest {
         version: old.version + 1,
-        next_segment_id: old.next_segment_id,
+        next_segment_id: old.next_segment_id.max(shared.next_segment_id()),
         wal_replay_from: old.wal_replay_from,
-        segments: keep,
+        segments,
     };
     manifest::write(shared.fs.as_ref(), &shared.dir, &new)?;
     shared.replace_manifest(Arc::new(new));
@@ -97,16 +199,33 @@ pub fn drop_before(
     if let Err(e) = shared.fs.remove_file(&old_path) {
         log::warn!("could not remove old manifest {}: {e}", old_path.display());
     }
-    for seg in &gone {
+    Ok(())
+}
+
+/// Publishes a manifest without `gone` and hands their files to `obsolete`.
+fn remove_segments(
+    shared: &Shared,
+    gone: &[Arc<SegmentMeta>],
+    obsolete: &mut ObsoleteFiles,
+) -> Result<RetentionStats> {
+    let mut stats = RetentionStats::default();
+    if gone.is_empty() {
+        return Ok(stats);
+    }
+    let old = shared.read_state().manifest.clone();
+    let ids: std::collections::HashSet<u64> = gone.iter().map(|s| s.id).collect();
+    let keep = old
+        .segments
+        .iter()
+        .filter(|s| !ids.contains(&s.id))
+        .cloned()
+        .collect();
+    publish(shared, &old, keep)?;
+    for seg in gone {
         stats.segments += 1;
         stats.rows += seg.rows;
         stats.bytes += seg.size;
         obsolete.add(seg, shared.dir.join(&seg.path));
     }
-    log::info!(
-        "retention dropped {} segment(s), {} rows, of partitions ending at or before {cutoff_ns}",
-        stats.segments,
-        stats.rows
-    );
     Ok(stats)
 }

@@ -13,6 +13,35 @@ use crate::manifest::{Manifest, SegmentMeta};
 use crate::memtable::{FrozenMemtable, Memtable};
 use crate::{Result, Signal, segment};
 
+/// What one time partition of one signal holds on disk; see [`Snapshot::partition_stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionStats {
+    /// The table.
+    pub signal: Signal,
+    /// Partition start (inclusive), ns since the epoch.
+    pub partition_start: i64,
+    /// Partition end (exclusive), ns since the epoch.
+    pub partition_end: i64,
+    /// Segments.
+    pub segments: usize,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes of the segments' Parquet files.
+    pub bytes: u64,
+    /// Bytes the same data takes as uncoded Parquet pages (the footers' uncompressed sizes):
+    /// `uncompressed_bytes / bytes` is the compression ratio.
+    pub uncompressed_bytes: u64,
+    /// Bytes of the segments' trace index files.
+    pub index_bytes: u64,
+    /// Memory the segments' bloom filters hold while their indexes are open.
+    pub bloom_bytes: u64,
+    /// Smallest row time, ns since the epoch.
+    pub min_time: i64,
+    /// Largest row time, ns since the epoch.
+    pub max_time: i64,
+}
+
 /// A half-open time range `[start, end)` in nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {
@@ -161,6 +190,58 @@ impl Snapshot {
     ) -> Result<parquet::arrow::arrow_reader::ArrowReaderMetadata> {
         self.indexes
             .parquet_metadata(self.fs.as_ref(), &self.dir, seg)
+    }
+
+    /// Per signal and time partition: segments, rows, bytes on disk (data and trace index),
+    /// compression ratio, bloom filter memory and time range, ordered by signal and
+    /// partition. Reads every segment's footer and opens every trace index (as lookups
+    /// would); unflushed rows are not included (see [`Snapshot::stats`]). A segment whose
+    /// footer or index cannot be read counts with what its manifest entry says.
+    pub fn partition_stats(&self) -> Vec<PartitionStats> {
+        use std::collections::BTreeMap;
+        let mut out: BTreeMap<(Signal, i64, i64), PartitionStats> = BTreeMap::new();
+        for seg in &self.manifest.segments {
+            let p = out
+                .entry((seg.signal, seg.partition_start, seg.partition_end))
+                .or_insert_with(|| PartitionStats {
+                    signal: seg.signal,
+                    partition_start: seg.partition_start,
+                    partition_end: seg.partition_end,
+                    segments: 0,
+                    rows: 0,
+                    bytes: 0,
+                    uncompressed_bytes: 0,
+                    index_bytes: 0,
+                    bloom_bytes: 0,
+                    min_time: i64::MAX,
+                    max_time: i64::MIN,
+                });
+            p.segments += 1;
+            p.rows += seg.rows;
+            p.bytes += seg.size;
+            p.min_time = p.min_time.min(seg.min_time);
+            p.max_time = p.max_time.max(seg.max_time);
+            let path = self.segment_path(seg);
+            p.index_bytes += self
+                .fs
+                .file_size(&crate::index::index_path(&path))
+                .unwrap_or(0);
+            if let Some(index) = self.indexes.index(self.fs.as_ref(), &self.dir, seg) {
+                p.bloom_bytes += index.memory() as u64;
+            }
+            let footer = self.fs.open_read(&path).ok().and_then(|f| {
+                parquet::file::metadata::ParquetMetaDataReader::new()
+                    .parse_and_finish(&segment::file::SegmentFile(f))
+                    .ok()
+            });
+            p.uncompressed_bytes += footer.map_or(seg.size, |m| {
+                m.row_groups()
+                    .iter()
+                    .map(|rg| u64::try_from(rg.total_byte_size()).unwrap_or(0))
+                    .sum()
+            });
+        }
+        out.into_values().collect()
     }
 
     /// The open-index cache of the database (the SQL layer uses it too).

@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     progress_cv: Condvar,
     /// Counters of the write path.
     pub counters: Counters,
+    /// The id the next segment gets (flush and compaction both take ids); every manifest
+    /// written records at least this.
+    next_segment_id: AtomicU64,
     /// For a read-only handle: what it read of the writer's files so far.
     follower: Option<Mutex<Follower>>,
     #[cfg(test)]
@@ -84,6 +87,7 @@ impl Shared {
     /// The state of a database just recovered: `manifest` published, `memtable` (the
     /// replayed log) active, nothing frozen, not poisoned.
     pub fn new(dir: PathBuf, opts: Options, manifest: Manifest, memtable: Memtable) -> Self {
+        let next_segment_id = manifest.next_segment_id;
         Shared {
             dir,
             fs: opts.fs.clone(),
@@ -99,10 +103,21 @@ impl Shared {
             progress_cv: Condvar::new(),
             follower: None,
             counters: Counters::default(),
+            next_segment_id: AtomicU64::new(next_segment_id),
             #[cfg(test)]
             test_hooks: TestHooks::default(),
             opts,
         }
+    }
+
+    /// Takes a new segment id.
+    pub fn alloc_segment_id(&self) -> u64 {
+        self.next_segment_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// What a new manifest must record as `next_segment_id`: above every id taken.
+    pub fn next_segment_id(&self) -> u64 {
+        self.next_segment_id.load(Ordering::SeqCst)
     }
 
     /// Makes this the state of a read-only handle that follows the writer with `follower`.
@@ -138,6 +153,9 @@ impl Shared {
         if manifest.is_some() || memtable.is_some() {
             let mut state = self.write_state();
             if let Some(m) = manifest {
+                let live: std::collections::HashSet<u64> =
+                    m.segments.iter().map(|s| s.id).collect();
+                self.indexes.retain(|id| live.contains(&id));
                 state.manifest = Arc::new(m);
             }
             if let Some(m) = memtable {

@@ -207,3 +207,87 @@ impl TableFunctionImpl for ServiceGraph {
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
 }
+
+/// `scry_stats()`: what the store holds on disk, per signal and time partition — the
+/// library's [`scrydb_engine::Snapshot::partition_stats`] as a table (columns `signal`,
+/// `partition_start`, `partition_end`, `segments`, `rows`, `bytes`, `uncompressed_bytes`,
+/// `compression_ratio`, `index_bytes`, `bloom_bytes`, `min_time`, `max_time`). Read when the
+/// statement is planned; unflushed rows are not included.
+#[derive(Debug)]
+pub struct ScryStats {
+    /// Snapshots of the database.
+    pub reader: scrydb_engine::Reader,
+}
+
+impl TableFunctionImpl for ScryStats {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        use datafusion::arrow::array::{
+            Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+        };
+        use datafusion::arrow::datatypes::{Field, TimeUnit};
+        if !args.exprs().is_empty() {
+            return plan_err!("scry_stats takes no arguments");
+        }
+        let parts = self.reader.snapshot().partition_stats();
+        let ts = || DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("signal", DataType::Utf8, false),
+            Field::new("partition_start", ts(), false),
+            Field::new("partition_end", ts(), false),
+            Field::new("segments", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+            Field::new("uncompressed_bytes", DataType::Int64, false),
+            Field::new("compression_ratio", DataType::Float64, false),
+            Field::new("index_bytes", DataType::Int64, false),
+            Field::new("bloom_bytes", DataType::Int64, false),
+            Field::new("min_time", ts(), false),
+            Field::new("max_time", ts(), false),
+        ]));
+        let mut signal = StringBuilder::new();
+        let time = || TimestampNanosecondBuilder::new().with_timezone("UTC");
+        let (mut start, mut end, mut min, mut max) = (time(), time(), time(), time());
+        let mut ints: Vec<Int64Builder> = (0..6).map(|_| Int64Builder::new()).collect();
+        let mut ratio = Float64Builder::new();
+        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for p in &parts {
+            signal.append_value(p.signal.name());
+            start.append_value(p.partition_start);
+            end.append_value(p.partition_end);
+            for (b, v) in ints.iter_mut().zip([
+                p.segments as u64,
+                p.rows,
+                p.bytes,
+                p.uncompressed_bytes,
+                p.index_bytes,
+                p.bloom_bytes,
+            ]) {
+                b.append_value(i(v));
+            }
+            ratio.append_value(p.uncompressed_bytes as f64 / p.bytes.max(1) as f64);
+            min.append_value(p.min_time);
+            max.append_value(p.max_time);
+        }
+        let mut ints = ints.into_iter().map(|mut b| Arc::new(b.finish()) as _);
+        let mut next = || ints.next().expect("six integer columns");
+        let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
+            Arc::new(signal.finish()),
+            Arc::new(start.finish()),
+            Arc::new(end.finish()),
+            next(),
+            next(),
+            next(),
+            next(),
+            Arc::new(ratio.finish()),
+            next(),
+            next(),
+            Arc::new(min.finish()),
+            Arc::new(max.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?))
+    }
+}

@@ -354,6 +354,12 @@ impl Session {
             }),
         );
         ctx.register_udtf(
+            "scry_stats",
+            Arc::new(functions::ScryStats {
+                reader: reader.clone(),
+            }),
+        );
+        ctx.register_udtf(
             "service_graph",
             Arc::new(functions::ServiceGraph {
                 spans: tables[0].clone(),

@@ -108,5 +108,9 @@ pub(crate) async fn grpc(State(shared): State<Arc<Shared>>, req: Request, next: 
     };
     shared.counters.bytes(Transport::Grpc, bytes.len());
     let body = Body::new(http_body_util::Full::new(bytes).map_err(|never| match never {}));
+    // tonic decodes the message in `next`: take a slot first (see ingest_concurrency).
+    let Ok(_slot) = shared.slots.acquire().await else {
+        return tonic::Status::unavailable("the receiver is stopping").into_http();
+    };
     next.run(Request::from_parts(parts, body)).await
 }

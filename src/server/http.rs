@@ -243,6 +243,14 @@ async fn export_body(
         }
     };
     shared.counters.bytes(Transport::Http, raw.len());
+    // Decoding multiplies the request's size: at most `ingest_concurrency` at once.
+    let Ok(_slot) = shared.slots.acquire().await else {
+        count(Outcome::RetryLater);
+        return Err(Failure::new(
+            Outcome::RetryLater,
+            "the receiver is stopping",
+        ));
+    };
     let bytes = if gzip {
         match gunzip(shared, &raw, max, &mut permit) {
             Ok(b) => b,

@@ -69,6 +69,12 @@ pub struct ServeOptions {
     /// by requests in progress; a request that would exceed it is answered "retry later".
     /// Default: 64 MiB.
     pub max_in_flight_bytes: usize,
+    /// Requests decoded and stored at the same time; more wait (holding only their body, in
+    /// the in-flight budget). A decoded request takes several times its wire size (a 0.4 MiB
+    /// 512-span request becomes a few MiB of messages and then Arrow columns), so this, not
+    /// the byte budget, bounds that memory; storing is CPU-bound, so more would not be
+    /// faster. Default: 4.
+    pub ingest_concurrency: usize,
     /// The `Retry-After` a pushed-back HTTP request is given (and the gRPC `RetryInfo`
     /// delay). Default: 1 s.
     pub retry_after: Duration,
@@ -92,6 +98,7 @@ impl Default for ServeOptions {
             token: None,
             max_request_bytes: 16 << 20,
             max_in_flight_bytes: 64 << 20,
+            ingest_concurrency: 4,
             retry_after: Duration::from_secs(1),
             self_metrics_every: Some(Duration::from_secs(10)),
             probes: Vec::new(),
@@ -134,6 +141,8 @@ pub(crate) struct Shared {
     pub opts: ServeOptions,
     pub counters: Counters,
     pub budget: Arc<tokio::sync::Semaphore>,
+    /// Slots for requests being decoded and stored ([`ServeOptions::ingest_concurrency`]).
+    pub slots: tokio::sync::Semaphore,
     pub stopping: AtomicBool,
 }
 
@@ -198,6 +207,12 @@ impl Server {
                 ),
             });
         }
+        if opts.ingest_concurrency == 0 {
+            return Err(ServeError::InvalidOption {
+                option: "ingest_concurrency",
+                reason: "must be at least 1".into(),
+            });
+        }
         if opts.probe_every.is_zero() || opts.probe_timeout.is_zero() {
             return Err(ServeError::InvalidOption {
                 option: "probe_every/probe_timeout",
@@ -224,6 +239,7 @@ impl Server {
             db,
             counters: Counters::default(),
             budget: Arc::new(tokio::sync::Semaphore::new(permits)),
+            slots: tokio::sync::Semaphore::new(opts.ingest_concurrency),
             stopping: AtomicBool::new(false),
             opts,
         });

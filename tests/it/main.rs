@@ -1,6 +1,7 @@
 //! Integration tests of the whole engine, compiled into one binary.
 
 mod common;
+mod compaction;
 mod concurrency;
 mod corruption;
 mod crash;

@@ -494,6 +494,12 @@ fn grpc_answers_partial_success_gzip_and_the_token() {
         gz.export(authed(traces_request(4, 100), "tok"))
             .await
             .expect("gzip export");
+        // A gzip bomb: 8 MiB of one letter compress to a few KiB, over the 1 MiB limit once
+        // inflated.
+        let mut bomb = traces_request(7, 1);
+        bomb.resource_spans[0].scope_spans[0].spans[0].name = "a".repeat(8 << 20);
+        let e = gz.export(authed(bomb, "tok")).await.expect_err("gzip bomb");
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
         // A message over the limit.
         let e = client
             .export(authed(traces_request(5, 5000), "tok"))
@@ -939,4 +945,61 @@ fn a_store_that_failed_is_not_ready_and_answers_retry_later() {
         stored == n || stored == 2 * n,
         "{stored} spans stored, {n} acknowledged"
     );
+}
+
+#[test]
+fn rust_opentelemetry_otlp_exporter_over_grpc_with_gzip_and_token() {
+    use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
+    use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Serve::start(dir.path(), &["--token", "rust"]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let provider = rt.block_on(async {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("authorization", "Bearer rust".parse().expect("ascii"));
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(format!("http://{}", server.grpc))
+            .with_metadata(metadata)
+            .with_compression(opentelemetry_otlp::Compression::Gzip)
+            .build()
+            .expect("exporter");
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("rust-sdk")
+                    .build(),
+            )
+            .build()
+    });
+    let tracer = provider.tracer("scrydb-test");
+    let mut trace_id = String::new();
+    tracer.in_span("GET /cart", |cx| {
+        trace_id = cx.span().span_context().trace_id().to_string();
+        let mut child = tracer.start("load cart");
+        child.set_attribute(opentelemetry::KeyValue::new("cart.items", 3));
+        child.set_status(opentelemetry::trace::Status::error("cache miss"));
+        child.end();
+    });
+    provider.force_flush().expect("flush");
+    provider.shutdown().expect("shutdown");
+    drop(rt);
+    let db = Db::open_read_only(dir.path(), Options::default()).expect("open read-only");
+    let rows = crate::common::rows(
+        &db.sql_blocking(&format!(
+            "SELECT name, attributes['cart.items'] AS items, status_message, parent_span_id IS NULL AS root \
+             FROM spans WHERE service_name = 'rust-sdk' AND trace_id = '{trace_id}'"
+        ))
+        .expect("query"),
+    );
+    assert_eq!(
+        rows,
+        vec![
+            "name=GET /cart|items=∅|status_message=∅|root=true".to_string(),
+            "name=load cart|items=3|status_message=cache miss|root=false".to_string(),
+        ]
+    );
+    drop(db);
+    server.stop();
 }

@@ -10,7 +10,7 @@ use arrow::datatypes::TimestampNanosecondType;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::worker::{WorkItem, panic_message};
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, SegmentMeta};
 use crate::memtable::FrozenMemtable;
 use crate::retention::{self, ObsoleteFiles, RetentionStats};
 use crate::segment::writer::SegmentJob;
@@ -25,6 +25,26 @@ pub enum FlushMsg {
     DropBefore {
         /// Partition end cutoff, ns since the epoch.
         cutoff_ns: i64,
+        /// The answer.
+        reply: Sender<Result<RetentionStats>>,
+    },
+    /// Swap a compaction's output in for its inputs, if every input is still live; answers
+    /// whether it did.
+    Compacted {
+        /// The merged segments.
+        inputs: Vec<Arc<SegmentMeta>>,
+        /// The segment written in their place.
+        output: SegmentMeta,
+        /// The answer.
+        reply: Sender<Result<bool>>,
+    },
+    /// Apply retention now: drop partitions ending at or before `cutoff_ns`, then the
+    /// oldest partitions until the store fits `max_bytes`.
+    Retain {
+        /// Partition end cutoff, ns since the epoch.
+        cutoff_ns: Option<i64>,
+        /// Disk budget in bytes.
+        max_bytes: Option<u64>,
         /// The answer.
         reply: Sender<Result<RetentionStats>>,
     },
@@ -86,17 +106,51 @@ pub fn run(shared: Arc<Shared>, rx: Receiver<FlushMsg>, workers: Sender<WorkItem
                 }
                 let _ = reply.send(result);
             }
+            Ok(FlushMsg::Compacted {
+                inputs,
+                output,
+                reply,
+            }) => {
+                let result = if shared.is_poisoned() {
+                    Err(shared.poison_error())
+                } else {
+                    guarded("a compaction's publication", || {
+                        retention::apply_compaction(&shared, &inputs, output, &mut obsolete)
+                    })
+                };
+                if let Err(e) = &result {
+                    shared.poison(format!("publishing a compaction failed: {e}"));
+                }
+                let _ = reply.send(result);
+            }
+            Ok(FlushMsg::Retain {
+                cutoff_ns,
+                max_bytes,
+                reply,
+            }) => {
+                let result = if shared.is_poisoned() {
+                    Err(shared.poison_error())
+                } else {
+                    guarded("retention", || {
+                        retention::retain(&shared, cutoff_ns, max_bytes, &mut obsolete)
+                    })
+                };
+                if let Err(e) = &result {
+                    shared.poison(format!("retention failed: {e}"));
+                }
+                let _ = reply.send(result);
+            }
             Ok(FlushMsg::Close) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        if let Some(keep) = shared.opts.retention
+        if (shared.opts.retention.is_some() || shared.opts.max_bytes.is_some())
             && !shared.is_poisoned()
             && last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY)
         {
             last_retention = Some(Instant::now());
-            let cutoff = retention_cutoff(keep);
+            let cutoff = shared.opts.retention.map(retention_cutoff);
             if let Err(e) = guarded("retention", || {
-                retention::drop_before(&shared, cutoff, &mut obsolete)
+                retention::retain(&shared, cutoff, shared.opts.max_bytes, &mut obsolete)
             }) {
                 shared.poison(format!("retention failed: {e}"));
             }
@@ -127,7 +181,6 @@ fn flush_one(
     workers: &Sender<WorkItem>,
 ) -> Result<()> {
     let width = shared.opts.partition_nanos();
-    let mut next_id = shared.read_state().manifest.next_segment_id;
     let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
     let mut pending = 0usize;
     for signal in Signal::ALL {
@@ -138,13 +191,12 @@ fn flush_one(
         for (start, end, rows) in coarsen_sparse(split_by_partition(batches, width), width) {
             let job = SegmentJob {
                 signal,
-                id: next_id,
+                id: shared.alloc_segment_id(),
                 partition_start: start,
                 partition_end: end,
                 batches: batches.to_vec(),
                 rows,
             };
-            next_id += 1;
             workers
                 .send(WorkItem {
                     job,
@@ -183,7 +235,7 @@ fn flush_one(
     segments.extend(written);
     let new = Manifest {
         version: old.version + 1,
-        next_segment_id: next_id,
+        next_segment_id: shared.next_segment_id(),
         wal_replay_from: frozen.wal_seq + 1,
         segments,
     };

@@ -135,6 +135,22 @@ enum Command {
     },
     /// Show segments, rows and bytes per signal and partition.
     Info,
+    /// Merge the small segments of every time partition now (the background pass of a
+    /// writer such as `scry serve` does it for closed partitions every 30 s).
+    Compact,
+    /// Drop old data now: partitions that ended more than --older-than ago, then the oldest
+    /// partitions until the store fits --max-bytes. Disk frees once no reader uses them.
+    Retain {
+        /// Age limit, e.g. 7d, 12h.
+        #[arg(long, value_parser = serve::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Disk budget for segments and trace indexes, e.g. 10GiB.
+        #[arg(long, value_parser = serve::parse_size)]
+        max_bytes: Option<usize>,
+    },
+    /// Per signal and time partition: segments, rows, bytes on disk, bytes per row,
+    /// compression ratio, trace index bytes, bloom filter memory, time range.
+    Stats,
     /// Receive OTLP from OpenTelemetry SDKs and Collectors into the store: OTLP/gRPC and
     /// OTLP/HTTP (protobuf or JSON, gzip), with /health, /ready and /metrics on the HTTP
     /// port, and optional health-check probes of the services being debugged. Other
@@ -167,10 +183,21 @@ enum Command {
         /// Request bytes held at once by requests in progress; beyond it, "retry later".
         #[arg(long, default_value = "64MiB", value_parser = serve::parse_size)]
         max_in_flight_bytes: usize,
+        /// Requests decoded and stored at once; more wait holding only their bodies.
+        #[arg(long, default_value_t = 4)]
+        ingest_concurrency: usize,
         /// How often the receiver writes its own counters into the store (service
         /// `scrydb`); 0 turns it off.
         #[arg(long, default_value = "10s", value_parser = serve::parse_duration)]
         self_metrics_interval: std::time::Duration,
+        /// Drop time partitions that ended longer ago than this (checked every minute),
+        /// e.g. 7d.
+        #[arg(long, value_parser = parse_duration_arg)]
+        retention: Option<std::time::Duration>,
+        /// Disk budget: drop the oldest partitions while segments and indexes take more,
+        /// e.g. 10GiB (checked every minute).
+        #[arg(long, value_parser = serve::parse_size)]
+        max_bytes: Option<usize>,
         /// What an acknowledged request survives: sync (power loss: fsync before the
         /// answer, shared by concurrent requests), periodic (fsync every second), nosync
         /// (process crash only).
@@ -377,7 +404,10 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             probe_timeout,
             max_request_bytes,
             max_in_flight_bytes,
+            ingest_concurrency,
             self_metrics_interval,
+            retention,
+            max_bytes,
             durability,
         } => serve::run(
             &db_dir,
@@ -390,6 +420,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 probe_timeout,
                 max_request_bytes,
                 max_in_flight_bytes,
+                ingest_concurrency,
                 self_metrics_interval: (!self_metrics_interval.is_zero())
                     .then_some(self_metrics_interval),
                 durability: match durability {
@@ -399,8 +430,47 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                     }
                     DurabilityArg::Nosync => scrydb::Durability::NoSync,
                 },
+                retention,
+                max_bytes: max_bytes.map(|b| b as u64),
             },
         ),
+        Command::Compact => {
+            let db = Db::open(&db_dir, Options::default())?;
+            let s = db.compact()?;
+            say!(
+                "{} merge(s): {} segments into {}, {} rows rewritten, {} -> {} bytes",
+                s.merges,
+                s.segments_in,
+                s.merges,
+                s.rows,
+                s.bytes_in,
+                s.bytes_out
+            );
+            db.close().map(|()| true)
+        }
+        Command::Retain {
+            older_than,
+            max_bytes,
+        } => {
+            if older_than.is_none() && max_bytes.is_none() {
+                eprintln!("error: say what to drop: --older-than DURATION and/or --max-bytes SIZE");
+                return Ok(false);
+            }
+            let db = Db::open(&db_dir, Options::default())?;
+            let s = db.retain(older_than, max_bytes.map(|b| b as u64))?;
+            say!(
+                "dropped {} segment(s), {} rows, {} bytes (freed once no reader uses them)",
+                s.segments,
+                s.rows,
+                s.bytes
+            );
+            db.close().map(|()| true)
+        }
+        Command::Stats => {
+            let db = Db::open_read_only(&db_dir, Options::default())?;
+            stdout_quietly(|out| print_stats(&db, out))?;
+            db.close().map(|()| true)
+        }
         Command::Tail {
             signal,
             filter,
@@ -714,6 +784,55 @@ fn print_recovery(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> 
         }
     }
     Ok(())
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    serve::parse_duration(s)
+}
+
+fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let parts = db.snapshot().partition_stats();
+    writeln!(
+        out,
+        "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9} {:>6} {:>10} {:>9}  time range",
+        "signal", "partition", "segs", "rows", "bytes", "bytes/row", "ratio", "index", "bloom"
+    )?;
+    let when = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    for p in &parts {
+        writeln!(
+            out,
+            "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9.1} {:>6.1} {:>10} {:>9}  {} .. {}",
+            p.signal.name(),
+            scrydb::partition::partition_dir_name(p.partition_start),
+            p.segments,
+            p.rows,
+            p.bytes,
+            p.bytes as f64 / p.rows.max(1) as f64,
+            p.uncompressed_bytes as f64 / p.bytes.max(1) as f64,
+            p.index_bytes,
+            p.bloom_bytes,
+            when(p.min_time),
+            when(p.max_time)
+        )?;
+    }
+    let (rows, bytes, index, bloom) = parts.iter().fold((0, 0, 0, 0), |a, p| {
+        (
+            a.0 + p.rows,
+            a.1 + p.bytes,
+            a.2 + p.index_bytes,
+            a.3 + p.bloom_bytes,
+        )
+    });
+    writeln!(
+        out,
+        "total: {} partition(s), {rows} rows, {bytes} bytes of segments, {index} bytes of trace \
+         indexes, {bloom} bytes of bloom filters in memory",
+        parts.len()
+    )
 }
 
 fn print_info(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {

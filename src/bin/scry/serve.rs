@@ -19,8 +19,11 @@ pub struct ServeArgs {
     pub probe_timeout: Duration,
     pub max_request_bytes: usize,
     pub max_in_flight_bytes: usize,
+    pub ingest_concurrency: usize,
     pub self_metrics_interval: Option<Duration>,
     pub durability: scrydb::Durability,
+    pub retention: Option<Duration>,
+    pub max_bytes: Option<u64>,
 }
 
 /// Parses `250ms`, `10s`, `2m`, `1h`, `7d` (a bare number is seconds).
@@ -78,7 +81,10 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     let db = Arc::new(Db::open(
         dir,
-        Options::default().durability(args.durability),
+        Options::default()
+            .durability(args.durability)
+            .retention(args.retention)
+            .max_bytes(args.max_bytes),
     )?);
     if !db.recovery_report().is_clean() {
         eprint!("{}", db.recovery_report());
@@ -92,6 +98,7 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     opts.probe_timeout = args.probe_timeout;
     opts.max_request_bytes = args.max_request_bytes;
     opts.max_in_flight_bytes = args.max_in_flight_bytes;
+    opts.ingest_concurrency = args.ingest_concurrency;
     opts.self_metrics_every = args.self_metrics_interval;
 
     // The first Ctrl-C or SIGTERM stops gracefully; a second one exits at once (the next
