@@ -10,7 +10,7 @@
 //!
 //! - Segments are grouped by signal and exact partition bounds (a widened sparse partition
 //!   is its own group). Only *small* segments — below [`Options::compaction_max_bytes`]
-//!   (default 32 MiB of Parquet) — are merged; large ones are left alone forever.
+//!   (default 16 MiB of Parquet) — are merged; large ones are left alone forever.
 //! - A partition is *closed* once its end is at least one partition width in the past
 //!   (wall clock): late rows for it are unlikely. A closed partition's small segments are
 //!   merged as soon as there are two. An open partition's only when at least
@@ -36,7 +36,9 @@
 //! manifest (the output is a leftover the next open removes) or the new one.
 //!
 //! Memory: a merge holds its inputs decoded plus one sorted copy, about twice the Arrow
-//! size of `compaction_max_bytes` of Parquet (measured in `docs/benchmarks.md`).
+//! size of `compaction_max_bytes` of Parquet (measured in `docs/benchmarks.md`: 32 MiB of
+//! span segments peaked at 820 MiB). A merge that streams its inputs window by window
+//! (they are all sorted by minute first) would bound this; it is not written yet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -89,7 +89,7 @@ impl Default for Options {
             max_bytes: None,
             compaction: true,
             compaction_interval: Duration::from_secs(30),
-            compaction_max_bytes: 32 << 20,
+            compaction_max_bytes: 16 << 20,
             follow_writer: true,
             fs: Arc::new(StdFs),
         }
@@ -222,8 +222,9 @@ impl Options {
     /// writes at most about this much. A merge holds its inputs decoded in memory, about
     /// ten times this, plus a sorted copy.
     ///
-    /// Default: 32 MiB (a few hundred thousand spans; 10M spans become about a dozen
-    /// segments). Must be at least 64 KiB.
+    /// Default: 16 MiB (about 350k spans; 10M spans become about 25 segments instead of
+    /// 90). A merge of 16 MiB of span segments peaked at 460 MiB (measured in
+    /// `docs/benchmarks.md`). Must be at least 64 KiB.
     pub fn compaction_max_bytes(mut self, bytes: u64) -> Self {
         self.compaction_max_bytes = bytes;
         self
