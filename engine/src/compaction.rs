@@ -8,21 +8,27 @@
 //!
 //! ## Policy (size-tiered, per partition)
 //!
-//! - Segments are grouped by signal and exact partition bounds (a widened sparse partition
-//!   is its own group). Only *small* segments — below [`Options::compaction_max_bytes`]
-//!   (default 16 MiB of Parquet) — are merged; large ones are left alone forever.
+//! - Segments are grouped by signal, exact partition bounds (a widened sparse partition is
+//!   its own group) and *size tier* (sizes within a factor of 4 share a tier; everything
+//!   below 256 KiB is the lowest). Only *small* segments — below
+//!   [`Options::compaction_max_bytes`] (default 16 MiB of Parquet) — are merged; large ones
+//!   are left alone forever.
 //! - A partition is *closed* once its end is at least one partition width in the past
-//!   (wall clock): late rows for it are unlikely. A closed partition's small segments are
-//!   merged as soon as there are two. An open partition's only when at least
-//!   [`OPEN_MIN_INPUTS`] wait, so a partition being written is not rewritten at every flush.
-//!   `Db::compact` (and `scry compact`) treats every partition as closed.
+//!   (wall clock): late rows for it are unlikely. In a closed partition two segments of one
+//!   tier merge; in an open one [`OPEN_MIN_INPUTS`] must wait, so a partition being written
+//!   is not rewritten at every flush. Because only segments of one tier merge, a big merged
+//!   segment is not rewritten each time a small one arrives (late rows into a closed
+//!   partition cost a merge of the small ones, not of the whole partition).
+//!   `Db::compact` (and `scry compact`) ignores tiers and merges every small segment of every
+//!   partition.
 //! - Inputs are taken oldest first, as many as fit in `compaction_max_bytes` together: the
-//!   output is at most that size (a little less: merged data compresses better).
+//!   output is at most that size.
 //! - Write amplification: a row is written once by its flush, then once per merge it takes
-//!   part in. While a partition is open a merge needs four inputs of similar age, and an
-//!   output near the size limit is never merged again, so a row is rewritten about
-//!   `log4(compaction_max_bytes / flush segment size) + 1` times at most — 2 to 3 times for
-//!   1 hour partitions receiving 64 MiB memtables — then never again.
+//!   part in; each merge moves it at least one tier up (four segments of a tier make one of
+//!   the next in an open partition, two in a closed one), so a row is rewritten at most
+//!   about `log4(compaction_max_bytes / flush segment size) + 1` times in an open partition
+//!   — 2 to 3 times for 1 hour partitions receiving 64 MiB memtables — and
+//!   `log2(...)` times in a closed one, then never again.
 //!
 //! ## Safety
 //!
@@ -91,21 +97,37 @@ pub(crate) struct Plan {
     pub inputs: Vec<Arc<SegmentMeta>>,
 }
 
+/// Segments below this size share the lowest size tier.
+const TIER_BASE: u64 = 256 << 10;
+
+/// The size tier of a segment: sizes within a factor of 4 share one.
+fn tier(size: u64) -> u32 {
+    let mut t = 0;
+    let mut bound = TIER_BASE;
+    while size >= bound && t < 32 {
+        bound = bound.saturating_mul(4);
+        t += 1;
+    }
+    t
+}
+
 /// The merges the policy (module docs) picks from `m` at wall-clock time `now_ns`.
 pub(crate) fn plan(m: &Manifest, opts: &Options, now_ns: i64, force: bool) -> Vec<Plan> {
     let max = opts.compaction_max_bytes;
     let width = opts.partition_nanos();
-    let mut groups: BTreeMap<(Signal, i64, i64), Vec<Arc<SegmentMeta>>> = BTreeMap::new();
+    // Background passes merge segments of one size tier; a forced pass every small one.
+    let mut groups: BTreeMap<(Signal, i64, i64, u32), Vec<Arc<SegmentMeta>>> = BTreeMap::new();
     for s in &m.segments {
         if s.size < max {
+            let t = if force { 0 } else { tier(s.size) };
             groups
-                .entry((s.signal, s.partition_start, s.partition_end))
+                .entry((s.signal, s.partition_start, s.partition_end, t))
                 .or_default()
                 .push(s.clone());
         }
     }
     let mut plans = Vec::new();
-    for ((signal, start, end), mut small) in groups {
+    for ((signal, start, end, _), mut small) in groups {
         let closed = force || end.saturating_add(width) <= now_ns;
         let min_inputs = if closed { 2 } else { OPEN_MIN_INPUTS };
         small.sort_by_key(|s| s.id);
@@ -332,7 +354,8 @@ mod tests {
         );
         assert_eq!(ids(&plan(&m, &opts, 5, true)), vec![vec![1, 2, 3]]);
         // Inputs fill at most the size limit, oldest first.
-        let m = manifest((1..=7).map(|i| seg(i, 0, 30)).collect());
+        let opts = opts.compaction_max_bytes(100 << 20);
+        let m = manifest((1..=7).map(|i| seg(i, 0, 30 << 20)).collect());
         assert_eq!(ids(&plan(&m, &opts, 5, false)), Vec::<Vec<u64>>::new());
         assert_eq!(
             ids(&plan(&m, &opts, 5, true)),
@@ -341,5 +364,21 @@ mod tests {
         // Partitions never mix.
         let m = manifest(vec![seg(1, 0, 10), seg(2, 100, 10)]);
         assert!(plan(&m, &opts, 5, true).is_empty());
+        // Tiers: a merged 4 MiB segment is not rewritten for each new 100 KiB one, but two
+        // new ones merge (closed partition); a forced pass takes all three.
+        let m = manifest(vec![
+            seg(1, 0, 4 << 20),
+            seg(2, 0, 100 << 10),
+            seg(3, 0, 100 << 10),
+        ]);
+        let late = 10 + width;
+        assert_eq!(ids(&plan(&m, &opts, late, false)), vec![vec![2, 3]]);
+        let m = manifest(vec![seg(1, 0, 4 << 20), seg(2, 0, 100 << 10)]);
+        assert!(plan(&m, &opts, late, false).is_empty());
+        assert_eq!(ids(&plan(&m, &opts, late, true)), vec![vec![1, 2]]);
+        assert_eq!(
+            (tier(0), tier(255 << 10), tier(256 << 10), tier(1 << 20)),
+            (0, 0, 1, 2)
+        );
     }
 }

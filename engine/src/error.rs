@@ -106,7 +106,10 @@ pub enum Error {
     /// An earlier write, fsync or flush failed, or a background thread panicked; the
     /// database refuses writes rather than continue on an unknown state. Reopen it: recovery
     /// replays the write-ahead log, so no acknowledged write is lost.
-    #[error("database refuses writes after an earlier failure: {reason}")]
+    #[error(
+        "database refuses writes after an earlier failure: {reason}. Nothing acknowledged is lost: {}",
+        recovery_advice(reason)
+    )]
     Poisoned {
         /// The first failure.
         reason: String,
@@ -261,5 +264,20 @@ impl Error {
             row,
             reason: reason.into(),
         }
+    }
+}
+
+/// What to do after a fail-stop, for [`Error::Poisoned`]'s message.
+fn recovery_advice(reason: &str) -> &'static str {
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("no space left")
+        || lower.contains("storage full")
+        || lower.contains("disk quota")
+    {
+        "free disk space, then close and reopen the database (restart `scry serve`); recovery \
+         replays the write-ahead log and writes are accepted again"
+    } else {
+        "close and reopen the database (restart `scry serve`); recovery replays the \
+         write-ahead log"
     }
 }

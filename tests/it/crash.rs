@@ -1,6 +1,7 @@
-//! Crash recovery for real: a child process ingesting batches is killed with SIGKILL at
-//! random moments, many times; after each reopen every batch the child acknowledged is
-//! there exactly once, and no half batch is visible.
+//! Crash recovery for real: a child process ingesting batches (flushing and compacting in
+//! the background all the while) is killed with SIGKILL at random moments, many times; after
+//! each reopen every batch the child acknowledged is there exactly once, and no half batch
+//! is visible.
 //!
 //! `SCRY_CRASH_ITERS` sets the number of kills (default 10, for CI); run it longer with e.g.
 //! `SCRY_CRASH_ITERS=500 cargo test --test it crash -- --nocapture`.
@@ -50,8 +51,16 @@ fn crash_child() {
         .expect("start")
         .parse()
         .expect("number");
-    // A small memtable so that flushes (and their crash windows) happen all the time.
-    let db = Db::open(&dir, small_opts().memtable_size(128 << 10)).expect("child open");
+    // A small memtable so that flushes (and their crash windows) happen all the time, and
+    // background compaction every 20 ms so that merges (and theirs) do too: the batches'
+    // partitions (of 2025) are closed, so every second small segment is merged.
+    let db = Db::open(
+        &dir,
+        small_opts()
+            .memtable_size(128 << 10)
+            .compaction_interval(Duration::from_millis(20)),
+    )
+    .expect("child open");
     for k in start.. {
         let signal = if k % 5 == 0 {
             Signal::Logs

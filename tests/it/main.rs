@@ -13,6 +13,7 @@ mod follow;
 mod ingest;
 mod otlp;
 mod partitions;
+mod powercut;
 mod recovery;
 mod retention;
 mod roundtrip;

@@ -34,6 +34,9 @@ struct Counters {
     seen: [AtomicU64; OPS],
     /// Fail the operation whose 1-based number equals this (0: never), per kind.
     fail_at: [AtomicU64; OPS],
+    /// Injected errors look like a full disk (`StorageFull`, ENOSPC) instead of a generic
+    /// I/O error.
+    disk_full: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
@@ -42,6 +45,15 @@ impl Counters {
         let n = self.seen[i].fetch_add(1, Ordering::SeqCst) + 1;
         let at = self.fail_at[i].load(Ordering::SeqCst);
         if at != 0 && n >= at {
+            if self.disk_full.load(Ordering::SeqCst) {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "No space left on device (injected at {op:?} #{n} on {})",
+                        path.display()
+                    ),
+                ));
+            }
             return Err(io::Error::other(format!(
                 "injected {op:?} failure #{n} on {}",
                 path.display()
@@ -74,6 +86,12 @@ impl FaultyFs {
         let i = op as usize;
         let seen = self.counters.seen[i].load(Ordering::SeqCst);
         self.counters.fail_at[i].store(seen + n.max(1), Ordering::SeqCst);
+    }
+
+    /// Makes injected failures look like a full disk (`ErrorKind::StorageFull`, the
+    /// message of ENOSPC) rather than a generic I/O error.
+    pub fn disk_full(&self, on: bool) {
+        self.counters.disk_full.store(on, Ordering::SeqCst);
     }
 
     /// Stops failing operations of every kind.

@@ -6,6 +6,7 @@
 //! small on purpose so that a store can later keep its segments elsewhere (object storage).
 
 pub mod fault;
+pub mod powercut;
 
 use std::any::Any;
 use std::fmt;
