@@ -10,6 +10,7 @@ mod duckdb;
 mod failstop;
 mod fixture;
 mod follow;
+mod fuzz;
 mod ingest;
 mod otlp;
 mod partitions;
