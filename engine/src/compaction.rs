@@ -84,6 +84,13 @@ pub(crate) enum CompactMsg {
         force: bool,
         reply: Sender<Result<CompactionStats>>,
     },
+    /// Thin the partitions that ended more than `older_than` ago (and not more than
+    /// `older_than + keep` ago) and answer how many were thinned.
+    Thin {
+        older_than: std::time::Duration,
+        keep: std::time::Duration,
+        reply: Sender<Result<usize>>,
+    },
     /// Stop (after the merge in progress).
     Close,
 }
@@ -223,7 +230,7 @@ pub(crate) fn pass(
         flush_tx
             .send(FlushMsg::Compacted {
                 inputs: p.inputs.clone(),
-                output: output.clone(),
+                outputs: vec![output.clone()],
                 reply,
             })
             .map_err(|_| Error::Closed)?;
@@ -258,6 +265,120 @@ pub(crate) fn pass(
     Ok(stats)
 }
 
+/// Thins every partition that ended between `older_than + keep` and `older_than` ago
+/// ([`crate::thin`]); returns how many were rewritten.
+pub(crate) fn thin_pass(
+    shared: &Shared,
+    flush_tx: &Sender<FlushMsg>,
+    older_than: std::time::Duration,
+    keep: std::time::Duration,
+) -> Result<usize> {
+    let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    let aged = now_ns().saturating_sub(nanos(older_than));
+    let gone = aged.saturating_sub(nanos(keep));
+    let manifest = shared.read_state().manifest.clone();
+    let read = |segs: &[&Arc<SegmentMeta>]| -> Result<Vec<arrow::array::RecordBatch>> {
+        let mut out = Vec::new();
+        for s in segs {
+            out.extend(crate::segment::reader::read_segment(
+                shared.fs.as_ref(),
+                &shared.dir,
+                s,
+            )?);
+        }
+        Ok(out)
+    };
+    let mut thinned = 0;
+    for ((start, end), inputs) in crate::thin::candidates(&manifest.segments, aged, gone) {
+        let of = |signal: Signal| -> Vec<&Arc<SegmentMeta>> {
+            inputs.iter().filter(|s| s.signal == signal).collect()
+        };
+        let metrics: Vec<&Arc<SegmentMeta>> = manifest
+            .segments
+            .iter()
+            .filter(|s| s.signal == Signal::Metrics && s.overlaps(start, end))
+            .collect();
+        let (spans, logs) = (read(&of(Signal::Spans))?, read(&of(Signal::Logs))?);
+        let (mut keep_ids, mut kept) = crate::thin::interesting(&spans, &logs, &read(&metrics)?)?;
+        // Traces a previous thinning kept stay kept (late rows made this one necessary).
+        for s in inputs.iter().filter(|s| s.thinned.is_some()) {
+            let batches = read(&[s])?;
+            for b in &batches {
+                if let Some(t) = b.column_by_name("trace_id").and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+                }) {
+                    for i in 0..arrow::array::Array::len(t) {
+                        if let Ok(id) = <[u8; 16]>::try_from(t.value(i)) {
+                            keep_ids.insert(id);
+                        }
+                    }
+                }
+            }
+        }
+        kept.traces = keep_ids.len() as u64;
+        let mut outputs = Vec::new();
+        let mut written: Vec<(Signal, u64)> = Vec::new();
+        for (signal, batches) in [(Signal::Spans, spans), (Signal::Logs, logs)] {
+            let rows = crate::thin::filter(&batches, &keep_ids)?;
+            if rows.is_empty() {
+                continue;
+            }
+            let id = shared.alloc_segment_id();
+            written.push((signal, id));
+            let job = SegmentJob {
+                signal,
+                id,
+                partition_start: start,
+                partition_end: end,
+                batches: rows,
+                rows: None,
+            };
+            match write_segment(&shared.fs, &shared.dir, &shared.opts, job) {
+                Ok(mut meta) => {
+                    meta.thinned = Some(kept);
+                    outputs.push(meta);
+                }
+                Err(e) => {
+                    for (s, id) in written {
+                        remove_output(shared, s, start, id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        flush_tx
+            .send(FlushMsg::Compacted {
+                inputs: inputs.clone(),
+                outputs,
+                reply,
+            })
+            .map_err(|_| Error::Closed)?;
+        match rx.recv().map_err(|_| Error::Closed)? {
+            Ok(true) => {
+                thinned += 1;
+                log::info!(
+                    "thinned partition {start}..{end}: kept {} trace(s) ({} with errors, {} slow, \
+                     {} with WARN+ logs, {} with exemplars)",
+                    kept.traces,
+                    kept.errors,
+                    kept.slow,
+                    kept.warn_logs,
+                    kept.exemplars
+                );
+            }
+            other => {
+                for (s, id) in written {
+                    remove_output(shared, s, start, id);
+                }
+                other?;
+            }
+        }
+    }
+    Ok(thinned)
+}
+
 /// Deletes the files of an output that was not published (best effort: the next open
 /// removes what is left, as named by no manifest).
 fn remove_output(shared: &Shared, signal: Signal, partition_start: i64, id: u64) {
@@ -284,8 +405,22 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<CompactMsg>, flush_tx: Sende
             Ok(CompactMsg::Run { force, reply }) => {
                 let _ = reply.send(pass(&shared, &flush_tx, force));
             }
+            Ok(CompactMsg::Thin {
+                older_than,
+                keep,
+                reply,
+            }) => {
+                let _ = reply.send(thin_pass(&shared, &flush_tx, older_than, keep));
+            }
             Ok(CompactMsg::Close) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
+                if let (Some(age), Some(keep)) =
+                    (shared.opts.retention, shared.opts.keep_interesting)
+                    && !shared.is_poisoned()
+                    && let Err(e) = thin_pass(&shared, &flush_tx, age, keep)
+                {
+                    log::warn!("thinning aged partitions failed (nothing was lost): {e}");
+                }
                 if shared.opts.compaction && !shared.is_poisoned() {
                     // A failed merge changed nothing: its inputs are still live. The next
                     // pass tries again.
@@ -314,6 +449,7 @@ mod tests {
             max_time: start,
             size,
             crc32: 0,
+            thinned: None,
         })
     }
 

@@ -474,7 +474,8 @@ impl Db {
     }
 
     /// Retention on demand: drops every time partition that ended more than `older_than`
-    /// ago, then — with a `max_bytes` budget — the oldest remaining partitions until the
+    /// ago (with [`Options::keep_interesting`]: thins those that ended less than
+    /// `older_than + keep_interesting` ago instead, see [`crate::thin`]), then — with a `max_bytes` budget — the oldest remaining partitions until the
     /// segments and their trace indexes take at most `max_bytes` (the log is not counted).
     /// Whole partitions go, across all signals. Snapshots taken before keep reading the
     /// dropped segments; their files are deleted when the last such snapshot is gone.
@@ -491,6 +492,17 @@ impl Db {
                 .map_or(0, |n| i64::try_from(n.as_nanos()).unwrap_or(i64::MAX));
             now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         });
+        if let (Some(age), Some(keep)) = (older_than, self.shared.opts.keep_interesting) {
+            let (reply, rx) = crossbeam_channel::bounded(1);
+            self.compact_tx
+                .send(CompactMsg::Thin {
+                    older_than: age,
+                    keep,
+                    reply,
+                })
+                .map_err(|_| self.gone_error())?;
+            rx.recv().unwrap_or_else(|_| Err(self.gone_error()))?;
+        }
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.flush_tx
             .send(FlushMsg::Retain {

@@ -52,6 +52,7 @@ mod signal;
 mod snapshot;
 mod span_tree;
 mod state;
+pub mod thin;
 pub mod trace;
 pub mod validate;
 pub mod verify;

@@ -52,6 +52,27 @@ pub struct SegmentMeta {
     pub size: u64,
     /// CRC-32 of the whole file.
     pub crc32: u32,
+    /// Set when the segment was *thinned* by retention: its partition aged out and only the
+    /// interesting traces (and their logs) were kept ([`crate::thin`]). Absent in
+    /// manifests that never thinned anything (and in those of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinned: Option<Kept>,
+}
+
+/// Why the traces of a thinned partition were kept: how many traces, and how many for each
+/// reason (a trace can have several).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// Traces kept.
+    pub traces: u64,
+    /// Traces with a span whose status is ERROR.
+    pub errors: u64,
+    /// Traces with a span slower than its operation's 99th percentile in the partition.
+    pub slow: u64,
+    /// Traces a log record at WARN or above refers to.
+    pub warn_logs: u64,
+    /// Traces a metric exemplar refers to.
+    pub exemplars: u64,
 }
 
 impl SegmentMeta {
@@ -256,6 +277,7 @@ mod tests {
                 max_time: -1,
                 size: 123,
                 crc32: 42,
+                thinned: None,
             })],
         };
         let p = file_path(Path::new("/db"), 7);
@@ -285,6 +307,7 @@ mod tests {
             max_time: 0,
             size: 1,
             crc32: 0,
+            thinned: None,
         };
         assert!(check_segment_path(&seg("spans/p/00000000000000000002.parquet")).is_ok());
         for bad in [

@@ -66,6 +66,7 @@ pub struct Options {
     pub(crate) data_page_row_limit: usize,
     pub(crate) retention: Option<Duration>,
     pub(crate) max_bytes: Option<u64>,
+    pub(crate) keep_interesting: Option<Duration>,
     pub(crate) compaction: bool,
     pub(crate) compaction_interval: Duration,
     pub(crate) compaction_max_bytes: u64,
@@ -87,6 +88,7 @@ impl Default for Options {
             data_page_row_limit: 1024,
             retention: None,
             max_bytes: None,
+            keep_interesting: None,
             compaction: true,
             compaction_interval: Duration::from_secs(30),
             compaction_max_bytes: 16 << 20,
@@ -184,6 +186,20 @@ impl Options {
     /// Default: `None` (keep everything). Must be at least the partition duration.
     pub fn retention(mut self, keep: Option<Duration>) -> Self {
         self.retention = keep;
+        self
+    }
+
+    /// Keep the interesting traces of a partition this much longer than
+    /// [`Options::retention`]: when a partition ages out it is *thinned* — its spans and
+    /// logs rewritten keeping only whole traces that had an error, a span slower than its
+    /// operation's 99th percentile, or are referred to by a WARN+ log or a metric exemplar
+    /// (the rule: [`crate::thin`]) — and dropped whole only after `retention +
+    /// keep_interesting`. Thinning runs on the compaction thread (whether or not
+    /// background compaction is on).
+    ///
+    /// Default: `None` (aged partitions are dropped whole). Needs `retention`.
+    pub fn keep_interesting(mut self, extra: Option<Duration>) -> Self {
+        self.keep_interesting = extra;
         self
     }
 
@@ -302,6 +318,12 @@ impl Options {
             return bad(
                 "retention",
                 format!("{keep:?} is shorter than the partition duration {p:?}"),
+            );
+        }
+        if self.keep_interesting.is_some() && self.retention.is_none() {
+            return bad(
+                "keep_interesting",
+                "keeps traces longer than `retention`, which is not set".into(),
             );
         }
         if self.max_bytes.is_some_and(|b| b < 1 << 20) {

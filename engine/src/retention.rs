@@ -102,8 +102,14 @@ pub fn retain(
     max_bytes: Option<u64>,
     obsolete: &mut ObsoleteFiles,
 ) -> Result<RetentionStats> {
+    // Partitions within `keep_interesting` of the cutoff are thinned (by the compaction
+    // thread), not dropped.
+    let keep = shared
+        .opts
+        .keep_interesting
+        .map_or(0, |k| i64::try_from(k.as_nanos()).unwrap_or(i64::MAX));
     let mut stats = match cutoff_ns {
-        Some(c) => drop_before(shared, c, obsolete)?,
+        Some(c) => drop_before(shared, c.saturating_sub(keep), obsolete)?,
         None => RetentionStats::default(),
     };
     let Some(budget) = max_bytes else {
@@ -154,11 +160,11 @@ pub fn retain(
 
 /// Swaps a compaction's `output` in for its `inputs` if every input is still in the
 /// manifest (retention may have dropped some since the merge began); returns whether it
-/// did. The output takes the place of its oldest input in the manifest's order.
+/// did. The outputs take the place of the first input in the manifest's order.
 pub fn apply_compaction(
     shared: &Shared,
     inputs: &[Arc<SegmentMeta>],
-    output: SegmentMeta,
+    outputs: Vec<SegmentMeta>,
     obsolete: &mut ObsoleteFiles,
 ) -> Result<bool> {
     let old = shared.read_state().manifest.clone();
@@ -167,12 +173,12 @@ pub fn apply_compaction(
     if live != ids.len() {
         return Ok(false);
     }
-    let mut segments = Vec::with_capacity(old.segments.len() + 1 - ids.len());
-    let mut output = Some(Arc::new(output));
+    let mut segments = Vec::with_capacity(old.segments.len() + outputs.len());
+    let mut outputs = Some(outputs);
     for s in &old.segments {
         if ids.contains(&s.id) {
-            if let Some(o) = output.take() {
-                segments.push(o);
+            if let Some(o) = outputs.take() {
+                segments.extend(o.into_iter().map(Arc::new));
             }
         } else {
             segments.push(s.clone());

@@ -40,6 +40,8 @@ pub struct PartitionStats {
     pub min_time: i64,
     /// Largest row time, ns since the epoch.
     pub max_time: i64,
+    /// For a partition thinned by retention ([`crate::thin`]): the traces kept and why.
+    pub kept: Option<crate::manifest::Kept>,
 }
 
 /// A half-open time range `[start, end)` in nanoseconds since the Unix epoch.
@@ -215,7 +217,11 @@ impl Snapshot {
                     bloom_bytes: 0,
                     min_time: i64::MAX,
                     max_time: i64::MIN,
+                    kept: None,
                 });
+            if seg.thinned.is_some() {
+                p.kept = seg.thinned;
+            }
             p.segments += 1;
             p.rows += seg.rows;
             p.bytes += seg.size;

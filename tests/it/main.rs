@@ -21,5 +21,6 @@ mod roundtrip;
 mod serve;
 mod sql_limits;
 mod sql_reads;
+mod thin;
 mod trace;
 mod validation;

@@ -33,8 +33,8 @@ pub enum FlushMsg {
     Compacted {
         /// The merged segments.
         inputs: Vec<Arc<SegmentMeta>>,
-        /// The segment written in their place.
-        output: SegmentMeta,
+        /// The segments written in their place (none: every row was dropped).
+        outputs: Vec<SegmentMeta>,
         /// The answer.
         reply: Sender<Result<bool>>,
     },
@@ -108,14 +108,14 @@ pub fn run(shared: Arc<Shared>, rx: Receiver<FlushMsg>, workers: Sender<WorkItem
             }
             Ok(FlushMsg::Compacted {
                 inputs,
-                output,
+                outputs,
                 reply,
             }) => {
                 let result = if shared.is_poisoned() {
                     Err(shared.poison_error())
                 } else {
                     guarded("a compaction's publication", || {
-                        retention::apply_compaction(&shared, &inputs, output, &mut obsolete)
+                        retention::apply_compaction(&shared, &inputs, outputs, &mut obsolete)
                     })
                 };
                 if let Err(e) = &result {

@@ -266,6 +266,7 @@ mod tests {
             max_time: 0,
             size: 0,
             crc32: 0,
+            thinned: None,
         }
     }
 

@@ -289,5 +289,6 @@ pub fn write_segment(
         max_time,
         size: len,
         crc32: hasher.finalize(),
+        thinned: None,
     })
 }

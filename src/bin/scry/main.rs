@@ -147,6 +147,10 @@ enum Command {
         /// Disk budget for segments and trace indexes, e.g. 10GiB.
         #[arg(long, value_parser = serve::parse_size)]
         max_bytes: Option<usize>,
+        /// Instead of dropping partitions that aged out of --older-than, keep their
+        /// interesting traces (errors, slow spans, WARN+ logs, exemplars) this much longer.
+        #[arg(long, value_parser = serve::parse_duration, requires = "older_than")]
+        keep_interesting: Option<std::time::Duration>,
     },
     /// Per signal and time partition: segments, rows, bytes on disk, bytes per row,
     /// compression ratio, trace index bytes, bloom filter memory, time range.
@@ -194,6 +198,10 @@ enum Command {
         /// e.g. 7d.
         #[arg(long, value_parser = parse_duration_arg)]
         retention: Option<std::time::Duration>,
+        /// Keep the interesting traces (errors, slow spans, WARN+ logs, exemplars) of
+        /// partitions that aged out of --retention this much longer, e.g. 30d.
+        #[arg(long, value_parser = parse_duration_arg, requires = "retention")]
+        keep_interesting: Option<std::time::Duration>,
         /// Disk budget: drop the oldest partitions while segments and indexes take more,
         /// e.g. 10GiB (checked every minute).
         #[arg(long, value_parser = serve::parse_size)]
@@ -407,6 +415,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             ingest_concurrency,
             self_metrics_interval,
             retention,
+            keep_interesting,
             max_bytes,
             durability,
         } => serve::run(
@@ -431,6 +440,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                     DurabilityArg::Nosync => scrydb::Durability::NoSync,
                 },
                 retention,
+                keep_interesting,
                 max_bytes: max_bytes.map(|b| b as u64),
             },
         ),
@@ -451,12 +461,18 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Retain {
             older_than,
             max_bytes,
+            keep_interesting,
         } => {
             if older_than.is_none() && max_bytes.is_none() {
                 eprintln!("error: say what to drop: --older-than DURATION and/or --max-bytes SIZE");
                 return Ok(false);
             }
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = Db::open(
+                &db_dir,
+                Options::default()
+                    .retention(keep_interesting.and(older_than))
+                    .keep_interesting(keep_interesting),
+            )?;
             let s = db.retain(older_than, max_bytes.map(|b| b as u64))?;
             say!(
                 "dropped {} segment(s), {} rows, {} bytes (freed once no reader uses them)",
@@ -818,6 +834,14 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             when(p.min_time),
             when(p.max_time)
         )?;
+        if let Some(k) = p.kept {
+            writeln!(
+                out,
+                "  thinned by retention: kept {} trace(s): {} with errors, {} slow, {} with \
+                 WARN+ logs, {} with exemplars",
+                k.traces, k.errors, k.slow, k.warn_logs, k.exemplars
+            )?;
+        }
     }
     let (rows, bytes, index, bloom) = parts.iter().fold((0, 0, 0, 0), |a, p| {
         (

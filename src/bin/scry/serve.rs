@@ -23,6 +23,7 @@ pub struct ServeArgs {
     pub self_metrics_interval: Option<Duration>,
     pub durability: scrydb::Durability,
     pub retention: Option<Duration>,
+    pub keep_interesting: Option<Duration>,
     pub max_bytes: Option<u64>,
 }
 
@@ -84,6 +85,7 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
         Options::default()
             .durability(args.durability)
             .retention(args.retention)
+            .keep_interesting(args.keep_interesting)
             .max_bytes(args.max_bytes),
     )?);
     if !db.recovery_report().is_clean() {

@@ -1,0 +1,177 @@
+//! Retention that keeps what debugging needs: an aged partition is thinned to its
+//! interesting traces (an error, a span slower than its operation's p99, a WARN+ log, a
+//! metric exemplar), whole and with their logs, and dropped only after the extra period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayRef, FixedSizeBinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use scrydb::{Db, Options, Signal, otlp};
+
+use crate::common::{BASE, count, first_trace_id, rows, scan, small_opts, synth};
+
+fn set(b: &RecordBatch, name: &str, a: ArrayRef) -> RecordBatch {
+    let i = b.schema().index_of(name).expect("column");
+    let mut cols = b.columns().to_vec();
+    cols[i] = arrow::compute::cast(&a, b.schema().field(i).data_type()).expect("cast");
+    RecordBatch::try_new(b.schema(), cols).expect("batch")
+}
+
+fn trace_ids(b: &RecordBatch) -> Vec<[u8; 16]> {
+    let a = b
+        .column_by_name("trace_id")
+        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+        .expect("trace ids");
+    (0..b.num_rows())
+        .map(|i| a.value(i).try_into().expect("16 bytes"))
+        .collect()
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[test]
+fn an_aged_partition_keeps_its_interesting_traces_whole_with_their_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = small_opts()
+        .compaction(false)
+        .retention(Some(DAY))
+        .keep_interesting(Some(DAY * 365 * 50));
+    let db = Db::open(dir.path(), opts.clone()).expect("open");
+    // 300 spans of one operation, all OK and 1 ms long...
+    let n = 300;
+    let spans = synth(Signal::Spans, 1, n, BASE);
+    let spans = set(
+        &spans,
+        "service_name",
+        Arc::new(StringArray::from(vec!["svc"; n])),
+    );
+    let spans = set(&spans, "name", Arc::new(StringArray::from(vec!["op"; n])));
+    let mut status = vec!["OK"; n];
+    let mut duration = vec![1_000_000i64; n];
+    let ids = trace_ids(&spans);
+    // ...but for an error in trace A and a slow span in trace B.
+    let (a, b) = (ids[10], ids[20]);
+    status[10] = "ERROR";
+    duration[20] = 5_000_000_000;
+    let spans = set(&spans, "status_code", Arc::new(StringArray::from(status)));
+    let start = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
+        spans.column_by_name("time").expect("time").as_ref(),
+    )
+    .clone();
+    let end: Vec<i64> = (0..n).map(|i| start.value(i) + duration[i]).collect();
+    let spans = set(
+        &spans,
+        "end_time",
+        Arc::new(arrow::array::TimestampNanosecondArray::from(end).with_timezone("UTC")),
+    );
+    let spans = set(&spans, "duration_ns", Arc::new(Int64Array::from(duration)));
+    db.append(Signal::Spans, &spans).expect("append spans");
+    let (c, d) = (ids[30], ids[40]);
+    // Logs at INFO without a trace, one WARN in trace C, one INFO in trace A.
+    let logs = synth(Signal::Logs, 2, 50, BASE);
+    let mut sev = vec![9; 50];
+    sev[0] = 13;
+    let mut tids: Vec<Option<[u8; 16]>> = vec![None; 50];
+    tids[0] = Some(c);
+    tids[1] = Some(a);
+    let logs = set(&logs, "severity_number", Arc::new(Int32Array::from(sev)));
+    let logs = set(
+        &logs,
+        "trace_id",
+        Arc::new(
+            FixedSizeBinaryArray::try_from_sparse_iter_with_size(tids.into_iter(), 16)
+                .expect("ids"),
+        ),
+    );
+    db.append(Signal::Logs, &logs).expect("append logs");
+    // A metric point whose exemplar names trace D.
+    let json = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"latency","gauge":{{"dataPoints":[
+        {{"timeUnixNano":"{}","asDouble":1.5,"exemplars":[{{"timeUnixNano":"{}","asDouble":1.5,
+        "traceId":"{}","spanId":"0102030405060708"}}]}}]}}}}]}}]}}]}}"#,
+        BASE + 60_000_000_000,
+        BASE + 60_000_000_000,
+        hex(&d)
+    );
+    db.ingest_otlp(&otlp::decode_json(json.as_bytes()).expect("json"))
+        .expect("ingest metrics");
+    db.flush().expect("flush");
+    let all_spans = scan(&db, Signal::Spans);
+
+    let stats = db.retain(Some(DAY), None).expect("retain");
+    assert_eq!(stats.segments, 0, "nothing dropped whole yet: {stats:?}");
+    let keep = [a, b, c, d];
+    let want: Vec<RecordBatch> = all_spans
+        .iter()
+        .map(|batch| {
+            let ids = trace_ids(batch);
+            let mask: arrow::array::BooleanArray =
+                ids.iter().map(|i| Some(keep.contains(i))).collect();
+            arrow::compute::filter_record_batch(batch, &mask).expect("filter")
+        })
+        .collect();
+    assert!(count(&want) >= 4);
+    assert_eq!(
+        rows(&scan(&db, Signal::Spans)),
+        rows(&want),
+        "whole interesting traces"
+    );
+    let logs_left = scan(&db, Signal::Logs);
+    assert_eq!(
+        count(&logs_left),
+        2,
+        "the WARN log of C and the INFO log of A"
+    );
+    assert_eq!(count(&scan(&db, Signal::Metrics)), 1, "metrics stay");
+    let parts = db.snapshot().partition_stats();
+    let kept = parts
+        .iter()
+        .find(|p| p.signal == Signal::Spans)
+        .and_then(|p| p.kept)
+        .expect("the spans partition says what it kept");
+    assert_eq!(
+        (
+            kept.traces,
+            kept.errors,
+            kept.slow,
+            kept.warn_logs,
+            kept.exemplars
+        ),
+        (4, 1, 1, 1, 1),
+        "{kept:?}"
+    );
+    // Thinning again changes nothing; the manifest carries it across a reopen.
+    db.retain(Some(DAY), None).expect("retain again");
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&want));
+    db.close().expect("close");
+    let db = Db::open(dir.path(), opts).expect("reopen");
+    assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&want));
+    assert!(
+        db.snapshot()
+            .partition_stats()
+            .iter()
+            .any(|p| p.kept.is_some())
+    );
+    // Without the extra period the same partition goes whole.
+    db.close().expect("close");
+    let db = Db::open(dir.path(), small_opts().retention(Some(DAY))).expect("reopen");
+    let stats = db.retain(Some(DAY), None).expect("retain");
+    assert!(stats.segments >= 3, "{stats:?}");
+    assert_eq!(count(&scan(&db, Signal::Spans)), 0);
+    let _ = first_trace_id;
+    db.close().expect("close");
+}
+
+#[test]
+fn keep_interesting_needs_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err =
+        Db::open(dir.path(), Options::default().keep_interesting(Some(DAY))).expect_err("refused");
+    assert!(err.to_string().contains("keep_interesting"), "{err}");
+}
