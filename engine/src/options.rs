@@ -238,8 +238,8 @@ impl Options {
     /// writes at most about this much. A merge holds its inputs decoded in memory, about
     /// ten times this, plus a sorted copy.
     ///
-    /// Default: 16 MiB (about 350k spans; 10M spans become about 25 segments instead of
-    /// 90). A merge of 16 MiB of span segments peaked at 460 MiB (measured in
+    /// Default: 16 MiB (about 350k spans; 10M spans become 32 segments instead of 94). A
+    /// compaction pass with this limit peaked at 460–850 MiB of RSS (measured in
     /// `docs/benchmarks.md`). Must be at least 64 KiB.
     pub fn compaction_max_bytes(mut self, bytes: u64) -> Self {
         self.compaction_max_bytes = bytes;
