@@ -198,6 +198,10 @@ enum Command {
         /// e.g. 7d.
         #[arg(long, value_parser = parse_duration_arg)]
         retention: Option<std::time::Duration>,
+        /// Do not merge small segments in the background (a merge holds its inputs in
+        /// memory: up to about 0.9 GiB with the default 16 MiB limit).
+        #[arg(long)]
+        no_compaction: bool,
         /// Keep the interesting traces (errors, slow spans, WARN+ logs, exemplars) of
         /// partitions that aged out of --retention this much longer, e.g. 30d.
         #[arg(long, value_parser = parse_duration_arg, requires = "retention")]
@@ -415,6 +419,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             ingest_concurrency,
             self_metrics_interval,
             retention,
+            no_compaction,
             keep_interesting,
             max_bytes,
             durability,
@@ -440,6 +445,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                     DurabilityArg::Nosync => scrydb::Durability::NoSync,
                 },
                 retention,
+                compaction: !no_compaction,
                 keep_interesting,
                 max_bytes: max_bytes.map(|b| b as u64),
             },

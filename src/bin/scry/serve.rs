@@ -24,6 +24,7 @@ pub struct ServeArgs {
     pub durability: scrydb::Durability,
     pub retention: Option<Duration>,
     pub keep_interesting: Option<Duration>,
+    pub compaction: bool,
     pub max_bytes: Option<u64>,
 }
 
@@ -86,6 +87,7 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
             .durability(args.durability)
             .retention(args.retention)
             .keep_interesting(args.keep_interesting)
+            .compaction(args.compaction)
             .max_bytes(args.max_bytes),
     )?);
     if !db.recovery_report().is_clean() {
