@@ -302,19 +302,7 @@ pub(crate) fn thin_pass(
         let (mut keep_ids, mut kept) = crate::thin::interesting(&spans, &logs, &read(&metrics)?)?;
         // Traces a previous thinning kept stay kept (late rows made this one necessary).
         for s in inputs.iter().filter(|s| s.thinned.is_some()) {
-            let batches = read(&[s])?;
-            for b in &batches {
-                if let Some(t) = b.column_by_name("trace_id").and_then(|c| {
-                    c.as_any()
-                        .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-                }) {
-                    for i in 0..arrow::array::Array::len(t) {
-                        if let Ok(id) = <[u8; 16]>::try_from(t.value(i)) {
-                            keep_ids.insert(id);
-                        }
-                    }
-                }
-            }
+            keep_ids.extend(crate::thin::trace_ids(&read(&[s])?));
         }
         kept.traces = keep_ids.len() as u64;
         let mut outputs = Vec::new();

@@ -177,6 +177,17 @@ pub(crate) fn interesting(
     Ok((all, kept))
 }
 
+/// Every non-null trace id in `batches`.
+pub(crate) fn trace_ids(batches: &[RecordBatch]) -> HashSet<[u8; 16]> {
+    let mut out = HashSet::new();
+    for b in batches {
+        if let Some(t) = ids(b) {
+            out.extend((0..t.len()).filter_map(|i| id_at(t, i)));
+        }
+    }
+    out
+}
+
 /// The rows of `batches` whose trace id is in `keep`.
 pub(crate) fn filter(
     batches: &[RecordBatch],

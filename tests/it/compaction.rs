@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use scrydb::{Db, Options, Signal};
 
-use crate::common::{BASE, HOUR, count, first_trace_id, rows, scan, small_opts, synth};
+use crate::common::{
+    BASE, HOUR, count, files_under, first_trace_id, rows, scan, small_opts, synth,
+};
 
 fn opts() -> Options {
     // No background pass: the tests decide when compaction runs.
@@ -92,24 +94,11 @@ fn merged_segments_answer_the_same_with_less_bloom_memory() {
     assert_eq!(answers(&db), before);
     db.close().expect("close");
     // Only the live segments' files are left.
-    let parquet = walk(dir.path())
+    let parquet = files_under(dir.path())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .count();
     assert_eq!(parquet, 3);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("list") {
-        let p = e.expect("entry").path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]
@@ -236,7 +225,7 @@ fn a_disk_budget_drops_the_oldest_partitions_and_frees_disk_when_snapshots_go() 
     let budget = per_hour[2] + per_hour[3] + per_hour[1] / 2;
     assert!(budget < total);
     let old_snapshot = db.snapshot();
-    let old_files: Vec<_> = walk(dir.path())
+    let old_files: Vec<_> = files_under(dir.path())
         .into_iter()
         .filter(|p| {
             p.to_string_lossy().contains("20251125T00")

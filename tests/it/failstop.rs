@@ -286,7 +286,7 @@ fn a_failing_operation_during_quarantine_loses_no_log_byte() {
     ] {
         for n in 1..=4 {
             let dir = tempfile::tempdir().expect("tempdir");
-            for e in walkdir(template.path()) {
+            for e in files_under(template.path()) {
                 let to = dir
                     .path()
                     .join(e.strip_prefix(template.path()).expect("under"));
@@ -316,19 +316,6 @@ fn a_failing_operation_during_quarantine_loses_no_log_byte() {
             assert!(whole, "{op:?} #{n}: log bytes lost");
         }
     }
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read dir") {
-        let p = e.expect("entry").path();
-        if p.is_dir() {
-            out.extend(walkdir(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A full disk (ENOSPC) at any write, fsync, rename or file creation during ingest, flush

@@ -437,7 +437,7 @@ fn segments_newer_than_a_restored_manifest_are_refused_not_deleted() {
     )
     .expect("append");
     db.close().expect("close");
-    let newer: Vec<PathBuf> = walk(dir.path())
+    let newer: Vec<PathBuf> = files_under(dir.path())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
         .collect();
@@ -536,7 +536,7 @@ fn a_lost_manifest_is_refused_not_treated_as_a_new_database() {
     assert!(err.to_string().contains("no MANIFEST"), "{err}");
     assert!(err.to_string().contains(".parquet"), "{err}");
     // Nothing was deleted: the segments are still there.
-    let parquet = walk(dir.path())
+    let parquet = files_under(dir.path())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
         .count();
@@ -547,19 +547,6 @@ fn a_lost_manifest_is_refused_not_treated_as_a_new_database() {
     std::fs::remove_file(manifest_path(dir.path())).expect("remove manifest");
     let err = Db::open(dir.path(), small_opts()).expect_err("refused");
     assert!(err.to_string().contains(".wal"), "{err}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read dir") {
-        let p = e.expect("entry").path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -10,7 +10,7 @@ use arrow::array::{
 };
 use scrydb::{Db, Options, Signal, otlp};
 
-use crate::common::{BASE, count, first_trace_id, rows, scan, small_opts, synth};
+use crate::common::{BASE, count, rows, scan, small_opts, synth};
 
 fn set(b: &RecordBatch, name: &str, a: ArrayRef) -> RecordBatch {
     let i = b.schema().index_of(name).expect("column");
@@ -164,7 +164,6 @@ fn an_aged_partition_keeps_its_interesting_traces_whole_with_their_logs() {
     let stats = db.retain(Some(DAY), None).expect("retain");
     assert!(stats.segments >= 3, "{stats:?}");
     assert_eq!(count(&scan(&db, Signal::Spans)), 0);
-    let _ = first_trace_id;
     db.close().expect("close");
 }
 

@@ -196,11 +196,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     let stop_took = stop_started.elapsed();
 
     latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
+    let pct = |p: f64| percentile_ms(&latencies, p);
     let spans = totals.spans.load(Ordering::SeqCst);
     let db =
         scrydb::Db::open_read_only(&dir, scrydb::Options::default()).map_err(|e| e.to_string())?;
@@ -237,11 +233,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         rss,
         stop_took.as_secs_f64()
     );
-    let at = |p: f64| {
-        refresh
-            .get(((refresh.len() as f64 * p) as usize).min(refresh.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
+    let at = |p: f64| percentile_ms(&refresh, p);
     println!(
         "reader in another process: {} snapshots, refresh p50 {:.2} ms, p99 {:.2} ms; {} saw fewer spans than were acknowledged before it",
         refresh.len(),
@@ -257,6 +249,13 @@ fn run(cli: &Cli) -> Result<(), String> {
         return Err(format!("{} acknowledged spans are missing", spans - stored));
     }
     Ok(())
+}
+
+/// The `p` quantile of sorted durations, in milliseconds (0 when there are none).
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 fn http_client(

@@ -254,6 +254,16 @@ enum FormatArg {
     Protobuf,
 }
 
+impl From<SignalArg> for Signal {
+    fn from(s: SignalArg) -> Signal {
+        match s {
+            SignalArg::Traces => Signal::Spans,
+            SignalArg::Logs => Signal::Logs,
+            SignalArg::Metrics => Signal::Metrics,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum SignalArg {
     Traces,
@@ -347,11 +357,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 FormatArg::Jsonl => scrydb::otlp::Format::JsonLines,
                 FormatArg::Protobuf => scrydb::otlp::Format::Protobuf,
             });
-            let signal = signal.map(|s| match s {
-                SignalArg::Traces => Signal::Spans,
-                SignalArg::Logs => Signal::Logs,
-                SignalArg::Metrics => Signal::Metrics,
-            });
+            let signal = signal.map(Signal::from);
             let db = Db::open(&db_dir, Options::default())?;
             let ok = ingest::run(&db, &files, format, signal)?;
             db.close()?;
@@ -498,11 +504,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             filter,
             max,
         } => {
-            let signal = match signal {
-                SignalArg::Traces => Signal::Spans,
-                SignalArg::Logs => Signal::Logs,
-                SignalArg::Metrics => Signal::Metrics,
-            };
+            let signal = Signal::from(signal);
             match tail::run(&db_dir, signal, filter.as_deref(), max) {
                 Ok(ok) => Ok(ok),
                 Err(e) => {
