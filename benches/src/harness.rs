@@ -25,6 +25,9 @@ pub struct BenchArgs {
     pub duckdb: bool,
     /// Trace lookups to time (present and absent each).
     pub lookups: usize,
+    /// Ingest without background compaction, then measure `Db::compact` and the lookups
+    /// and queries again after it (before vs after compaction).
+    pub compaction: bool,
 }
 
 /// The analytics queries: (name, ScryDB SQL, DuckDB SQL). `{w0}`/`{w1}` are a time window.
@@ -168,7 +171,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     println!("store: {}", dir.display());
 
     // 1. Ingest through the Arrow API (default durability), collecting trace ids to look up.
-    let db = Db::open(dir, Options::default())?;
+    let db = Db::open(dir, Options::default().compaction(!args.compaction))?;
     let mut append_time = [Duration::ZERO; 3];
     let mut rows = [0u64; 3];
     let mut present: Vec<[u8; 16]> = Vec::new();
@@ -321,8 +324,61 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     let w1 = chrono::DateTime::from_timestamp_nanos(mid + 60_000_000_000)
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let session = db.session()?;
-    let scry_queries = time_queries(session, (&w0, &w1))?;
+    let scry_queries = time_queries(db.session()?, (&w0, &w1))?;
+
+    // 5b. Compaction, and the same lookups and queries after it.
+    let compaction = if args.compaction {
+        let totals = |db: &Db| {
+            let parts = db.snapshot().partition_stats();
+            (
+                parts.iter().map(|p| p.segments).sum::<usize>(),
+                parts.iter().map(|p| p.bloom_bytes).sum::<u64>(),
+                parts.iter().map(|p| p.bytes).sum::<u64>(),
+            )
+        };
+        let (segs0, bloom0, bytes0) = totals(&db);
+        let t = Instant::now();
+        let c = db.compact()?;
+        let secs = t.elapsed().as_secs_f64();
+        let (segs1, bloom1, bytes1) = totals(&db);
+        lookup(&db, &sample[..sample.len().min(50)], false)?;
+        let mut warm = lookup(&db, &sample, false)?;
+        let mut absent_after = lookup(&db, &absent, false)?;
+        let queries = time_queries(db.session()?, (&w0, &w1))?;
+        let (p50, p99) = (percentile(&mut warm, 0.5), percentile(&mut warm, 0.99));
+        let (ap50, ap99) = (
+            percentile(&mut absent_after, 0.5),
+            percentile(&mut absent_after, 0.99),
+        );
+        println!(
+            "compaction: {segs0} -> {segs1} segments in {secs:.1} s ({} merges, {} rows rewritten, \
+             {:.0} rows/s); Parquet {bytes0} -> {bytes1} bytes; bloom filters {bloom0} -> {bloom1} bytes",
+            c.merges,
+            c.rows,
+            c.rows as f64 / secs
+        );
+        println!(
+            "  trace lookup present p50 {w_p50:.3} -> {p50:.3} ms, p99 {w_p99:.3} -> {p99:.3} ms; \
+             absent p50 {a_p50:.3} -> {ap50:.3} ms, p99 {a_p99:.3} -> {ap99:.3} ms"
+        );
+        for ((name, before), (_, after)) in scry_queries.iter().zip(&queries) {
+            println!(
+                "  {name:<32} {:>9.1} -> {:>9.1} ms",
+                before * 1e3,
+                after * 1e3
+            );
+        }
+        Some(json!({
+            "seconds": secs, "merges": c.merges, "rows": c.rows,
+            "segments": [segs0, segs1], "bloom_bytes": [bloom0, bloom1],
+            "parquet_bytes": [bytes0, bytes1],
+            "lookup_present_ms": {"p50": [w_p50, p50], "p99": [w_p99, p99]},
+            "lookup_absent_ms": {"p50": [a_p50, ap50], "p99": [a_p99, ap99]},
+            "queries_s_after": queries.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+        }))
+    } else {
+        None
+    };
     drop(snap);
     db.close()?;
 
@@ -512,6 +568,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         "peak_rss_mib": rss,
         "peak_rss_ingest_mib": ingest_rss,
         "duckdb": duck,
+        "compaction": compaction,
     });
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
     println!("results written to {}", args.json.display());

@@ -41,10 +41,11 @@
 //! path: deleted once no snapshot reads them. A crash at any point leaves either the old
 //! manifest (the output is a leftover the next open removes) or the new one.
 //!
-//! Memory: a merge holds its inputs decoded plus one sorted copy, about twice the Arrow
-//! size of `compaction_max_bytes` of Parquet (measured in `docs/benchmarks.md`: 32 MiB of
-//! span segments peaked at 820 MiB). A merge that streams its inputs window by window
-//! (they are all sorted by minute first) would bound this; it is not written yet.
+//! Memory: a merge streams ([`crate::segment::merge`]): it holds its inputs' Parquet bytes
+//! (at most `compaction_max_bytes`), one decoded batch of [`MERGE_BATCH_ROWS`] rows per
+//! input and the output's row group being encoded — not the partition's rows. Thinning
+//! ([`crate::thin`]) streams the same way and holds the kept trace ids and a duration
+//! histogram per operation.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,7 +55,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::flush::manager::FlushMsg;
 use crate::manifest::{Manifest, SegmentMeta};
-use crate::segment::writer::{SegmentJob, write_segment};
+use crate::segment::merge::{MERGE_BATCH_ROWS, Run, merge_runs};
+use crate::segment::reader::SegmentStream;
+use crate::segment::writer::SegmentSink;
 use crate::state::Shared;
 use crate::{Error, Options, Result, Signal};
 
@@ -89,6 +92,12 @@ pub(crate) enum CompactMsg {
     Thin {
         older_than: std::time::Duration,
         keep: std::time::Duration,
+        reply: Sender<Result<usize>>,
+    },
+    /// Thin the oldest partitions that ended while the store is over `budget` bytes
+    /// ([`budget_thin_pass`]) and answer how many were thinned.
+    BudgetThin {
+        budget: u64,
         reply: Sender<Result<usize>>,
     },
     /// Stop (after the merge in progress).
@@ -170,25 +179,52 @@ pub(crate) fn plan(m: &Manifest, opts: &Options, now_ns: i64, force: bool) -> Ve
     plans
 }
 
-/// Writes the merge of `plan`'s inputs as segment `id`.
+/// Writes the merge of `plan`'s inputs as segment `id`, streaming: one decoded batch per
+/// input is in memory at a time ([`crate::segment::merge`]).
 pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta> {
-    let mut batches = Vec::new();
+    let mut runs: Vec<Run<'_>> = Vec::with_capacity(plan.inputs.len());
     for seg in &plan.inputs {
-        batches.extend(crate::segment::reader::read_segment(
+        runs.push(Box::new(SegmentStream::open(
             shared.fs.as_ref(),
             &shared.dir,
             seg,
-        )?);
+            None,
+            MERGE_BATCH_ROWS,
+        )?));
     }
-    let job = SegmentJob {
-        signal: plan.signal,
+    let mut sink = SegmentSink::create(
+        &shared.fs,
+        &shared.dir,
+        &shared.opts,
+        plan.signal,
         id,
-        partition_start: plan.partition_start,
-        partition_end: plan.partition_end,
-        batches,
-        rows: None,
-    };
-    write_segment(&shared.fs, &shared.dir, &shared.opts, job)
+        plan.partition_start,
+        plan.partition_end,
+    )?;
+    merge_runs(plan.signal, runs, &mut sink)?;
+    sink.finish()
+}
+
+/// Visits the batches of `segs`, reading only `columns`.
+fn visit(
+    shared: &Shared,
+    segs: &[Arc<SegmentMeta>],
+    columns: &[&str],
+    f: &mut dyn FnMut(&arrow::array::RecordBatch) -> Result<()>,
+) -> Result<()> {
+    for s in segs {
+        let stream = SegmentStream::open(
+            shared.fs.as_ref(),
+            &shared.dir,
+            s,
+            Some(columns),
+            MERGE_BATCH_ROWS,
+        )?;
+        for batch in stream {
+            f(&batch?)?;
+        }
+    }
+    Ok(())
 }
 
 fn now_ns() -> i64 {
@@ -236,6 +272,7 @@ pub(crate) fn pass(
             .map_err(|_| Error::Closed)?;
         match rx.recv().map_err(|_| Error::Closed)? {
             Ok(true) => {
+                shared.counters.record_rewrite(output.size, true);
                 stats.merges += 1;
                 stats.segments_in += p.inputs.len();
                 stats.rows += output.rows;
@@ -277,94 +314,182 @@ pub(crate) fn thin_pass(
     let aged = now_ns().saturating_sub(nanos(older_than));
     let gone = aged.saturating_sub(nanos(keep));
     let manifest = shared.read_state().manifest.clone();
-    let read = |segs: &[&Arc<SegmentMeta>]| -> Result<Vec<arrow::array::RecordBatch>> {
-        let mut out = Vec::new();
-        for s in segs {
-            out.extend(crate::segment::reader::read_segment(
-                shared.fs.as_ref(),
-                &shared.dir,
-                s,
-            )?);
-        }
-        Ok(out)
-    };
     let mut thinned = 0;
     for ((start, end), inputs) in crate::thin::candidates(&manifest.segments, aged, gone) {
-        let of = |signal: Signal| -> Vec<&Arc<SegmentMeta>> {
-            inputs.iter().filter(|s| s.signal == signal).collect()
-        };
-        let metrics: Vec<&Arc<SegmentMeta>> = manifest
-            .segments
-            .iter()
-            .filter(|s| s.signal == Signal::Metrics && s.overlaps(start, end))
-            .collect();
-        let (spans, logs) = (read(&of(Signal::Spans))?, read(&of(Signal::Logs))?);
-        let (mut keep_ids, mut kept) = crate::thin::interesting(&spans, &logs, &read(&metrics)?)?;
-        // Traces a previous thinning kept stay kept (late rows made this one necessary).
-        for s in inputs.iter().filter(|s| s.thinned.is_some()) {
-            keep_ids.extend(crate::thin::trace_ids(&read(&[s])?));
-        }
-        kept.traces = keep_ids.len() as u64;
-        let mut outputs = Vec::new();
-        let mut written: Vec<(Signal, u64)> = Vec::new();
-        for (signal, batches) in [(Signal::Spans, spans), (Signal::Logs, logs)] {
-            let rows = crate::thin::filter(&batches, &keep_ids)?;
-            if rows.is_empty() {
-                continue;
-            }
-            let id = shared.alloc_segment_id();
-            written.push((signal, id));
-            let job = SegmentJob {
-                signal,
-                id,
-                partition_start: start,
-                partition_end: end,
-                batches: rows,
-                rows: None,
-            };
-            match write_segment(&shared.fs, &shared.dir, &shared.opts, job) {
-                Ok(mut meta) => {
-                    meta.thinned = Some(kept);
-                    outputs.push(meta);
-                }
-                Err(e) => {
-                    for (s, id) in written {
-                        remove_output(shared, s, start, id);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        flush_tx
-            .send(FlushMsg::Compacted {
-                inputs: inputs.clone(),
-                outputs,
-                reply,
-            })
-            .map_err(|_| Error::Closed)?;
-        match rx.recv().map_err(|_| Error::Closed)? {
-            Ok(true) => {
-                thinned += 1;
-                log::info!(
-                    "thinned partition {start}..{end}: kept {} trace(s) ({} with errors, {} slow, \
-                     {} with WARN+ logs, {} with exemplars)",
-                    kept.traces,
-                    kept.errors,
-                    kept.slow,
-                    kept.warn_logs,
-                    kept.exemplars
-                );
-            }
-            other => {
-                for (s, id) in written {
-                    remove_output(shared, s, start, id);
-                }
-                other?;
-            }
+        if thin_partition(shared, flush_tx, &manifest, start, end, inputs)? {
+            thinned += 1;
         }
     }
     Ok(thinned)
+}
+
+/// While the store takes more than `budget` bytes, thins its oldest partitions that ended
+/// before now and were not thinned yet, oldest first — the disk budget drops
+/// ([`crate::retention::retain`]) only what is left over budget once they are; returns how
+/// many were rewritten.
+pub(crate) fn budget_thin_pass(
+    shared: &Shared,
+    flush_tx: &Sender<FlushMsg>,
+    budget: u64,
+) -> Result<usize> {
+    let mut thinned = 0;
+    loop {
+        let manifest = shared.read_state().manifest.clone();
+        if crate::retention::store_bytes(shared, &manifest) <= budget {
+            return Ok(thinned);
+        }
+        let Some(((start, end), inputs)) =
+            crate::thin::candidates(&manifest.segments, now_ns(), i64::MIN)
+                .into_iter()
+                .find(|(bounds, _)| !shared.thin_failed(*bounds))
+        else {
+            return Ok(thinned);
+        };
+        match thin_partition(shared, flush_tx, &manifest, start, end, inputs) {
+            Ok(true) => thinned += 1,
+            // Retention changed the partition meanwhile: look again.
+            Ok(false) => {}
+            Err(e) => {
+                // The budget drops it whole instead of waiting for a thinning that fails.
+                shared.set_thin_failed((start, end));
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Rewrites the spans and logs segments `inputs` of partition `[start, end)` keeping the
+/// interesting traces ([`crate::thin`]), streaming; returns whether the result was
+/// published (not when retention or compaction changed the inputs meanwhile).
+fn thin_partition(
+    shared: &Shared,
+    flush_tx: &Sender<FlushMsg>,
+    manifest: &Manifest,
+    start: i64,
+    end: i64,
+    inputs: Vec<Arc<SegmentMeta>>,
+) -> Result<bool> {
+    let of = |signal: Signal| -> Vec<Arc<SegmentMeta>> {
+        inputs
+            .iter()
+            .filter(|s| s.signal == signal)
+            .cloned()
+            .collect()
+    };
+    let metrics: Vec<Arc<SegmentMeta>> = manifest
+        .segments
+        .iter()
+        .filter(|s| s.signal == Signal::Metrics && s.overlaps(start, end))
+        .cloned()
+        .collect();
+    let visit = |segs: &[Arc<SegmentMeta>],
+                 columns: &[&str],
+                 f: &mut dyn FnMut(&arrow::array::RecordBatch) -> Result<()>| {
+        visit(shared, segs, columns, f)
+    };
+    let (mut keep_ids, mut kept) = crate::thin::interesting(
+        &visit,
+        &shared.opts.slow_rule(),
+        &of(Signal::Spans),
+        &of(Signal::Logs),
+        &metrics,
+    )?;
+    // Traces a previous thinning kept stay kept (late rows made this one necessary).
+    let earlier: Vec<Arc<SegmentMeta>> = inputs
+        .iter()
+        .filter(|s| s.thinned.is_some())
+        .cloned()
+        .collect();
+    visit(&earlier, &["trace_id"], &mut |b| {
+        crate::thin::trace_ids(b, &mut keep_ids);
+        Ok(())
+    })?;
+    kept.traces = keep_ids.len() as u64;
+    let mut outputs = Vec::new();
+    let mut written: Vec<(Signal, u64)> = Vec::new();
+    let mut write = |signal: Signal, written: &mut Vec<(Signal, u64)>| -> Result<()> {
+        let segs = of(signal);
+        if segs.is_empty() {
+            return Ok(());
+        }
+        let mut runs: Vec<Run<'_>> = Vec::with_capacity(segs.len());
+        for s in &segs {
+            let stream =
+                SegmentStream::open(shared.fs.as_ref(), &shared.dir, s, None, MERGE_BATCH_ROWS)?;
+            let keep = &keep_ids;
+            runs.push(Box::new(
+                stream.map(move |b| b.and_then(|b| crate::thin::filter(&b, keep))),
+            ));
+        }
+        let id = shared.alloc_segment_id();
+        written.push((signal, id));
+        let mut sink = SegmentSink::create(
+            &shared.fs,
+            &shared.dir,
+            &shared.opts,
+            signal,
+            id,
+            start,
+            end,
+        )?;
+        merge_runs(signal, runs, &mut sink)?;
+        if sink.rows() == 0 {
+            // Nothing kept: no segment (its temporary file goes with `written`).
+            return Ok(());
+        }
+        let mut meta = sink.finish()?;
+        meta.thinned = Some(kept);
+        outputs.push(meta);
+        Ok(())
+    };
+    let result =
+        write(Signal::Spans, &mut written).and_then(|()| write(Signal::Logs, &mut written));
+    let cleanup = |written: &[(Signal, u64)]| {
+        for &(s, id) in written {
+            remove_output(shared, s, start, id);
+        }
+    };
+    if let Err(e) = result {
+        cleanup(&written);
+        return Err(e);
+    }
+    // Outputs with no rows were never finished: their temporary files go now.
+    for &(s, id) in &written {
+        if !outputs.iter().any(|o| o.id == id) {
+            remove_output(shared, s, start, id);
+        }
+    }
+    let written_sizes: Vec<u64> = outputs.iter().map(|o| o.size).collect();
+    let (reply, rx) = crossbeam_channel::bounded(1);
+    flush_tx
+        .send(FlushMsg::Compacted {
+            inputs,
+            outputs,
+            reply,
+        })
+        .map_err(|_| Error::Closed)?;
+    match rx.recv().map_err(|_| Error::Closed)? {
+        Ok(true) => {
+            shared.clear_thin_failed((start, end));
+            for o in &written_sizes {
+                shared.counters.record_rewrite(*o, false);
+            }
+            log::info!(
+                "thinned partition {start}..{end}: kept {} trace(s) ({} with errors, {} slow, \
+                 {} with WARN+ logs, {} with exemplars)",
+                kept.traces,
+                kept.errors,
+                kept.slow,
+                kept.warn_logs,
+                kept.exemplars
+            );
+            Ok(true)
+        }
+        other => {
+            cleanup(&written);
+            other
+        }
+    }
 }
 
 /// Deletes the files of an output that was not published (best effort: the next open
@@ -400,6 +525,9 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<CompactMsg>, flush_tx: Sende
             }) => {
                 let _ = reply.send(thin_pass(&shared, &flush_tx, older_than, keep));
             }
+            Ok(CompactMsg::BudgetThin { budget, reply }) => {
+                let _ = reply.send(budget_thin_pass(&shared, &flush_tx, budget));
+            }
             Ok(CompactMsg::Close) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
                 if let (Some(age), Some(keep)) =
@@ -408,6 +536,16 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<CompactMsg>, flush_tx: Sende
                     && let Err(e) = thin_pass(&shared, &flush_tx, age, keep)
                 {
                     log::warn!("thinning aged partitions failed (nothing was lost): {e}");
+                }
+                if let (Some(budget), Some(_)) =
+                    (shared.opts.max_bytes, shared.opts.keep_interesting)
+                    && !shared.is_poisoned()
+                    && let Err(e) = budget_thin_pass(&shared, &flush_tx, budget)
+                {
+                    log::warn!(
+                        "thinning for the disk budget failed (nothing was lost; the budget \
+                         drops the partition whole instead): {e}"
+                    );
                 }
                 if shared.opts.compaction && !shared.is_poisoned() {
                     // A failed merge changed nothing: its inputs are still live. The next

@@ -99,6 +99,14 @@ pub struct WriteStats {
     pub stall_time: std::time::Duration,
     /// Segments in the current manifest.
     pub segments: usize,
+    /// Parquet bytes of the segments flushes wrote since open.
+    pub flushed_bytes: u64,
+    /// Parquet bytes of the segments compaction merges and retention's thinning wrote since
+    /// open. Write amplification of segments is `(flushed_bytes + rewritten_bytes) /
+    /// flushed_bytes`.
+    pub rewritten_bytes: u64,
+    /// Compaction merges published since open.
+    pub merges: u64,
     /// The database refuses writes after a failure ([`Error::Poisoned`]).
     pub poisoned: bool,
 }
@@ -383,6 +391,9 @@ impl Db {
             stalls: c.stalls.load(Relaxed),
             stall_time: std::time::Duration::from_nanos(c.stall_nanos.load(Relaxed)),
             segments,
+            flushed_bytes: c.flushed_bytes.load(Relaxed),
+            rewritten_bytes: c.rewritten_bytes.load(Relaxed),
+            merges: c.merges.load(Relaxed),
             poisoned: self.shared.is_poisoned(),
         }
     }
@@ -475,8 +486,11 @@ impl Db {
 
     /// Retention on demand: drops every time partition that ended more than `older_than`
     /// ago (with [`Options::keep_interesting`]: thins those that ended less than
-    /// `older_than + keep_interesting` ago instead, see [`crate::thin`]), then — with a `max_bytes` budget — the oldest remaining partitions until the
-    /// segments and their trace indexes take at most `max_bytes` (the log is not counted).
+    /// `older_than + keep_interesting` ago instead, see [`crate::thin`]), then — with a
+    /// `max_bytes` budget — the oldest remaining partitions until the segments and their
+    /// trace indexes take at most `max_bytes` (the log is not counted). With
+    /// `keep_interesting`, the budget thins partitions that ended (oldest first) before it
+    /// drops any, and drops only what is still over budget once all are thinned.
     /// Whole partitions go, across all signals. Snapshots taken before keep reading the
     /// dropped segments; their files are deleted when the last such snapshot is gone.
     /// Unflushed rows are not affected.
@@ -502,6 +516,17 @@ impl Db {
                 })
                 .map_err(|_| self.gone_error())?;
             rx.recv().unwrap_or_else(|_| Err(self.gone_error()))?;
+        }
+        if let (Some(budget), Some(_)) = (max_bytes, self.shared.opts.keep_interesting) {
+            let (reply, rx) = crossbeam_channel::bounded(1);
+            self.compact_tx
+                .send(CompactMsg::BudgetThin { budget, reply })
+                .map_err(|_| self.gone_error())?;
+            // A failed thinning is logged and remembered: the budget then drops that
+            // partition whole.
+            if let Err(e) = rx.recv().unwrap_or_else(|_| Err(self.gone_error())) {
+                log::warn!("thinning for the disk budget failed: {e}");
+            }
         }
         let (reply, rx) = crossbeam_channel::bounded(1);
         self.flush_tx

@@ -67,7 +67,8 @@ pub struct Kept {
     pub traces: u64,
     /// Traces with a span whose status is ERROR.
     pub errors: u64,
-    /// Traces with a span slower than its operation's 99th percentile in the partition.
+    /// Traces with a span slower than its operation's threshold or percentile in the
+    /// partition ([`crate::Options::slow_threshold`], [`crate::Options::slow_percentile`]).
     pub slow: u64,
     /// Traces a log record at WARN or above refers to.
     pub warn_logs: u64,

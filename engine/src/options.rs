@@ -67,6 +67,8 @@ pub struct Options {
     pub(crate) retention: Option<Duration>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) keep_interesting: Option<Duration>,
+    pub(crate) slow_percentile: f64,
+    pub(crate) slow_thresholds: std::collections::BTreeMap<String, Duration>,
     pub(crate) compaction: bool,
     pub(crate) compaction_interval: Duration,
     pub(crate) compaction_max_bytes: u64,
@@ -89,6 +91,8 @@ impl Default for Options {
             retention: None,
             max_bytes: None,
             keep_interesting: None,
+            slow_percentile: 0.99,
+            slow_thresholds: std::collections::BTreeMap::new(),
             compaction: true,
             compaction_interval: Duration::from_secs(30),
             compaction_max_bytes: 16 << 20,
@@ -192,15 +196,52 @@ impl Options {
     /// Keep the interesting traces of a partition this much longer than
     /// [`Options::retention`]: when a partition ages out it is *thinned* — its spans and
     /// logs rewritten keeping only whole traces that had an error, a span slower than its
-    /// operation's 99th percentile, or are referred to by a WARN+ log or a metric exemplar
-    /// (the rule: [`crate::thin`]) — and dropped whole only after `retention +
-    /// keep_interesting`. Thinning runs on the compaction thread (whether or not
-    /// background compaction is on).
+    /// operation's threshold ([`Options::slow_percentile`], [`Options::slow_threshold`]),
+    /// or are referred to by a WARN+ log or a metric exemplar (the rule: [`crate::thin`])
+    /// — and dropped whole only after `retention + keep_interesting`. With
+    /// [`Options::max_bytes`], the disk budget also thins before it drops: while the store
+    /// is over budget its oldest partitions that ended are thinned first, and partitions
+    /// are dropped whole only if it is still over budget once all of them are. Thinning
+    /// runs on the compaction thread (whether or not background compaction is on).
     ///
-    /// Default: `None` (aged partitions are dropped whole). Needs `retention`.
+    /// Default: `None` (aged partitions are dropped whole). Needs `retention` or
+    /// `max_bytes`.
     pub fn keep_interesting(mut self, extra: Option<Duration>) -> Self {
         self.keep_interesting = extra;
         self
+    }
+
+    /// Thinning keeps traces with a span slower than this percentile of its operation
+    /// (`service_name`, `name`) among the partition's spans, for operations with at least
+    /// 20 spans there and no [`Options::slow_threshold`]. Computed from a histogram with
+    /// buckets under 1 % wide: a span within 1 % above the exact percentile may not count.
+    ///
+    /// Default: 0.99. Must be in (0, 1).
+    pub fn slow_percentile(mut self, p: f64) -> Self {
+        self.slow_percentile = p;
+        self
+    }
+
+    /// Thinning keeps traces with a span named `operation` (in any service) that took longer
+    /// than `threshold`, instead of comparing it with the percentile. Call once per
+    /// operation; a second call for the same name replaces the first.
+    ///
+    /// Default: none (every operation by percentile).
+    pub fn slow_threshold(mut self, operation: impl Into<String>, threshold: Duration) -> Self {
+        self.slow_thresholds.insert(operation.into(), threshold);
+        self
+    }
+
+    /// The rule thinning uses for slow spans.
+    pub(crate) fn slow_rule(&self) -> crate::thin::SlowRule {
+        crate::thin::SlowRule {
+            percentile: self.slow_percentile,
+            thresholds: self
+                .slow_thresholds
+                .iter()
+                .map(|(k, v)| (k.clone(), i64::try_from(v.as_nanos()).unwrap_or(i64::MAX)))
+                .collect(),
+        }
     }
 
     /// A disk budget: a background pass (at open and every minute) drops the oldest time
@@ -235,12 +276,11 @@ impl Options {
     }
 
     /// Segments smaller than this (Parquet bytes) are merged by compaction, and a merge
-    /// writes at most about this much. A merge holds its inputs decoded in memory, about
-    /// ten times this, plus a sorted copy.
+    /// writes at most about this much. A merge streams: it holds its inputs' Parquet bytes
+    /// and one decoded batch per input, not their rows.
     ///
-    /// Default: 16 MiB (about 350k spans; 10M spans become 32 segments instead of 94). A
-    /// compaction pass with this limit peaked at 460–850 MiB of RSS (measured in
-    /// `docs/benchmarks.md`). Must be at least 64 KiB.
+    /// Default: 16 MiB (about 350k spans; 10M spans become 32 segments instead of 94).
+    /// Must be at least 64 KiB.
     pub fn compaction_max_bytes(mut self, bytes: u64) -> Self {
         self.compaction_max_bytes = bytes;
         self
@@ -320,10 +360,18 @@ impl Options {
                 format!("{keep:?} is shorter than the partition duration {p:?}"),
             );
         }
-        if self.keep_interesting.is_some() && self.retention.is_none() {
+        if self.keep_interesting.is_some() && self.retention.is_none() && self.max_bytes.is_none() {
             return bad(
                 "keep_interesting",
-                "keeps traces longer than `retention`, which is not set".into(),
+                "keeps traces longer than `retention` or the disk budget `max_bytes` would; \
+                 neither is set"
+                    .into(),
+            );
+        }
+        if !(self.slow_percentile > 0.0 && self.slow_percentile < 1.0) {
+            return bad(
+                "slow_percentile",
+                format!("{} is not in (0, 1)", self.slow_percentile),
             );
         }
         if self.max_bytes.is_some_and(|b| b < 1 << 20) {

@@ -95,7 +95,10 @@ pub fn drop_before(
 
 /// Retention by age (`cutoff_ns`, as [`drop_before`]) and then by disk budget: while the
 /// live segments and their trace indexes take more than `max_bytes`, the partitions that end
-/// first are dropped (every signal's segments of them), oldest first.
+/// first are dropped (every signal's segments of them), oldest first. With
+/// `keep_interesting`, nothing is dropped by the budget while a partition that ended is not
+/// thinned yet: the compaction thread thins them first ([`crate::compaction`]), and a later
+/// pass drops what is still over budget.
 pub fn retain(
     shared: &Shared,
     cutoff_ns: Option<i64>,
@@ -119,19 +122,34 @@ pub fn retain(
     let mut sized: Vec<(i64, u64)> = m
         .segments
         .iter()
-        .map(|s| {
-            let index = shared
-                .fs
-                .file_size(&crate::index::index_path(&shared.dir.join(&s.path)))
-                .unwrap_or(0);
-            (s.partition_end, s.size + index)
-        })
+        .map(|s| (s.partition_end, segment_bytes(shared, s)))
         .collect();
     let total: u64 = sized.iter().map(|(_, b)| b).sum();
     if total <= budget {
         return Ok(stats);
     }
     sized.sort_unstable();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    // With keep_interesting, nothing goes whole while a partition that ended can still be
+    // thinned: the compaction thread thins them first, oldest first (unless thinning one
+    // failed), and a later pass drops what is still over budget.
+    if shared.opts.keep_interesting.is_some()
+        && let Some(s) = m.segments.iter().find(|s| {
+            s.signal != crate::Signal::Metrics
+                && s.thinned.is_none()
+                && s.partition_end <= now
+                && !shared.thin_failed((s.partition_start, s.partition_end))
+        })
+    {
+        log::info!(
+            "disk budget of {budget} bytes: {total} bytes in segments and indexes; partitions \
+             are thinned (the first ends at {}) before any is dropped",
+            s.partition_end
+        );
+        return Ok(stats);
+    }
     let mut left = total;
     let mut cutoff = None;
     let mut i = 0;
@@ -156,6 +174,21 @@ pub fn retain(
         stats.bytes += more.bytes;
     }
     Ok(stats)
+}
+
+/// Bytes a segment takes on disk: its Parquet file and its trace index.
+fn segment_bytes(shared: &Shared, s: &SegmentMeta) -> u64 {
+    let index = shared
+        .fs
+        .file_size(&crate::index::index_path(&shared.dir.join(&s.path)))
+        .unwrap_or(0);
+    s.size + index
+}
+
+/// Bytes the segments of `m` and their trace indexes take on disk (what a disk budget
+/// counts).
+pub fn store_bytes(shared: &Shared, m: &Manifest) -> u64 {
+    m.segments.iter().map(|s| segment_bytes(shared, s)).sum()
 }
 
 /// Swaps a compaction's `output` in for its `inputs` if every input is still in the

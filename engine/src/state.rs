@@ -41,9 +41,23 @@ pub(crate) struct Counters {
     pub last_flush_nanos: AtomicU64,
     pub stalls: AtomicU64,
     pub stall_nanos: AtomicU64,
+    /// Parquet bytes of the segments flushes published.
+    pub flushed_bytes: AtomicU64,
+    /// Parquet bytes of the segments merges and thinnings published.
+    pub rewritten_bytes: AtomicU64,
+    /// Merges published.
+    pub merges: AtomicU64,
 }
 
 impl Counters {
+    /// Counts a segment of `bytes` that a merge (`merge`) or a thinning published.
+    pub fn record_rewrite(&self, bytes: u64, merge: bool) {
+        self.rewritten_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if merge {
+            self.merges.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn record_flush(&self, took: Duration) {
         let n = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -79,6 +93,9 @@ pub(crate) struct Shared {
     next_segment_id: AtomicU64,
     /// For a read-only handle: what it read of the writer's files so far.
     follower: Option<Mutex<Follower>>,
+    /// Partitions (start, end) whose thinning for the disk budget failed: the budget drops
+    /// them whole rather than wait for them.
+    thin_failed: Mutex<std::collections::BTreeSet<(i64, i64)>>,
     #[cfg(test)]
     pub test_hooks: TestHooks,
 }
@@ -102,6 +119,7 @@ impl Shared {
             progress: Mutex::new(Progress::default()),
             progress_cv: Condvar::new(),
             follower: None,
+            thin_failed: Mutex::default(),
             counters: Counters::default(),
             next_segment_id: AtomicU64::new(next_segment_id),
             #[cfg(test)]
@@ -113,6 +131,31 @@ impl Shared {
     /// Takes a new segment id.
     pub fn alloc_segment_id(&self) -> u64 {
         self.next_segment_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Whether thinning partition `bounds` for the disk budget failed (since its last
+    /// success).
+    pub fn thin_failed(&self, bounds: (i64, i64)) -> bool {
+        self.thin_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&bounds)
+    }
+
+    /// Records that thinning partition `bounds` failed.
+    pub fn set_thin_failed(&self, bounds: (i64, i64)) {
+        self.thin_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(bounds);
+    }
+
+    /// Records that partition `bounds` was thinned.
+    pub fn clear_thin_failed(&self, bounds: (i64, i64)) {
+        self.thin_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&bounds);
     }
 
     /// What a new manifest must record as `next_segment_id`: above every id taken.

@@ -34,6 +34,35 @@ pub fn row_selection(rows: &RoaringBitmap, total: u64) -> RowSelection {
     RowSelection::from(selectors)
 }
 
+/// The row groups holding `rows` (positions in the whole file), and `rows` renumbered
+/// within those groups taken together, with their row count.
+fn row_groups_of(
+    rows: &RoaringBitmap,
+    groups: &[parquet::file::metadata::RowGroupMetaData],
+) -> (Vec<usize>, RoaringBitmap, u64) {
+    let mut chosen = Vec::new();
+    let mut selected = RoaringBitmap::new();
+    let mut start: u64 = 0;
+    let mut kept: u64 = 0;
+    let mut wanted = rows.iter().map(u64::from).peekable();
+    for (i, g) in groups.iter().enumerate() {
+        let end = start + u64::try_from(g.num_rows()).unwrap_or(0);
+        let mut any = false;
+        while let Some(&r) = wanted.peek().filter(|&&r| r < end) {
+            wanted.next();
+            // Positions come from the index, below u32::MAX rows per segment.
+            selected.insert((kept + r - start) as u32);
+            any = true;
+        }
+        if any {
+            chosen.push(i);
+            kept += end - start;
+        }
+        start = end;
+    }
+    (chosen, selected, kept)
+}
+
 /// The rows and time of every signal of one trace.
 #[derive(Debug, Clone, Default)]
 pub struct Trace {
@@ -185,8 +214,12 @@ impl Snapshot {
             path: path.clone(),
             source,
         };
+        // Only the row groups that hold a wanted row are opened at all (a large segment has
+        // many), and the selection covers just their rows.
+        let (groups, selected, total) = row_groups_of(rows, meta.metadata().row_groups());
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-            .with_row_selection(row_selection(rows, seg.rows))
+            .with_row_groups(groups)
+            .with_row_selection(row_selection(&selected, total))
             .with_batch_size(8192)
             .build()
             .map_err(parquet_err)?;

@@ -211,7 +211,9 @@ impl TableFunctionImpl for ServiceGraph {
 /// `scry_stats()`: what the store holds on disk, per signal and time partition — the
 /// library's [`scrydb_engine::Snapshot::partition_stats`] as a table (columns `signal`,
 /// `partition_start`, `partition_end`, `segments`, `rows`, `bytes`, `uncompressed_bytes`,
-/// `compression_ratio`, `index_bytes`, `bloom_bytes`, `min_time`, `max_time`). Read when the
+/// `compression_ratio`, `index_bytes`, `bloom_bytes`, `min_time`, `max_time`, and for
+/// partitions retention thinned — null elsewhere — `kept_traces`, `kept_errors`,
+/// `kept_slow`, `kept_warn_logs`, `kept_exemplars`: the traces kept and why). Read when the
 /// statement is planned; unflushed rows are not included.
 #[derive(Debug)]
 pub struct ScryStats {
@@ -243,12 +245,18 @@ impl TableFunctionImpl for ScryStats {
             Field::new("bloom_bytes", DataType::Int64, false),
             Field::new("min_time", ts(), false),
             Field::new("max_time", ts(), false),
+            Field::new("kept_traces", DataType::Int64, true),
+            Field::new("kept_errors", DataType::Int64, true),
+            Field::new("kept_slow", DataType::Int64, true),
+            Field::new("kept_warn_logs", DataType::Int64, true),
+            Field::new("kept_exemplars", DataType::Int64, true),
         ]));
         let mut signal = StringBuilder::new();
         let time = || TimestampNanosecondBuilder::new().with_timezone("UTC");
         let (mut start, mut end, mut min, mut max) = (time(), time(), time(), time());
         let mut ints: Vec<Int64Builder> = (0..6).map(|_| Int64Builder::new()).collect();
         let mut ratio = Float64Builder::new();
+        let mut kept: Vec<Int64Builder> = (0..5).map(|_| Int64Builder::new()).collect();
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         for p in &parts {
             signal.append_value(p.signal.name());
@@ -267,11 +275,17 @@ impl TableFunctionImpl for ScryStats {
             ratio.append_value(p.uncompressed_bytes as f64 / p.bytes.max(1) as f64);
             min.append_value(p.min_time);
             max.append_value(p.max_time);
+            let why = p
+                .kept
+                .map(|k| [k.traces, k.errors, k.slow, k.warn_logs, k.exemplars]);
+            for (n, b) in kept.iter_mut().enumerate() {
+                b.append_option(why.map(|w| i(w[n])));
+            }
         }
         let mut ints = ints.into_iter().map(|mut b| Arc::new(b.finish()) as _);
         let mut next = || ints.next().expect("six integer columns");
-        let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
-            Arc::new(signal.finish()),
+        let columns: Vec<datafusion::arrow::array::ArrayRef> = [
+            Arc::new(signal.finish()) as datafusion::arrow::array::ArrayRef,
             Arc::new(start.finish()),
             Arc::new(end.finish()),
             next(),
@@ -283,7 +297,10 @@ impl TableFunctionImpl for ScryStats {
             next(),
             Arc::new(min.finish()),
             Arc::new(max.finish()),
-        ];
+        ]
+        .into_iter()
+        .chain(kept.into_iter().map(|mut b| Arc::new(b.finish()) as _))
+        .collect();
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         Ok(Arc::new(datafusion::datasource::MemTable::try_new(
             schema,

@@ -1,7 +1,7 @@
-//! Crash recovery for real: a child process ingesting batches (flushing and compacting in
-//! the background all the while) is killed with SIGKILL at random moments, many times; after
-//! each reopen every batch the child acknowledged is there exactly once, and no half batch
-//! is visible.
+//! Crash recovery for real: a child process ingesting batches (flushing, compacting and
+//! applying retention all the while) is killed with SIGKILL at random moments, many times;
+//! after each reopen every batch the child acknowledged is there exactly once, and no half
+//! batch is visible.
 //!
 //! `SCRY_CRASH_ITERS` sets the number of kills (default 10, for CI); run it longer with e.g.
 //! `SCRY_CRASH_ITERS=500 cargo test --test it crash -- --nocapture`.
@@ -54,28 +54,40 @@ fn crash_child() {
     // A small memtable so that flushes (and their crash windows) happen all the time, and
     // background compaction every 20 ms so that merges (and theirs) do too: the batches'
     // partitions (of 2025) are closed, so every second small segment is merged.
+    // Retention (at open, and on demand every 20 ms) drops the logs, which are written
+    // into partitions of 2000, while the spans' partitions of 2025 stay.
     let db = Db::open(
         &dir,
         small_opts()
             .memtable_size(128 << 10)
-            .compaction_interval(Duration::from_millis(20)),
+            .compaction_interval(Duration::from_millis(20))
+            .retention(Some(RETAIN)),
     )
     .expect("child open");
-    for k in start.. {
-        let signal = if k % 5 == 0 {
-            Signal::Logs
-        } else {
-            Signal::Spans
-        };
-        if signal == Signal::Logs {
-            // Interleave another signal so that flushes write several files.
-            db.append(signal, &synth(Signal::Logs, k, 50, BASE))
-                .expect("append logs");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                db.retain(Some(RETAIN), None).expect("child retain");
+            }
+        });
+        for k in start.. {
+            if k % 5 == 0 {
+                // Interleave another signal so that flushes write several files.
+                let at = OLD + (k as i64 % 100) * HOUR;
+                db.append(Signal::Logs, &synth(Signal::Logs, k, 50, at))
+                    .expect("append logs");
+            }
+            db.append(Signal::Spans, &batch(k)).expect("child append");
+            println!("ACK {k}");
         }
-        db.append(Signal::Spans, &batch(k)).expect("child append");
-        println!("ACK {k}");
-    }
+    });
 }
+
+/// Where the child's logs go: partitions of 2000-01-01, older than [`RETAIN`].
+const OLD: i64 = 946_684_800_000_000_000;
+/// The child's retention: ten years.
+const RETAIN: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 fn batches_in_store(db: &Db) -> HashMap<u64, usize> {
     let mut seen: HashMap<u64, usize> = HashMap::new();
@@ -167,6 +179,19 @@ fn kill_9_during_ingest_loses_no_acknowledged_batch() {
             .max(got_acks.last().map_or(0, |k| k + 1))
             + 1_000;
     }
+    // Whatever retention had not dropped yet when a child was killed goes now.
+    let db = Db::open(dir.path(), small_opts().retention(Some(RETAIN))).expect("open");
+    db.retain(Some(RETAIN), None).expect("retain");
+    assert_eq!(count(&scan(&db, Signal::Logs)), 0, "old logs all dropped");
+    let seen = batches_in_store(&db);
+    for k in acked.keys() {
+        assert_eq!(
+            seen.get(k).copied(),
+            Some(rows_in(*k)),
+            "batch {k} after retention"
+        );
+    }
+    db.close().expect("close");
     assert!(
         acked.len() > iters as usize,
         "children acknowledged too little to test anything ({} batches)",

@@ -146,6 +146,20 @@ fn an_aged_partition_keeps_its_interesting_traces_whole_with_their_logs() {
         (4, 1, 1, 1, 1),
         "{kept:?}"
     );
+    // The same through SQL.
+    let sql = db
+        .sql_blocking(
+            "SELECT kept_traces, kept_errors, kept_slow, kept_warn_logs, kept_exemplars \
+             FROM scry_stats() WHERE signal = 'spans'",
+        )
+        .expect("scry_stats");
+    assert_eq!(
+        crate::common::rows(&sql),
+        vec![
+            "kept_traces=4|kept_errors=1|kept_slow=1|kept_warn_logs=1|kept_exemplars=1".to_string()
+        ],
+        "scry_stats shows what was kept"
+    );
     // Thinning again changes nothing; the manifest carries it across a reopen.
     db.retain(Some(DAY), None).expect("retain again");
     assert_eq!(rows(&scan(&db, Signal::Spans)), rows(&want));
@@ -173,4 +187,173 @@ fn keep_interesting_needs_retention() {
     let err =
         Db::open(dir.path(), Options::default().keep_interesting(Some(DAY))).expect_err("refused");
     assert!(err.to_string().contains("keep_interesting"), "{err}");
+}
+
+/// Bytes of segments and indexes of every partition, by signal and start.
+fn sizes(db: &Db) -> Vec<(Signal, i64, u64, u64, bool)> {
+    db.snapshot()
+        .partition_stats()
+        .iter()
+        .map(|p| {
+            (
+                p.signal,
+                p.partition_start,
+                p.bytes + p.index_bytes,
+                p.rows,
+                p.kept.is_some(),
+            )
+        })
+        .collect()
+}
+
+fn total(db: &Db) -> u64 {
+    sizes(db).iter().map(|s| s.2).sum()
+}
+
+/// Spans for three old hour partitions; with `all_errors`, every span is an ERROR (so
+/// thinning keeps everything).
+fn three_partitions(db: &Db, all_errors: bool) {
+    for h in 0..3 {
+        let n = 20_000;
+        let mut b = synth(
+            Signal::Spans,
+            10 + h as u64,
+            n,
+            BASE + h * crate::common::HOUR,
+        );
+        if all_errors {
+            b = set(
+                &b,
+                "status_code",
+                Arc::new(StringArray::from(vec!["ERROR"; n])),
+            );
+        }
+        db.append(Signal::Spans, &b).expect("append");
+    }
+    db.flush().expect("flush");
+}
+
+#[test]
+fn a_disk_budget_thins_partitions_before_it_drops_any() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = small_opts()
+        .compaction(false)
+        .max_bytes(Some(1 << 40))
+        .keep_interesting(Some(DAY));
+    let db = Db::open(dir.path(), opts).expect("open");
+    three_partitions(&db, false);
+    let before = sizes(&db);
+    let all = total(&db);
+    assert!(
+        all > 2 << 20,
+        "enough data for a budget of at least 1 MiB: {all}"
+    );
+    // A budget 90 % of the store: thinning alone gets under it, nothing goes whole.
+    let stats = db.retain(None, Some(all * 9 / 10)).expect("retain");
+    assert_eq!(stats.segments, 0, "{stats:?}");
+    let after = sizes(&db);
+    assert!(total(&db) <= all * 9 / 10, "{after:?}");
+    let starts = |v: &[(Signal, i64, u64, u64, bool)]| {
+        let mut s: Vec<i64> = v.iter().map(|p| p.1).collect();
+        s.dedup();
+        s
+    };
+    assert_eq!(
+        starts(&after),
+        starts(&before),
+        "every partition is still there"
+    );
+    // Oldest first: the oldest partition is thinned, fewer rows than before.
+    assert!(
+        after[0].4 && after[0].3 < before[0].3,
+        "{before:?} -> {after:?}"
+    );
+    assert!(after[0].3 > 0, "interesting traces are kept");
+    db.close().expect("close");
+}
+
+#[test]
+fn a_disk_budget_drops_the_oldest_partitions_when_thinning_is_not_enough() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = small_opts()
+        .compaction(false)
+        .max_bytes(Some(1 << 40))
+        .keep_interesting(Some(DAY));
+    let db = Db::open(dir.path(), opts).expect("open");
+    // Every trace has an error: thinning keeps everything.
+    three_partitions(&db, true);
+    let before = sizes(&db);
+    let all = total(&db);
+    let budget = all * 6 / 10;
+    let stats = db.retain(None, Some(budget)).expect("retain");
+    assert!(stats.segments >= 1, "{stats:?}");
+    let after = sizes(&db);
+    assert!(total(&db) <= budget, "{after:?}");
+    // The oldest went, the newest stayed, every survivor was thinned (kept whole).
+    assert!(after.iter().all(|p| p.1 != before[0].1), "{after:?}");
+    let newest = before.last().expect("partitions");
+    let kept = after
+        .iter()
+        .find(|p| p.1 == newest.1)
+        .expect("newest stays");
+    assert_eq!(kept.3, newest.3, "thinning kept every trace");
+    assert!(kept.4);
+    db.close().expect("close");
+}
+
+#[test]
+fn an_operation_threshold_replaces_its_percentile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every span of "op" slower than 1 ms is slow; none is an error.
+    let opts = small_opts()
+        .compaction(false)
+        .retention(Some(DAY))
+        .keep_interesting(Some(DAY * 365 * 50))
+        .slow_threshold("op", Duration::from_millis(1));
+    let db = Db::open(dir.path(), opts).expect("open");
+    let n = 80;
+    let spans = synth(Signal::Spans, 3, n, BASE);
+    let spans = set(&spans, "name", Arc::new(StringArray::from(vec!["op"; n])));
+    let spans = set(
+        &spans,
+        "status_code",
+        Arc::new(StringArray::from(vec!["OK"; n])),
+    );
+    // Ten spans of 2 ms (in their traces), the rest 0.5 ms.
+    let duration: Vec<i64> = (0..n)
+        .map(|i| if i % 8 == 0 { 2_000_000 } else { 500_000 })
+        .collect();
+    let start = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
+        spans.column_by_name("time").expect("time").as_ref(),
+    )
+    .clone();
+    let end: Vec<i64> = (0..n).map(|i| start.value(i) + duration[i]).collect();
+    let spans = set(
+        &spans,
+        "end_time",
+        Arc::new(arrow::array::TimestampNanosecondArray::from(end).with_timezone("UTC")),
+    );
+    let spans = set(&spans, "duration_ns", Arc::new(Int64Array::from(duration)));
+    db.append(Signal::Spans, &spans).expect("append");
+    db.flush().expect("flush");
+    db.retain(Some(DAY), None).expect("retain");
+    let kept = db
+        .snapshot()
+        .partition_stats()
+        .iter()
+        .find_map(|p| p.kept)
+        .expect("thinned");
+    // synth puts 8 spans in a trace: span 0 of each of the 10 traces is slow.
+    assert_eq!((kept.traces, kept.slow), (10, 10), "{kept:?}");
+    assert_eq!(count(&scan(&db, Signal::Spans)), n);
+    db.close().expect("close");
+}
+
+#[test]
+fn slow_percentile_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for p in [0.0, 1.0, f64::NAN, 1.5] {
+        let err = Db::open(dir.path(), Options::default().slow_percentile(p)).expect_err("refused");
+        assert!(err.to_string().contains("slow_percentile"), "{err}");
+    }
 }

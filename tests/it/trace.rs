@@ -9,10 +9,10 @@ use scrydb::{Db, Signal, otlp};
 
 use crate::common::*;
 
-/// A store with several segments per signal (two partitions, several flushes), the SQL
-/// fixture's traces, and some unflushed rows.
+/// A store with several segments per signal (two partitions, several flushes) of several
+/// row groups each, the SQL fixture's traces, and some unflushed rows.
 fn store(dir: &Path) -> Db {
-    let db = open(dir);
+    let db = Db::open(dir, small_opts().row_group_size(1024)).expect("open");
     for i in 0..4u64 {
         let base = BASE + (i as i64 % 2) * 2 * HOUR + i as i64 * 1_000_000_000;
         db.append(Signal::Spans, &synth(Signal::Spans, i, 3000, base))
@@ -118,6 +118,19 @@ fn lookups_are_identical_with_and_without_the_index() {
         (3, 1, 1)
     );
     assert!(db.trace([0x42; 16]).expect("absent").is_empty());
+    // The same after compaction merged the segments into larger ones (more row groups).
+    let before: Vec<_> = ids
+        .iter()
+        .map(|id| all_rows(&snap.trace(*id, true).expect("lookup")))
+        .collect();
+    drop(snap);
+    db.compact().expect("compact");
+    let snap = db.snapshot();
+    for (id, want) in ids.iter().zip(&before) {
+        let with = snap.trace(*id, true).expect("indexed lookup");
+        assert_eq!(&all_rows(&with), want, "trace {id:02x?} after compaction");
+    }
+    drop(snap);
     db.close().expect("close");
 }
 

@@ -40,6 +40,10 @@ struct Cli {
     /// Skip the DuckDB side.
     #[arg(long)]
     no_duckdb: bool,
+    /// Ingest without background compaction, then compact and measure the lookups and
+    /// queries again (before vs after compaction).
+    #[arg(long)]
+    compaction: bool,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         json: cli.json,
         duckdb: !cli.no_duckdb,
         lookups: cli.lookups.max(10),
+        compaction: cli.compaction,
     };
     // The store goes under the current directory, not /tmp: /tmp may be a small tmpfs.
     let tmp;

@@ -229,6 +229,7 @@ fn flush_one(
         return Err(e);
     }
     written.sort_by_key(|m| m.id);
+    let bytes: u64 = written.iter().map(|m| m.size).sum();
 
     let old = shared.read_state().manifest.clone();
     let mut segments = old.segments.clone();
@@ -241,6 +242,10 @@ fn flush_one(
     };
     manifest::write(shared.fs.as_ref(), &shared.dir, &new)?;
     shared.publish(Arc::new(new), frozen.id);
+    shared
+        .counters
+        .flushed_bytes
+        .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
 
     // Housekeeping: failures here cost disk space, not data; open cleans up either way.
     let old_path = manifest::file_path(&shared.dir, old.version);

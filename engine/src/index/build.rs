@@ -28,53 +28,112 @@ fn check_addressable(rows: usize) -> Result<()> {
     Ok(())
 }
 
-/// Row positions of every trace id in `batch` (a sorted segment's rows). Fails with
-/// [`Error::TooLarge`] for a batch of more than [`MAX_ROWS`] rows.
-pub fn collect(signal: Signal, batch: &RecordBatch) -> Result<HashMap<[u8; 16], RoaringBitmap>> {
-    check_addressable(batch.num_rows())?;
-    let mut map: HashMap<[u8; 16], RoaringBitmap> = HashMap::new();
-    let mut add = |id: &[u8], row: usize| {
-        if let Ok(id) = <[u8; 16]>::try_from(id) {
-            // In range: `row < num_rows <= MAX_ROWS`, checked above.
-            map.entry(id).or_default().insert(row as u32);
-        }
-    };
-    match signal {
-        Signal::Spans | Signal::Logs => {
-            let col = batch
-                .column_by_name("trace_id")
-                .expect("canonical batches have trace_id")
-                .as_fixed_size_binary();
-            for row in 0..col.len() {
-                if col.is_valid(row) {
-                    add(col.value(row), row);
+/// The trace index of a segment being written, built from its sorted rows batch by batch
+/// (a segment need not be in memory whole to be indexed).
+#[derive(Default)]
+pub struct IndexBuilder {
+    map: HashMap<[u8; 16], RoaringBitmap>,
+    rows: u64,
+}
+
+impl IndexBuilder {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the rows of `batch`, the segment's next rows in order. Fails with
+    /// [`Error::TooLarge`] once the segment has more than [`MAX_ROWS`] rows, so that no
+    /// position is ever truncated.
+    pub fn add(&mut self, signal: Signal, batch: &RecordBatch) -> Result<()> {
+        let first = self.rows;
+        check_addressable((first + batch.num_rows() as u64) as usize)?;
+        self.rows += batch.num_rows() as u64;
+        let map = &mut self.map;
+        let mut add = |id: &[u8], row: usize| {
+            if let Ok(id) = <[u8; 16]>::try_from(id) {
+                // In range: `first + row < rows <= MAX_ROWS`, checked above.
+                map.entry(id)
+                    .or_default()
+                    .insert((first + row as u64) as u32);
+            }
+        };
+        match signal {
+            Signal::Spans | Signal::Logs => {
+                let col = batch
+                    .column_by_name("trace_id")
+                    .expect("canonical batches have trace_id")
+                    .as_fixed_size_binary();
+                for row in 0..col.len() {
+                    if col.is_valid(row) {
+                        add(col.value(row), row);
+                    }
                 }
             }
-        }
-        Signal::Metrics => {
-            let list = batch
-                .column_by_name("exemplars")
-                .expect("canonical metric batches have exemplars")
-                .as_list::<i32>();
-            let items = list.values().as_struct();
-            let ids = items
-                .column_by_name("trace_id")
-                .expect("exemplars have trace_id")
-                .as_fixed_size_binary();
-            let offsets = list.value_offsets();
-            for row in 0..list.len() {
-                if list.is_null(row) {
-                    continue;
-                }
-                for i in offsets[row] as usize..offsets[row + 1] as usize {
-                    if ids.is_valid(i) {
-                        add(ids.value(i), row);
+            Signal::Metrics => {
+                let list = batch
+                    .column_by_name("exemplars")
+                    .expect("canonical metric batches have exemplars")
+                    .as_list::<i32>();
+                let items = list.values().as_struct();
+                let ids = items
+                    .column_by_name("trace_id")
+                    .expect("exemplars have trace_id")
+                    .as_fixed_size_binary();
+                let offsets = list.value_offsets();
+                for row in 0..list.len() {
+                    if list.is_null(row) {
+                        continue;
+                    }
+                    for i in offsets[row] as usize..offsets[row + 1] as usize {
+                        if ids.is_valid(i) {
+                            add(ids.value(i), row);
+                        }
                     }
                 }
             }
         }
+        Ok(())
     }
-    Ok(map)
+
+    /// Rows added so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Row positions of every trace id added.
+    pub fn positions(&self) -> &HashMap<[u8; 16], RoaringBitmap> {
+        &self.map
+    }
+
+    /// Writes the index beside the segment at `segment_path` durably, through a temporary
+    /// file; returns its size in bytes.
+    pub fn write(
+        &self,
+        fs: &Arc<dyn FileSystem>,
+        segment_path: &Path,
+        signal: Signal,
+    ) -> Result<u64> {
+        let bytes = encode(signal, self.rows, &self.map)?;
+        let path = index_path(segment_path);
+        let tmp = path.with_extension("tidx.tmp");
+        let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+        drop(f);
+        fs.rename(&tmp, &path)
+            .map_err(|e| Error::io("rename", &tmp, e))?;
+        Ok(bytes.len() as u64)
+    }
+}
+
+/// Row positions of every trace id in `batch` (a sorted segment's rows). Fails with
+/// [`Error::TooLarge`] for a batch of more than [`MAX_ROWS`] rows.
+pub fn collect(signal: Signal, batch: &RecordBatch) -> Result<HashMap<[u8; 16], RoaringBitmap>> {
+    let mut b = IndexBuilder::new();
+    b.add(signal, batch)?;
+    Ok(b.map)
 }
 
 /// Writes the index of `batch` (the sorted rows of the segment at `segment_path`) durably,
@@ -85,17 +144,9 @@ pub fn write(
     signal: Signal,
     batch: &RecordBatch,
 ) -> Result<u64> {
-    let bytes = encode(signal, batch.num_rows() as u64, &collect(signal, batch)?)?;
-    let path = index_path(segment_path);
-    let tmp = path.with_extension("tidx.tmp");
-    let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(&bytes)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
-    drop(f);
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    Ok(bytes.len() as u64)
+    let mut b = IndexBuilder::new();
+    b.add(signal, batch)?;
+    b.write(fs, segment_path, signal)
 }
 
 /// Rebuilds the index of a segment from its rows (for `scry reindex` and damaged indexes).

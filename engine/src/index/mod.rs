@@ -20,7 +20,7 @@ pub mod format;
 pub mod read;
 
 pub use bloom::Bloom;
-pub use build::{build_for_segment, collect, write};
+pub use build::{IndexBuilder, build_for_segment, collect, write};
 pub use cache::IndexCache;
 pub use format::{MAGIC, VERSION, encode, index_path};
 pub use read::SegmentIndex;

@@ -8,6 +8,7 @@
 //! `scrydb.signal`.
 
 pub mod file;
+pub mod merge;
 pub mod reader;
 pub mod writer;
 

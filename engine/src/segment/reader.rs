@@ -3,8 +3,10 @@
 //! [`crate::Snapshot::open_segment`], which runs [`verify_segment`] once per segment first.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
 
@@ -20,49 +22,89 @@ pub fn read_segment(
     db_dir: &Path,
     meta: &SegmentMeta,
 ) -> Result<Vec<RecordBatch>> {
-    let path = db_dir.join(&meta.path);
-    let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
-    if bytes.len() as u64 != meta.size {
-        return Err(Error::corrupted(
+    SegmentStream::open(fs, db_dir, meta, None, 64 * 1024)?.collect()
+}
+
+/// A segment's rows, a batch at a time, in the segment's order: the file is checked first
+/// (size and whole-file checksum against the manifest, read sequentially a chunk at a
+/// time), then read a row group's column chunks at a time and decoded only as rows are
+/// asked for — a stream holds one row group's compressed columns and one decoded batch,
+/// however large the segment.
+pub struct SegmentStream {
+    path: std::path::PathBuf,
+    schema: arrow::datatypes::SchemaRef,
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+}
+
+impl SegmentStream {
+    /// Opens the segment `meta`, decoding `batch_size` rows at a time, only the top-level
+    /// columns named in `columns` (every column when `None`; names the signal does not have
+    /// are ignored). Batches have the signal's canonical schema, or its projection.
+    pub fn open(
+        fs: &dyn FileSystem,
+        db_dir: &Path,
+        meta: &SegmentMeta,
+        columns: Option<&[&str]>,
+        batch_size: usize,
+    ) -> Result<Self> {
+        verify_segment(fs, db_dir, meta)?;
+        let path = db_dir.join(&meta.path);
+        let file = fs
+            .open_read(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let parquet_err = |source| Error::Parquet {
+            path: path.clone(),
+            source,
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(super::file::SegmentFile(file))
+            .map_err(parquet_err)?;
+        check_metadata(
             &path,
-            None,
-            format!(
-                "segment is {} bytes, the manifest says {}",
-                bytes.len(),
-                meta.size
-            ),
-        ));
+            meta,
+            builder.metadata().file_metadata().key_value_metadata(),
+        )?;
+        let full = schema::schema(meta.signal);
+        let (builder, schema) = match columns {
+            None => (builder, full),
+            Some(names) => {
+                let indices: Vec<usize> = (0..full.fields().len())
+                    .filter(|&i| names.contains(&full.field(i).name().as_str()))
+                    .collect();
+                let mask = ProjectionMask::roots(
+                    builder.metadata().file_metadata().schema_descr(),
+                    indices.iter().copied(),
+                );
+                let schema = Arc::new(full.project(&indices)?);
+                (builder.with_projection(mask), schema)
+            }
+        };
+        let reader = builder
+            .with_batch_size(batch_size.max(1))
+            .build()
+            .map_err(parquet_err)?;
+        Ok(SegmentStream {
+            path,
+            schema,
+            reader,
+        })
     }
-    if crc32fast::hash(&bytes) != meta.crc32 {
-        return Err(Error::corrupted(
-            &path,
-            None,
-            "segment checksum does not match the manifest",
-        ));
+}
+
+impl Iterator for SegmentStream {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = self.reader.next()?;
+        Some(
+            batch
+                .map_err(|e| Error::corrupted(&self.path, None, e.to_string()))
+                .and_then(|b| {
+                    RecordBatch::try_new(self.schema.clone(), b.columns().to_vec()).map_err(|e| {
+                        Error::corrupted(&self.path, None, format!("segment schema differs: {e}"))
+                    })
+                }),
+        )
     }
-    let parquet_err = |source| Error::Parquet {
-        path: path.clone(),
-        source,
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_err)?;
-    check_metadata(
-        &path,
-        meta,
-        builder.metadata().file_metadata().key_value_metadata(),
-    )?;
-    let reader = builder
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(parquet_err)?;
-    let want = schema::schema(meta.signal);
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::corrupted(&path, None, e.to_string()))?;
-        let batch = RecordBatch::try_new(want.clone(), batch.columns().to_vec())
-            .map_err(|e| Error::corrupted(&path, None, format!("segment schema differs: {e}")))?;
-        out.push(batch);
-    }
-    Ok(out)
 }
 
 /// Checks the ScryDB key-value metadata of a segment: the format version it was written

@@ -136,6 +136,27 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
         .build()
 }
 
+/// The values rows are sorted by, in order: for `spans` and `logs` the minute of `time`,
+/// `trace_id`, `time`; for `metrics` the columns of [`schema::sort_key`]. `column` returns a
+/// column of the rows by name. Ascending, nulls first, in every column.
+pub fn sort_keys(
+    signal: Signal,
+    column: impl Fn(&str) -> Result<arrow::array::ArrayRef>,
+) -> Result<Vec<arrow::array::ArrayRef>> {
+    if schema::sorts_by_minute(signal) {
+        let time = column("time")?;
+        let minutes: arrow::array::Int64Array = time
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .iter()
+            .map(|t| t.div_euclid(schema::SORT_BUCKET_NS))
+            .collect();
+        Ok(vec![Arc::new(minutes), column("trace_id")?, time])
+    } else {
+        schema::sort_key(signal).iter().map(|k| column(k)).collect()
+    }
+}
+
 /// The rows `rows` of `batches` (every row when `None`) as one batch in the signal's sort
 /// order: `spans` and `logs` by (minute of `time`, `trace_id`, `time`), so a trace's rows are
 /// contiguous and a lookup decodes one or two pages per column; `metrics` by (`name`,
@@ -169,40 +190,170 @@ pub fn sort_rows(
             .collect();
         Ok(arrow::compute::interleave(&cols, rows)?)
     };
-    let mut columns: Vec<SortColumn> = Vec::new();
-    if schema::sorts_by_minute(signal) {
-        let time = gather("time")?;
-        let minutes: arrow::array::Int64Array = time
-            .as_primitive::<TimestampNanosecondType>()
-            .values()
-            .iter()
-            .map(|t| t.div_euclid(schema::SORT_BUCKET_NS))
-            .collect();
-        columns.push(SortColumn {
-            values: Arc::new(minutes),
+    let columns: Vec<SortColumn> = sort_keys(signal, gather)?
+        .into_iter()
+        .map(|values| SortColumn {
+            values,
             options: None,
-        });
-        columns.push(SortColumn {
-            values: gather("trace_id")?,
-            options: None,
-        });
-        columns.push(SortColumn {
-            values: time,
-            options: None,
-        });
-    } else {
-        for k in schema::sort_key(signal) {
-            columns.push(SortColumn {
-                values: gather(k)?,
-                options: None,
-            });
-        }
-    }
+        })
+        .collect();
     let order = lexsort_to_indices(&columns, None)?;
     drop(columns);
     let ordered: Vec<(usize, usize)> = order.values().iter().map(|&i| rows[i as usize]).collect();
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     Ok(arrow::compute::interleave_record_batch(&refs, &ordered)?)
+}
+
+/// A segment being written from rows that arrive already in sort order, batch by batch:
+/// its Parquet file under a temporary name and its trace index build as rows come, so a
+/// segment of any size is written holding one row group's encoding at a time (compaction
+/// merges through it). [`SegmentSink::finish`] makes it durable under its final name; a
+/// sink dropped unfinished leaves a temporary file the next open removes.
+pub struct SegmentSink {
+    fs: Arc<dyn FileSystem>,
+    signal: Signal,
+    id: u64,
+    partition_start: i64,
+    partition_end: i64,
+    rel: String,
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    writer: ArrowWriter<ChecksumWriter>,
+    index: crate::index::IndexBuilder,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl SegmentSink {
+    /// Creates segment `id` of `signal` in the partition `[partition_start, partition_end)`
+    /// under `db_dir` (its directories made durable first).
+    pub fn create(
+        fs: &Arc<dyn FileSystem>,
+        db_dir: &Path,
+        opts: &Options,
+        signal: Signal,
+        id: u64,
+        partition_start: i64,
+        partition_end: i64,
+    ) -> Result<Self> {
+        let rel = relative_path(signal, partition_start, id);
+        let path = db_dir.join(&rel);
+        let part_dir = path.parent().expect("segment paths have a directory");
+        fs.create_dir_all(part_dir)
+            .map_err(|e| Error::io("create directory", part_dir, e))?;
+        let signal_dir = db_dir.join(signal.name());
+        fs.sync_dir(&signal_dir)
+            .map_err(|e| Error::io("fsync", &signal_dir, e))?;
+        let tmp = path.with_extension("parquet.tmp");
+        let file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let sink = ChecksumWriter {
+            inner: file,
+            hasher: crc32fast::Hasher::new(),
+            len: 0,
+        };
+        let writer = ArrowWriter::try_new(
+            sink,
+            schema::schema(signal),
+            Some(writer_properties(signal, opts)),
+        )
+        .map_err(|source| Error::Parquet {
+            path: tmp.clone(),
+            source,
+        })?;
+        Ok(SegmentSink {
+            fs: fs.clone(),
+            signal,
+            id,
+            partition_start,
+            partition_end,
+            rel,
+            path,
+            tmp,
+            writer,
+            index: crate::index::IndexBuilder::new(),
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+        })
+    }
+
+    /// Appends `batch`, the segment's next rows in sort order ([`sort_rows`]) and in the
+    /// signal's canonical schema.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let times = batch
+            .column(0)
+            .as_primitive::<TimestampNanosecondType>()
+            .values();
+        for &t in times.iter() {
+            self.min_time = self.min_time.min(t);
+            self.max_time = self.max_time.max(t);
+        }
+        self.index.add(self.signal, batch)?;
+        self.writer.write(batch).map_err(|source| Error::Parquet {
+            path: self.tmp.clone(),
+            source,
+        })
+    }
+
+    /// Rows pushed so far.
+    pub fn rows(&self) -> u64 {
+        self.index.rows()
+    }
+
+    /// Closes the Parquet file, fsyncs it, renames it to its final name, writes the trace
+    /// index the same way and fsyncs the directory; returns the manifest entry. On error,
+    /// files of the segment may remain under temporary or final names; none is named by a
+    /// manifest, so readers never see it and the next open removes it.
+    pub fn finish(self) -> Result<SegmentMeta> {
+        let SegmentSink {
+            fs,
+            signal,
+            id,
+            partition_start,
+            partition_end,
+            rel,
+            path,
+            tmp,
+            writer,
+            index,
+            min_time,
+            max_time,
+        } = self;
+        let sink = writer.into_inner().map_err(|source| Error::Parquet {
+            path: tmp.clone(),
+            source,
+        })?;
+        let ChecksumWriter {
+            mut inner,
+            hasher,
+            len,
+        } = sink;
+        inner.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+        drop(inner);
+        fs.rename(&tmp, &path)
+            .map_err(|e| Error::io("rename", &tmp, e))?;
+        // The trace index is durable before the segment can be published.
+        index.write(&fs, &path, signal)?;
+        let part_dir = path.parent().expect("segment paths have a directory");
+        fs.sync_dir(part_dir)
+            .map_err(|e| Error::io("fsync", part_dir, e))?;
+        let rows = index.rows();
+        Ok(SegmentMeta {
+            id,
+            signal,
+            partition_start,
+            partition_end,
+            path: rel,
+            rows,
+            min_time: if rows == 0 { partition_start } else { min_time },
+            max_time: if rows == 0 { partition_start } else { max_time },
+            size: len,
+            crc32: hasher.finalize(),
+            thinned: None,
+        })
+    }
 }
 
 /// Sorts, encodes and durably writes one segment and its trace index; returns its metadata
@@ -229,66 +380,8 @@ pub fn write_segment(
     } = job;
     let sorted = sort_rows(signal, &batches, rows.as_deref())?;
     drop(batches);
-    let times = sorted
-        .column(0)
-        .as_primitive::<TimestampNanosecondType>()
-        .values();
-    let min_time = times.iter().copied().min().unwrap_or(partition_start);
-    let max_time = times.iter().copied().max().unwrap_or(partition_start);
-
-    let rel = relative_path(signal, partition_start, id);
-    let path = db_dir.join(&rel);
-    let part_dir = path.parent().expect("segment paths have a directory");
-    fs.create_dir_all(part_dir)
-        .map_err(|e| Error::io("create directory", part_dir, e))?;
-    let signal_dir = db_dir.join(signal.name());
-    fs.sync_dir(&signal_dir)
-        .map_err(|e| Error::io("fsync", &signal_dir, e))?;
-
-    let tmp = path.with_extension("parquet.tmp");
-    let file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    let mut sink = ChecksumWriter {
-        inner: file,
-        hasher: crc32fast::Hasher::new(),
-        len: 0,
-    };
-    let parquet_err = |source| Error::Parquet {
-        path: tmp.clone(),
-        source,
-    };
-    let mut writer = ArrowWriter::try_new(
-        &mut sink,
-        sorted.schema(),
-        Some(writer_properties(signal, opts)),
-    )
-    .map_err(parquet_err)?;
-    writer.write(&sorted).map_err(parquet_err)?;
-    writer.close().map_err(parquet_err)?;
-    let ChecksumWriter {
-        mut inner,
-        hasher,
-        len,
-    } = sink;
-    inner.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
-    drop(inner);
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    // The trace index is durable before the segment can be published.
-    crate::index::write(fs, &path, signal, &sorted)?;
-    fs.sync_dir(part_dir)
-        .map_err(|e| Error::io("fsync", part_dir, e))?;
-
-    Ok(SegmentMeta {
-        id,
-        signal,
-        partition_start,
-        partition_end,
-        path: rel,
-        rows: sorted.num_rows() as u64,
-        min_time,
-        max_time,
-        size: len,
-        crc32: hasher.finalize(),
-        thinned: None,
-    })
+    let mut sink =
+        SegmentSink::create(fs, db_dir, opts, signal, id, partition_start, partition_end)?;
+    sink.push(&sorted)?;
+    sink.finish()
 }

@@ -147,10 +147,8 @@ enum Command {
         /// Disk budget for segments and trace indexes, e.g. 10GiB.
         #[arg(long, value_parser = serve::parse_size)]
         max_bytes: Option<usize>,
-        /// Instead of dropping partitions that aged out of --older-than, keep their
-        /// interesting traces (errors, slow spans, WARN+ logs, exemplars) this much longer.
-        #[arg(long, value_parser = serve::parse_duration, requires = "older_than")]
-        keep_interesting: Option<std::time::Duration>,
+        #[command(flatten)]
+        thin: ThinArgs,
     },
     /// Per signal and time partition: segments, rows, bytes on disk, bytes per row,
     /// compression ratio, trace index bytes, bloom filter memory, time range.
@@ -198,16 +196,14 @@ enum Command {
         /// e.g. 7d.
         #[arg(long, value_parser = parse_duration_arg)]
         retention: Option<std::time::Duration>,
-        /// Do not merge small segments in the background (a merge holds its inputs in
-        /// memory: up to about 0.9 GiB with the default 16 MiB limit).
+        /// Do not merge small segments in the background.
         #[arg(long)]
         no_compaction: bool,
-        /// Keep the interesting traces (errors, slow spans, WARN+ logs, exemplars) of
-        /// partitions that aged out of --retention this much longer, e.g. 30d.
-        #[arg(long, value_parser = parse_duration_arg, requires = "retention")]
-        keep_interesting: Option<std::time::Duration>,
+        #[command(flatten)]
+        thin: ThinArgs,
         /// Disk budget: drop the oldest partitions while segments and indexes take more,
-        /// e.g. 10GiB (checked every minute).
+        /// e.g. 10GiB (checked every minute; with --keep-interesting they are thinned
+        /// first).
         #[arg(long, value_parser = serve::parse_size)]
         max_bytes: Option<usize>,
         /// What an acknowledged request survives: sync (power loss: fsync before the
@@ -426,7 +422,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             self_metrics_interval,
             retention,
             no_compaction,
-            keep_interesting,
+            thin,
             max_bytes,
             durability,
         } => serve::run(
@@ -452,7 +448,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 },
                 retention,
                 compaction: !no_compaction,
-                keep_interesting,
+                thin,
                 max_bytes: max_bytes.map(|b| b as u64),
             },
         ),
@@ -473,17 +469,19 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Retain {
             older_than,
             max_bytes,
-            keep_interesting,
+            thin,
         } => {
             if older_than.is_none() && max_bytes.is_none() {
                 eprintln!("error: say what to drop: --older-than DURATION and/or --max-bytes SIZE");
                 return Ok(false);
             }
+            // Thinning needs the policy the on-demand pass applies in the options.
+            let thinning = thin.keep_interesting.is_some();
             let db = Db::open(
                 &db_dir,
-                Options::default()
-                    .retention(keep_interesting.and(older_than))
-                    .keep_interesting(keep_interesting),
+                thin.apply(Options::default())
+                    .retention(older_than.filter(|_| thinning))
+                    .max_bytes(max_bytes.map(|b| b as u64).filter(|_| thinning)),
             )?;
             let s = db.retain(older_than, max_bytes.map(|b| b as u64))?;
             say!(
@@ -812,6 +810,59 @@ fn print_recovery(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> 
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     serve::parse_duration(s)
+}
+
+/// What retention keeps longer (`scry retain`, `scry serve`).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ThinArgs {
+    /// Instead of dropping partitions that aged out (or that a disk budget would drop),
+    /// keep their interesting traces (errors, slow spans, WARN+ logs, exemplars), whole
+    /// with their logs, this much longer, e.g. 30d.
+    #[arg(long, value_parser = parse_duration_arg)]
+    keep_interesting: Option<std::time::Duration>,
+    /// With --keep-interesting: a span is slow above this percentile of its operation
+    /// in its partition, e.g. 99 or 99.9.
+    #[arg(long, default_value_t = 99.0, value_parser = parse_percentile)]
+    slow_percentile: f64,
+    /// With --keep-interesting: a span named OPERATION is slow above DURATION instead of
+    /// its percentile, e.g. 'GET /checkout=500ms' (repeatable).
+    #[arg(long = "slow-threshold", value_name = "OPERATION=DURATION", value_parser = parse_threshold)]
+    slow_thresholds: Vec<(String, std::time::Duration)>,
+}
+
+impl ThinArgs {
+    /// `o` with these applied.
+    fn apply(self, o: Options) -> Options {
+        let mut o = o
+            .keep_interesting(self.keep_interesting)
+            .slow_percentile(self.slow_percentile / 100.0);
+        for (op, t) in self.slow_thresholds {
+            o = o.slow_threshold(op, t);
+        }
+        o
+    }
+}
+
+fn parse_percentile(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p < 100.0 => Ok(p),
+        _ => Err(format!(
+            "{s:?} is not a percentile between 0 and 100, like 99 or 99.9"
+        )),
+    }
+}
+
+/// Parses `OPERATION=DURATION`; the operation may itself hold `=`, the duration may not.
+fn parse_threshold(s: &str) -> Result<(String, std::time::Duration), String> {
+    let Some((op, d)) = s.rsplit_once('=') else {
+        return Err(format!(
+            "{s:?} is not OPERATION=DURATION, like 'GET /cart=500ms'"
+        ));
+    };
+    if op.is_empty() {
+        return Err(format!("{s:?} names no operation"));
+    }
+    Ok((op.to_string(), serve::parse_duration(d)?))
 }
 
 fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {

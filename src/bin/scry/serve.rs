@@ -23,7 +23,8 @@ pub struct ServeArgs {
     pub self_metrics_interval: Option<Duration>,
     pub durability: scrydb::Durability,
     pub retention: Option<Duration>,
-    pub keep_interesting: Option<Duration>,
+    /// What retention keeps longer: applied to the store's options.
+    pub thin: crate::ThinArgs,
     pub compaction: bool,
     pub max_bytes: Option<u64>,
 }
@@ -83,10 +84,10 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     let db = Arc::new(Db::open(
         dir,
-        Options::default()
+        args.thin
+            .apply(Options::default())
             .durability(args.durability)
             .retention(args.retention)
-            .keep_interesting(args.keep_interesting)
             .compaction(args.compaction)
             .max_bytes(args.max_bytes),
     )?);
