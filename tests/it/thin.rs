@@ -210,9 +210,15 @@ fn total(db: &Db) -> u64 {
     sizes(db).iter().map(|s| s.2).sum()
 }
 
-/// Spans for three old hour partitions; with `all_errors`, every span is an ERROR (so
-/// thinning keeps everything).
-fn three_partitions(db: &Db, all_errors: bool) {
+/// A store with a disk budget (set per call) that keeps interesting traces, holding spans
+/// of three old hour partitions; with `all_errors`, every span is an ERROR (so thinning
+/// keeps everything).
+fn budget_store(dir: &std::path::Path, all_errors: bool) -> Db {
+    let opts = small_opts()
+        .compaction(false)
+        .max_bytes(Some(1 << 40))
+        .keep_interesting(Some(DAY));
+    let db = Db::open(dir, opts).expect("open");
     for h in 0..3 {
         let n = 20_000;
         let mut b = synth(
@@ -231,17 +237,13 @@ fn three_partitions(db: &Db, all_errors: bool) {
         db.append(Signal::Spans, &b).expect("append");
     }
     db.flush().expect("flush");
+    db
 }
 
 #[test]
 fn a_disk_budget_thins_partitions_before_it_drops_any() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = small_opts()
-        .compaction(false)
-        .max_bytes(Some(1 << 40))
-        .keep_interesting(Some(DAY));
-    let db = Db::open(dir.path(), opts).expect("open");
-    three_partitions(&db, false);
+    let db = budget_store(dir.path(), false);
     let before = sizes(&db);
     let all = total(&db);
     assert!(
@@ -275,13 +277,8 @@ fn a_disk_budget_thins_partitions_before_it_drops_any() {
 #[test]
 fn a_disk_budget_drops_the_oldest_partitions_when_thinning_is_not_enough() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = small_opts()
-        .compaction(false)
-        .max_bytes(Some(1 << 40))
-        .keep_interesting(Some(DAY));
-    let db = Db::open(dir.path(), opts).expect("open");
     // Every trace has an error: thinning keeps everything.
-    three_partitions(&db, true);
+    let db = budget_store(dir.path(), true);
     let before = sizes(&db);
     let all = total(&db);
     let budget = all * 6 / 10;
