@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, after installing what the tests need: a Python virtual
 # environment (target/venv) with the pinned packages of tests/requirements.txt — DuckDB, which
-# the differential SQL test runs the same queries on, and the OpenTelemetry Python SDK with its
-# OTLP gRPC and HTTP exporters, which the `scry serve` tests export through. Formatting and lints are checked first
+# the differential SQL test runs the same queries on; the OpenTelemetry Python SDK with its
+# OTLP gRPC and HTTP exporters, which the `scry serve` tests export through; maturin, pyarrow,
+# pytest and hypothesis for the Python module. Formatting and lints are checked first
 # (`cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings`), so a change
-# that passes here passes CI. Extra arguments go to `cargo test`.
+# that passes here passes CI. Then `cargo test --workspace` (extra arguments go to it), then
+# the Python module is built into the same target directory (`maturin develop`, debug) and
+# its tests run with pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/venv
@@ -16,6 +19,11 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/requirements.txt "$venv/require
     cp tests/requirements.txt "$venv/requirements.txt"
 fi
 export SCRY_PYTHON="$PWD/$venv/bin/python"
+# The Python module's build (pyo3) asks this interpreter for its configuration.
+export PYO3_PYTHON="$SCRY_PYTHON"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"
+VIRTUAL_ENV="$PWD/$venv" "$venv/bin/maturin" develop --quiet \
+    -m bindings/python/Cargo.toml --target-dir target
+(cd bindings/python && "../../$venv/bin/python" -m pytest -q tests)
