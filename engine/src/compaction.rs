@@ -41,9 +41,12 @@
 //! path: deleted once no snapshot reads them. A crash at any point leaves either the old
 //! manifest (the output is a leftover the next open removes) or the new one.
 //!
-//! Memory: a merge streams ([`crate::segment::merge`]): it holds its inputs' Parquet bytes
-//! (at most `compaction_max_bytes`), one decoded batch of [`MERGE_BATCH_ROWS`] rows per
-//! input and the output's row group being encoded — not the partition's rows. Thinning
+//! Memory: a merge streams ([`crate::segment::merge`]): it reads each input a row group's
+//! column chunks at a time and holds one decoded batch of [`MERGE_BATCH_ROWS`] rows per
+//! input and the output's row group being encoded — not the partition's rows. Segments
+//! written before spans and logs were sorted by minute first (same format version) are not
+//! in merge order: a merge that meets one falls back to reading its inputs whole and
+//! sorting them, as compaction did before it streamed. Thinning
 //! ([`crate::thin`]) streams the same way and holds the kept trace ids and a duration
 //! histogram per operation.
 
@@ -56,8 +59,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::flush::manager::FlushMsg;
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::segment::merge::{MERGE_BATCH_ROWS, Run, merge_runs};
-use crate::segment::reader::SegmentStream;
-use crate::segment::writer::SegmentSink;
+use crate::segment::reader::{SegmentStream, read_segment};
+use crate::segment::writer::{SegmentJob, SegmentSink, write_segment};
 use crate::state::Shared;
 use crate::{Error, Options, Result, Signal};
 
@@ -201,8 +204,36 @@ pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta
         plan.partition_start,
         plan.partition_end,
     )?;
-    merge_runs(plan.signal, runs, &mut sink)?;
-    sink.finish()
+    if merge_runs(plan.signal, runs, &mut sink)? {
+        return sink.finish();
+    }
+    // An input of the order before minute-first sorting: sort the inputs whole (the
+    // temporary file of the abandoned output is written over).
+    drop(sink);
+    log::info!(
+        "compaction: a {} segment of partition {} predates minute-first sorting; merging \
+         {} segment(s) in memory",
+        plan.signal,
+        plan.partition_start,
+        plan.inputs.len()
+    );
+    let mut batches = Vec::new();
+    for seg in &plan.inputs {
+        batches.extend(read_segment(shared.fs.as_ref(), &shared.dir, seg)?);
+    }
+    write_segment(
+        &shared.fs,
+        &shared.dir,
+        &shared.opts,
+        SegmentJob {
+            signal: plan.signal,
+            id,
+            partition_start: plan.partition_start,
+            partition_end: plan.partition_end,
+            batches,
+            rows: None,
+        },
+    )
 }
 
 /// Visits the batches of `segs`, reading only `columns`.
@@ -333,28 +364,38 @@ pub(crate) fn budget_thin_pass(
     budget: u64,
 ) -> Result<usize> {
     let mut thinned = 0;
+    let mut first_error = None;
     loop {
+        if shared.is_poisoned() {
+            return Err(shared.poison_error());
+        }
         let manifest = shared.read_state().manifest.clone();
         if crate::retention::store_bytes(shared, &manifest) <= budget {
-            return Ok(thinned);
+            break;
         }
         let Some(((start, end), inputs)) =
             crate::thin::candidates(&manifest.segments, now_ns(), i64::MIN)
                 .into_iter()
                 .find(|(bounds, _)| !shared.thin_failed(*bounds))
         else {
-            return Ok(thinned);
+            break;
         };
         match thin_partition(shared, flush_tx, &manifest, start, end, inputs) {
             Ok(true) => thinned += 1,
             // Retention changed the partition meanwhile: look again.
             Ok(false) => {}
             Err(e) => {
-                // The budget drops it whole instead of waiting for a thinning that fails.
+                // The budget drops it whole instead of waiting for a thinning that fails;
+                // the next partition is tried now.
+                log::warn!("thinning partition {start}..{end} for the disk budget failed: {e}");
                 shared.set_thin_failed((start, end));
-                return Err(e);
+                first_error.get_or_insert(e);
             }
         }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(thinned),
     }
 }
 
@@ -432,12 +473,42 @@ fn thin_partition(
             start,
             end,
         )?;
-        merge_runs(signal, runs, &mut sink)?;
-        if sink.rows() == 0 {
-            // Nothing kept: no segment (its temporary file goes with `written`).
-            return Ok(());
-        }
-        let mut meta = sink.finish()?;
+        let mut meta = if merge_runs(signal, runs, &mut sink)? {
+            if sink.rows() == 0 {
+                // Nothing kept: no segment (its temporary file goes with `written`).
+                return Ok(());
+            }
+            sink.finish()?
+        } else {
+            // Segments of the order before minute-first sorting: sort the kept rows (few)
+            // in memory.
+            drop(sink);
+            let mut kept_rows = Vec::new();
+            for s in &segs {
+                for b in read_segment(shared.fs.as_ref(), &shared.dir, s)? {
+                    let f = crate::thin::filter(&b, &keep_ids)?;
+                    if f.num_rows() > 0 {
+                        kept_rows.push(f);
+                    }
+                }
+            }
+            if kept_rows.is_empty() {
+                return Ok(());
+            }
+            write_segment(
+                &shared.fs,
+                &shared.dir,
+                &shared.opts,
+                SegmentJob {
+                    signal,
+                    id,
+                    partition_start: start,
+                    partition_end: end,
+                    batches: kept_rows,
+                    rows: None,
+                },
+            )?
+        };
         meta.thinned = Some(kept);
         outputs.push(meta);
         Ok(())

@@ -97,10 +97,14 @@ impl Histogram {
         self.count += 1;
     }
 
-    /// The upper bound of the bucket holding the value of rank `ceil(count * p)` (0-based,
-    /// at most the last): spans above it are slower than the percentile.
+    /// The upper bound of the bucket holding the `ceil(count * p)`-th smallest value (the
+    /// nearest-rank percentile): spans above it are slower than the percentile, about
+    /// `(1 - p) * count` of them.
     fn percentile_bound(&self, p: f64) -> i64 {
-        let rank = ((self.count as f64 * p).ceil() as u64).min(self.count.saturating_sub(1));
+        // 0-based rank of the nearest-rank percentile.
+        let rank = ((self.count as f64 * p).ceil() as u64)
+            .saturating_sub(1)
+            .min(self.count.saturating_sub(1));
         let mut seen = 0;
         for (&b, &n) in &self.buckets {
             seen += n;
@@ -349,19 +353,27 @@ mod tests {
             }
         }
         assert_eq!(bucket(-5), 0);
-        // The 99th percentile of 1..=1000 (rank 990) is 991, within a bucket's width.
+        // The 99th percentile of 1..=1000 (the 990th value) is 990, within a bucket's width:
+        // the ten values above it are slow.
         let mut h = Histogram::default();
         for v in 1..=1000 {
             h.add(v);
         }
         let p = h.percentile_bound(0.99);
-        assert!((991..=998).contains(&p), "{p}");
-        // Exactly like the sorted rule below 128 ns.
+        assert!((990..=997).contains(&p), "{p}");
+        // Exact below 128 ns: of 0..100, the 99th value is 98, so one span (99) is slow.
         let mut h = Histogram::default();
         for v in 0..100 {
             h.add(v);
         }
-        assert_eq!(h.percentile_bound(0.99), 99);
-        assert_eq!(h.percentile_bound(0.5), 50);
+        assert_eq!(h.percentile_bound(0.99), 98);
+        assert_eq!(h.percentile_bound(0.5), 49);
+        let mut h = Histogram::default();
+        h.add(7);
+        assert_eq!(
+            h.percentile_bound(0.99),
+            7,
+            "one value is its own percentile"
+        );
     }
 }

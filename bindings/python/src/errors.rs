@@ -147,12 +147,15 @@ pub fn engine_err(e: &scrydb::Error) -> PyErr {
         ),
         E::Io { op, path, .. } => with_attrs(
             IoError::new_err(msg),
-            &[("op", obj(py, *op)), ("path", obj(py, path.clone()))],
+            &[
+                ("op", obj(py, *op)),
+                ("path", obj(py, path.display().to_string())),
+            ],
         ),
         E::Corrupted { path, offset, .. } => with_attrs(
             Corrupted::new_err(msg),
             &[
-                ("path", obj(py, path.clone())),
+                ("path", obj(py, path.display().to_string())),
                 ("offset", offset.and_then(|o| obj(py, o))),
             ],
         ),
@@ -163,7 +166,7 @@ pub fn engine_err(e: &scrydb::Error) -> PyErr {
         } => with_attrs(
             UnsupportedVersion::new_err(msg),
             &[
-                ("path", obj(py, path.clone())),
+                ("path", obj(py, path.display().to_string())),
                 ("found", obj(py, *found)),
                 ("supported", obj(py, *supported)),
             ],
@@ -172,7 +175,7 @@ pub fn engine_err(e: &scrydb::Error) -> PyErr {
         E::Locked { dir, holder, .. } => with_attrs(
             Locked::new_err(msg),
             &[
-                ("path", obj(py, dir.clone())),
+                ("path", obj(py, dir.display().to_string())),
                 ("holder", holder.as_deref().and_then(|h| obj(py, h))),
             ],
         ),
@@ -181,15 +184,29 @@ pub fn engine_err(e: &scrydb::Error) -> PyErr {
             &[("reason", obj(py, reason.as_str()))],
         ),
         E::Closed => Closed::new_err(msg),
-        E::ReadOnly { dir } => {
-            with_attrs(ReadOnly::new_err(msg), &[("path", obj(py, dir.clone()))])
-        }
-        E::NotAStore { dir } => {
-            with_attrs(NotAStore::new_err(msg), &[("path", obj(py, dir.clone()))])
-        }
+        E::ReadOnly { dir } => with_attrs(
+            ReadOnly::new_err(msg),
+            &[("path", obj(py, dir.display().to_string()))],
+        ),
+        E::NotAStore { dir } => with_attrs(
+            NotAStore::new_err(msg),
+            &[("path", obj(py, dir.display().to_string()))],
+        ),
+        // The engine names a segment being written by its temporary name: a failure there
+        // is a failed write (a full disk), not damage.
+        E::Parquet { path, .. } if path.extension().is_some_and(|e| e == "tmp") => with_attrs(
+            IoError::new_err(msg),
+            &[
+                ("op", obj(py, "write")),
+                ("path", obj(py, path.display().to_string())),
+            ],
+        ),
         E::Parquet { path, .. } => with_attrs(
             Corrupted::new_err(msg),
-            &[("path", obj(py, path.clone())), ("offset", None)],
+            &[
+                ("path", obj(py, path.display().to_string())),
+                ("offset", None),
+            ],
         ),
         _ => Error::new_err(msg),
     })
@@ -204,17 +221,28 @@ pub fn sql_err(e: &scrydb::sql::Error) -> PyErr {
     }
 }
 
-/// The exception for a failed diagnosis.
+/// The exception for a failed diagnosis: the failed query's own exception (with its
+/// attributes), plus `step` and `sql` saying which query of the diagnosis failed.
 pub fn diagnose_err(e: &scrydb::diagnose::Error) -> PyErr {
     match e {
-        scrydb::diagnose::Error::Query { source, .. } => {
-            let inner = sql_err(source);
-            Python::attach(|py| {
-                let full = PyErr::from_type(inner.get_type(py), e.to_string());
-                full.set_cause(py, Some(inner));
-                full
-            })
-        }
+        scrydb::diagnose::Error::Query { step, sql, source } => Python::attach(|py| {
+            with_attrs(
+                sql_err(source),
+                &[
+                    ("step", obj(py, format!("{step:?}"))),
+                    ("sql", obj(py, sql.as_str())),
+                ],
+            )
+        }),
         _ => Error::new_err(e.to_string()),
     }
+}
+
+/// `InvalidInput` for an argument the bindings themselves refuse (no column or row).
+pub fn invalid(msg: impl Into<String>) -> PyErr {
+    let msg: String = msg.into();
+    with_attrs(
+        InvalidInput::new_err(msg),
+        &[("signal", None), ("column", None), ("row", None)],
+    )
 }

@@ -43,7 +43,9 @@ pub fn waterfall(trace_id: &str, tree: &SpanTree, logs: usize) -> String {
     for i in crate::trace::depth_first(tree) {
         let n = &tree.nodes[i];
         let left = (n.offset_ns.max(0) as f64 / total * 100.0).min(100.0);
-        let width = (n.duration_ns.max(0) as f64 / total * 100.0).clamp(0.3, 100.0 - left);
+        let width = (n.duration_ns.max(0) as f64 / total * 100.0)
+            .max(0.3)
+            .min(100.0 - left);
         let color = if n.is_error() { "#d9534f" } else { "#5b8def" };
         let title = match &n.status_message {
             Some(m) => format!("{} {}: {}", n.status_code, n.kind, m),

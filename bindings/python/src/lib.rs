@@ -51,7 +51,7 @@ fn signal_of(name: &str) -> PyResult<scrydb::Signal> {
         .into_iter()
         .find(|s| s.name() == name)
         .ok_or_else(|| {
-            errors::InvalidInput::new_err(format!(
+            errors::invalid(format!(
                 "no signal {name:?}: use 'spans', 'logs' or 'metrics'"
             ))
         })
@@ -61,11 +61,11 @@ fn signal_of(name: &str) -> PyResult<scrydb::Signal> {
 fn duration(what: &str, v: &Bound<'_, PyAny>) -> PyResult<Duration> {
     if let Ok(secs) = v.extract::<f64>() {
         return Duration::try_from_secs_f64(secs).map_err(|e| {
-            errors::InvalidInput::new_err(format!("{what}: {secs} seconds is not a duration: {e}"))
+            errors::invalid(format!("{what}: {secs} seconds is not a duration: {e}"))
         });
     }
     v.extract::<Duration>().map_err(|_| {
-        errors::InvalidInput::new_err(format!(
+        errors::invalid(format!(
             "{what} must be seconds (int or float) or a datetime.timedelta"
         ))
     })
@@ -101,7 +101,7 @@ fn open(
         "periodic" => scrydb::Durability::Periodic(Duration::from_secs(1)),
         "nosync" => scrydb::Durability::NoSync,
         other => {
-            return Err(errors::InvalidInput::new_err(format!(
+            return Err(errors::invalid(format!(
                 "durability {other:?}: use 'sync', 'periodic' or 'nosync'"
             )));
         }
@@ -150,13 +150,14 @@ fn hex_ids(ids: &str) -> PyResult<bool> {
     match ids {
         "bytes" => Ok(false),
         "hex" => Ok(true),
-        other => Err(errors::InvalidInput::new_err(format!(
+        other => Err(errors::invalid(format!(
             "ids={other:?}: use 'bytes' or 'hex'"
         ))),
     }
 }
 
-/// Streams the batches of a running query to pyarrow, one at a time.
+/// Streams the batches of a running query to pyarrow, one at a time, computing each when
+/// it is asked for (with the GIL released).
 struct QueryReader {
     schema: SchemaRef,
     stream: scrydb::sql::datafusion::physical_plan::SendableRecordBatchStream,
@@ -168,7 +169,27 @@ impl Iterator for QueryReader {
 
     fn next(&mut self) -> Option<Self::Item> {
         use futures::StreamExt;
-        let next = scrydb::sql::block_on(self.stream.next())?;
+        // pyarrow calls this through the C stream interface, where a panic would abort the
+        // process: it becomes an error of the stream instead.
+        let stream = &mut self.stream;
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            // With the GIL held (or from a thread of pyarrow's own without it): other
+            // Python threads run while the batch is computed either way.
+            let mut compute = || scrydb::sql::block_on(stream.next());
+            match Python::try_attach(|py| py.detach(&mut compute)) {
+                Some(next) => next,
+                // The interpreter is shutting down: compute without it.
+                None => compute(),
+            }
+        }));
+        let next = match next {
+            Ok(next) => next?,
+            Err(_) => {
+                return Some(Err(ArrowError::ExternalError(
+                    "the query panicked while computing a batch".into(),
+                )));
+            }
+        };
         Some(
             next.map(|b| {
                 if self.hex {
@@ -211,7 +232,9 @@ impl Db {
     }
 
     /// Runs one SQL statement and returns a `pyarrow.RecordBatchReader` that computes its
-    /// result batch by batch as it is read (for results larger than memory).
+    /// result batch by batch as it is read (for results larger than memory). The reader
+    /// reads the snapshot the statement started on; it does not keep the database open
+    /// (read it before `close`: files compaction or retention removed since may be gone).
     #[pyo3(signature = (query, *, ids="bytes"))]
     fn sql_reader<'py>(
         &self,
@@ -257,19 +280,21 @@ impl Db {
     /// filled as the table's schema says (`scrydb` docs: docs/python.md).
     fn ingest(&self, py: Python<'_>, signal: &str, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let signal = signal_of(signal)?;
-        let db = self.db()?;
+        // The data is read (maybe running Python code) before the handle is taken, so a
+        // `close` from that code does not wait for this call.
         let batch = if data.hasattr("__arrow_c_stream__")? {
             let reader = ArrowArrayStreamReader::from_pyarrow_bound(data)?;
             let schema = reader.schema();
             let batches: Vec<RecordBatch> = reader
                 .collect::<Result<_, _>>()
-                .map_err(|e| errors::InvalidInput::new_err(format!("reading the data: {e}")))?;
+                .map_err(|e| errors::invalid(format!("reading the data: {e}")))?;
             arrow::compute::concat_batches(&schema, &batches)
-                .map_err(|e| errors::InvalidInput::new_err(e.to_string()))?
+                .map_err(|e| errors::invalid(e.to_string()))?
         } else {
             RecordBatch::from_pyarrow_bound(data)?
         };
         let rows = batch.num_rows();
+        let db = self.db()?;
         py.detach(|| db.append(signal, &batch))
             .map_err(|e| engine_err(&e))?;
         Ok(rows)
@@ -295,7 +320,7 @@ impl Db {
             })
         } else {
             let path: std::path::PathBuf = data.extract().map_err(|_| {
-                errors::InvalidInput::new_err(
+                errors::invalid(
                     "ingest_otlp takes bytes (the payload) or a path (str or os.PathLike)",
                 )
             })?;

@@ -14,7 +14,7 @@ fn hex(bytes: &[u8]) -> String {
 pub fn parse_id(v: &Bound<'_, PyAny>) -> PyResult<[u8; 16]> {
     if let Ok(b) = v.cast::<PyBytes>() {
         return <[u8; 16]>::try_from(b.as_bytes()).map_err(|_| {
-            errors::InvalidInput::new_err(format!(
+            errors::invalid(format!(
                 "a trace id is 16 bytes, got {}",
                 b.as_bytes().len()
             ))
@@ -22,7 +22,7 @@ pub fn parse_id(v: &Bound<'_, PyAny>) -> PyResult<[u8; 16]> {
     }
     let s: String = v
         .extract()
-        .map_err(|_| errors::InvalidInput::new_err("a trace id is a hex str or 16 bytes"))?;
+        .map_err(|_| errors::invalid("a trace id is a hex str or 16 bytes"))?;
     scrydb::parse_trace_id(&s).map_err(|e| crate::engine_err(&e))
 }
 
@@ -122,7 +122,7 @@ impl Trace {
         Ok(out)
     }
 
-    /// Whether nothing of the trace was found.
+    /// Whether anything of the trace was found.
     fn __bool__(&self) -> bool {
         !self.inner.is_empty()
     }

@@ -217,3 +217,52 @@ def test_diagnose_and_stats_return_plain_values(db):
     c = db.compact()
     assert set(c) == {"merges", "segments_in", "rows", "bytes_in", "bytes_out"}
     assert db.retain(older_than=3600 * 24 * 365 * 100) == {"segments": 0, "rows": 0, "bytes": 0}
+
+
+def test_io_errors_and_future_formats_are_typed(tmp_path):
+    (tmp_path / "file").write_bytes(b"not a directory")
+    with pytest.raises(scrydb.IoError) as e:
+        scrydb.open(tmp_path / "file" / "store")
+    assert "file" in str(e.value.path) and e.value.op
+    # A manifest that says it is of format version 2 (its checksum made right again).
+    import zlib
+
+    path = tmp_path / "s"
+    with scrydb.open(path) as db:
+        db.ingest("spans", spans_table(10))
+    (manifest,) = [p for p in path.iterdir() if p.name.startswith("MANIFEST-")]
+    b = bytearray(manifest.read_bytes())
+    b[8:12] = (2).to_bytes(4, "little")
+    b[-4:] = zlib.crc32(bytes(b[:-4])).to_bytes(4, "little")
+    manifest.write_bytes(bytes(b))
+    with pytest.raises(scrydb.UnsupportedVersion) as e:
+        scrydb.open(path)
+    assert (e.value.found, e.value.supported) == (2, 1)
+
+
+def test_the_waterfall_draws_a_span_at_the_very_end(db):
+    ts = pa.timestamp("ns", tz="UTC")
+    tid = (77).to_bytes(16, "big")
+    t = pa.table(
+        {
+            "time": pa.array([BASE, BASE + 99_990_000], ts),
+            "end_time": pa.array([BASE + 100_000_000, BASE + 99_995_000], ts),
+            "trace_id": pa.array([tid, tid], pa.binary(16)),
+            "span_id": pa.array([b"\x00" * 7 + b"\x01", b"\x00" * 7 + b"\x02"], pa.binary(8)),
+            "parent_span_id": pa.array([None, b"\x00" * 7 + b"\x01"], pa.binary(8)),
+            "service_name": pa.array(["svc", "svc"]),
+            "name": pa.array(["root", "last"]),
+        }
+    )
+    db.ingest("spans", t)
+    html = db.trace(tid)._repr_html_()
+    assert "last" in html and "root" in html
+
+
+def test_refused_arguments_carry_empty_location_attributes(db):
+    with pytest.raises(scrydb.InvalidInput) as e:
+        db.ingest("traces", spans_table(1))
+    assert (e.value.signal, e.value.column, e.value.row) == (None, None, None)
+    with pytest.raises(scrydb.InvalidInput) as e:
+        db.sql("SELECT 1", ids="base64")
+    assert e.value.column is None

@@ -2,9 +2,12 @@
 
 from opentelemetry import trace
 
+# Kept from one test to the next, as instrumented modules do.
+TRACER = trace.get_tracer("shop")
+
 
 def checkout(fail):
-    tracer = trace.get_tracer("shop")
+    tracer = TRACER
     with tracer.start_as_current_span("checkout") as span:
         span.set_attribute("cart.items", 3)
         with tracer.start_as_current_span("charge card") as child:
@@ -36,3 +39,9 @@ def test_the_fixture_collects_the_spans_code_emits(scrydb_spans):
     tr = scrydb_spans.db.trace(tid)
     assert [n["name"] for n in tr.tree()] == ["checkout", "charge card"]
     assert scrydb_spans.exporter.last_result["rejected"] == 0
+
+
+def test_a_second_test_sees_only_its_own_spans_through_the_same_tracer(scrydb_spans):
+    checkout(fail=True)
+    t = scrydb_spans.sql("SELECT count(*) AS n FROM spans")
+    assert t.column("n")[0].as_py() == 2

@@ -25,6 +25,8 @@ struct Cursor<'a> {
     batch: RecordBatch,
     keys: Rows,
     pos: usize,
+    /// The last key of the previous batch, to check the run is sorted across batches.
+    last: Option<arrow::row::OwnedRow>,
 }
 
 impl Cursor<'_> {
@@ -58,26 +60,50 @@ fn key_rows(signal: Signal, conv: &RowConverter, batch: &RecordBatch) -> Result<
     Ok(conv.convert_columns(&keys)?)
 }
 
-/// Fills `cursor` with the next non-empty batch of its run; `false` once the run is done.
-fn refill(signal: Signal, conv: &RowConverter, cursor: &mut Cursor<'_>) -> Result<bool> {
+/// A run was found out of sort order (a segment written before spans and logs were sorted
+/// by minute first: same format version, another order).
+struct Unsorted;
+
+/// Fills `cursor` with the next non-empty batch of its run; `Ok(false)` once the run is
+/// done. Checks that the run really is sorted.
+fn refill(
+    signal: Signal,
+    conv: &RowConverter,
+    cursor: &mut Cursor<'_>,
+) -> Result<std::result::Result<bool, Unsorted>> {
     while cursor.left() == 0 {
         match cursor.run.next() {
-            None => return Ok(false),
+            None => return Ok(Ok(false)),
             Some(batch) => {
                 let batch = batch?;
-                cursor.keys = key_rows(signal, conv, &batch)?;
+                let keys = key_rows(signal, conv, &batch)?;
+                if keys.num_rows() > 0 {
+                    let after_previous =
+                        cursor.last.as_ref().is_none_or(|l| l.row() <= keys.row(0));
+                    let sorted = (1..keys.num_rows()).all(|i| keys.row(i - 1) <= keys.row(i));
+                    if !(after_previous && sorted) {
+                        return Ok(Err(Unsorted));
+                    }
+                    cursor.last = Some(keys.row(keys.num_rows() - 1).owned());
+                }
+                cursor.keys = keys;
                 cursor.batch = batch;
                 cursor.pos = 0;
             }
         }
     }
-    Ok(true)
+    Ok(Ok(true))
 }
 
 /// Appends the rows of `runs` (each sorted as a segment of `signal` is, in the signal's
 /// canonical schema) to `sink` in one sorted order. Memory: one decoded batch per run plus
 /// the rows of one step.
-pub fn merge_runs(signal: Signal, runs: Vec<Run<'_>>, sink: &mut SegmentSink) -> Result<()> {
+///
+/// Returns `Ok(false)` when a run turns out not to be sorted (segments written before
+/// spans and logs were sorted by minute first have the same format version and another
+/// order): `sink` then holds a partial, unusable output; the caller drops it and sorts
+/// the inputs whole ([`super::writer::write_segment`]).
+pub fn merge_runs(signal: Signal, runs: Vec<Run<'_>>, sink: &mut SegmentSink) -> Result<bool> {
     let conv = converter(signal)?;
     let empty = RecordBatch::new_empty(schema::schema(signal));
     let mut cursors = Vec::with_capacity(runs.len());
@@ -87,9 +113,12 @@ pub fn merge_runs(signal: Signal, runs: Vec<Run<'_>>, sink: &mut SegmentSink) ->
             batch: empty.clone(),
             keys: conv.empty_rows(0, 0),
             pos: 0,
+            last: None,
         };
-        if refill(signal, &conv, &mut c)? {
-            cursors.push(c);
+        match refill(signal, &conv, &mut c)? {
+            Ok(true) => cursors.push(c),
+            Ok(false) => {}
+            Err(Unsorted) => return Ok(false),
         }
     }
     while cursors.len() > 1 {
@@ -130,21 +159,28 @@ pub fn merge_runs(signal: Signal, runs: Vec<Run<'_>>, sink: &mut SegmentSink) ->
         }
         let mut i = 0;
         while i < cursors.len() {
-            if refill(signal, &conv, &mut cursors[i])? {
-                i += 1;
-            } else {
-                cursors.swap_remove(i);
+            match refill(signal, &conv, &mut cursors[i])? {
+                Ok(true) => i += 1,
+                Ok(false) => {
+                    cursors.swap_remove(i);
+                }
+                Err(Unsorted) => return Ok(false),
             }
         }
     }
-    // One run left: the rest of it is already in order.
-    if let Some(c) = cursors.pop() {
-        sink.push(&c.batch.slice(c.pos, c.left()))?;
-        for batch in c.run {
-            sink.push(&batch?)?;
+    // One run left: the rest of it only needs its order checked.
+    if let Some(mut c) = cursors.pop() {
+        loop {
+            sink.push(&c.batch.slice(c.pos, c.left()))?;
+            c.pos = c.batch.num_rows();
+            match refill(signal, &conv, &mut c)? {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(Unsorted) => return Ok(false),
+            }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -229,7 +265,7 @@ mod tests {
             .collect();
         let mut sink = SegmentSink::create(&fs, dir.path(), &opts, Signal::Spans, 1, 0, i64::MAX)
             .expect("sink");
-        merge_runs(Signal::Spans, runs, &mut sink).expect("merge");
+        assert!(merge_runs(Signal::Spans, runs, &mut sink).expect("merge"));
         let meta = sink.finish().expect("finish");
         assert_eq!(meta.rows, expected.num_rows() as u64);
         let got = super::super::reader::read_segment(fs.as_ref(), dir.path(), &meta).expect("read");
@@ -242,6 +278,29 @@ mod tests {
         );
         assert!((0..a.num_rows()).all(|i| a.row(i) == b.row(i)));
         assert_eq!(meta.min_time, expected_min(&expected));
+    }
+
+    #[test]
+    fn a_run_out_of_order_is_reported_not_merged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs: Arc<dyn FileSystem> = Arc::new(StdFs);
+        let opts = crate::Options::default();
+        let sorted = run_of(7, 300, 50);
+        // The same batches in reverse: each sorted, the run not.
+        let reversed: Vec<RecordBatch> = sorted.iter().rev().cloned().collect();
+        for runs in [
+            vec![sorted.clone(), reversed.clone()],
+            vec![reversed.clone()],
+        ] {
+            let runs: Vec<Run<'_>> = runs
+                .into_iter()
+                .map(|r| Box::new(r.into_iter().map(Ok)) as Run<'_>)
+                .collect();
+            let mut sink =
+                SegmentSink::create(&fs, dir.path(), &opts, Signal::Spans, 2, 0, i64::MAX)
+                    .expect("sink");
+            assert!(!merge_runs(Signal::Spans, runs, &mut sink).expect("merge"));
+        }
     }
 
     fn expected_min(b: &RecordBatch) -> i64 {

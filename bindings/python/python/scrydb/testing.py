@@ -22,7 +22,7 @@ import scrydb
 
 try:  # The SDK is needed only by what is below, not by `import scrydb`.
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import (
         SimpleSpanProcessor,
         SpanExporter,
@@ -87,14 +87,18 @@ class SpanCollector:
     Attributes:
         db: the :class:`scrydb.Db` the spans go to.
         provider: an SDK ``TracerProvider`` exporting every ended span at once.
+        exporter: the :class:`ScryDBSpanExporter` writing them.
     """
 
-    def __init__(self, db: "scrydb.Db") -> None:
+    def __init__(self, db: "scrydb.Db", provider: "Optional[TracerProvider]" = None) -> None:
         _require_sdk()
         self.db = db
         self.exporter = ScryDBSpanExporter(db)
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self._own_provider = provider is None
+        if provider is None:
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.provider = provider
 
     def tracer(self, name: str = "test"):
         """A tracer of the provider (``opentelemetry.trace.Tracer``)."""
@@ -110,27 +114,77 @@ class SpanCollector:
         return self.sql("SELECT * FROM spans ORDER BY time")
 
     def close(self) -> None:
-        self.provider.shutdown()
+        if self._own_provider:
+            self.provider.shutdown()
         self.db.close()
+
+
+class _Router(SpanProcessor if _SDK_ERROR is None else object):  # type: ignore[misc]
+    """The span processor of the process-wide provider the fixture installs once: it
+    exports each ended span to the exporter of the test that is running (none between
+    tests). Tracers that code keeps from one test to the next (module-level tracers,
+    OpenTelemetry's proxy tracers) stay bound to this provider, so every test sees its own
+    spans."""
+
+    def __init__(self) -> None:
+        self.target: "Optional[ScryDBSpanExporter]" = None
+
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def on_end(self, span) -> None:
+        target = self.target
+        if target is not None and span.context is not None and span.context.trace_flags.sampled:
+            target.export((span,))
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_ROUTER: "Optional[_Router]" = None
+_PROVIDER = None
+
+
+def _shared_provider():
+    """The process-wide provider (created and made global on first use): the global one
+    when the process already set an SDK provider (the router is added to it), else a new
+    one."""
+    global _ROUTER, _PROVIDER
+    if _PROVIDER is None:
+        from opentelemetry import trace
+
+        _ROUTER = _Router()
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            current.add_span_processor(_ROUTER)
+            _PROVIDER = current
+        else:
+            _PROVIDER = TracerProvider()
+            _PROVIDER.add_span_processor(_ROUTER)
+            trace.set_tracer_provider(_PROVIDER)
+    return _PROVIDER
 
 
 if pytest is not None:
 
     @pytest.fixture
-    def scrydb_spans(monkeypatch):
+    def scrydb_spans():
         """Collects the spans the test emits through the OpenTelemetry API into a
-        temporary ScryDB store (a :class:`SpanCollector`). The global tracer provider is
-        this collector's for the duration of the test, so code that calls
-        ``opentelemetry.trace.get_tracer(...)`` is captured with no change."""
-        from opentelemetry import trace
-
+        temporary ScryDB store (a :class:`SpanCollector`). The fixture makes one SDK
+        tracer provider global for the process (or joins the SDK provider already set), so
+        code that calls ``opentelemetry.trace.get_tracer(...)`` — at import or at call
+        time — is captured with no change; spans ended outside a test go nowhere."""
+        _require_sdk()
+        provider = _shared_provider()
         with tempfile.TemporaryDirectory(prefix="scrydb-spans-") as d:
-            collector = SpanCollector(scrydb.open(d, durability="nosync"))
-            monkeypatch.setattr(trace, "_TRACER_PROVIDER", collector.provider)
-            monkeypatch.setattr(
-                trace, "get_tracer_provider", lambda: collector.provider
-            )
+            collector = SpanCollector(scrydb.open(d, durability="nosync"), provider)
+            assert _ROUTER is not None
+            _ROUTER.target = collector.exporter
             try:
                 yield collector
             finally:
+                _ROUTER.target = None
                 collector.close()
