@@ -89,18 +89,23 @@ pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// The trace id of the first row of a spans batch.
-pub fn first_trace_id(spans: &RecordBatch) -> [u8; 16] {
-    spans
+/// The trace id of every row of a spans or logs batch (an all-zero id for a null one).
+pub fn trace_ids(batch: &RecordBatch) -> Vec<[u8; 16]> {
+    let ids = batch
         .column_by_name("trace_id")
         .and_then(|c| {
             c.as_any()
                 .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
         })
-        .expect("trace ids")
-        .value(0)
-        .try_into()
-        .expect("16 bytes")
+        .expect("trace ids");
+    (0..batch.num_rows())
+        .map(|i| ids.value(i).try_into().expect("16 bytes"))
+        .collect()
+}
+
+/// The trace id of the first row of a spans batch.
+pub fn first_trace_id(spans: &RecordBatch) -> [u8; 16] {
+    trace_ids(spans)[0]
 }
 
 /// The one BIGINT value of a one-row, one-column result (`SELECT count(*) ...`).

@@ -88,14 +88,7 @@ fn version_1_fixture_opens_with_every_row() {
         }
     }
     let seg = snap.segments(Signal::Spans, None).remove(0);
-    let ids = snap.read_segment(&seg, None).expect("read")[0]
-        .column_by_name("trace_id")
-        .expect("trace_id")
-        .as_any()
-        .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-        .expect("ids")
-        .clone();
-    let id: [u8; 16] = ids.value(0).try_into().expect("16 bytes");
+    let id = first_trace_id(&snap.read_segment(&seg, None).expect("read")[0]);
     let positions = snap.index_rows(&seg, &[id]).expect("index answers");
     assert!(!positions.is_empty(), "the index finds the trace");
     let with_index = snap.trace_rows(Signal::Spans, &[id], true).expect("lookup");
@@ -133,15 +126,7 @@ fn version_1_fixture_compacts_with_new_segments() {
     }
     for seg in snap.segments(Signal::Spans, None) {
         let batches = snap.read_segment(&seg, None).expect("read");
-        let ids = batches[0]
-            .column_by_name("trace_id")
-            .expect("trace_id")
-            .as_any()
-            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-            .expect("ids")
-            .clone();
-        for i in 0..arrow::array::Array::len(&ids).min(20) {
-            let id: [u8; 16] = ids.value(i).try_into().expect("16 bytes");
+        for id in trace_ids(&batches[0]).into_iter().take(20) {
             let with_index = snap.trace_rows(Signal::Spans, &[id], true).expect("lookup");
             let without = snap.trace_rows(Signal::Spans, &[id], false).expect("scan");
             assert_eq!(rows(&with_index), rows(&without));

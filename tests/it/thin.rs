@@ -10,7 +10,7 @@ use arrow::array::{
 };
 use scrydb::{Db, Options, Signal, otlp};
 
-use crate::common::{BASE, count, rows, scan, small_opts, synth};
+use crate::common::{BASE, count, rows, scan, small_opts, synth, trace_ids};
 
 fn set(b: &RecordBatch, name: &str, a: ArrayRef) -> RecordBatch {
     let i = b.schema().index_of(name).expect("column");
@@ -19,14 +19,21 @@ fn set(b: &RecordBatch, name: &str, a: ArrayRef) -> RecordBatch {
     RecordBatch::try_new(b.schema(), cols).expect("batch")
 }
 
-fn trace_ids(b: &RecordBatch) -> Vec<[u8; 16]> {
-    let a = b
-        .column_by_name("trace_id")
-        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
-        .expect("trace ids");
-    (0..b.num_rows())
-        .map(|i| a.value(i).try_into().expect("16 bytes"))
-        .collect()
+/// `spans` with each span `i` lasting `duration[i]` ns (`end_time` and `duration_ns` set).
+fn with_durations(spans: &RecordBatch, duration: Vec<i64>) -> RecordBatch {
+    let start = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
+        spans.column_by_name("time").expect("time").as_ref(),
+    )
+    .clone();
+    let end: Vec<i64> = (0..spans.num_rows())
+        .map(|i| start.value(i) + duration[i])
+        .collect();
+    let spans = set(
+        spans,
+        "end_time",
+        Arc::new(arrow::array::TimestampNanosecondArray::from(end).with_timezone("UTC")),
+    );
+    set(&spans, "duration_ns", Arc::new(Int64Array::from(duration)))
 }
 
 fn hex(id: &[u8; 16]) -> String {
@@ -60,17 +67,7 @@ fn an_aged_partition_keeps_its_interesting_traces_whole_with_their_logs() {
     status[10] = "ERROR";
     duration[20] = 5_000_000_000;
     let spans = set(&spans, "status_code", Arc::new(StringArray::from(status)));
-    let start = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
-        spans.column_by_name("time").expect("time").as_ref(),
-    )
-    .clone();
-    let end: Vec<i64> = (0..n).map(|i| start.value(i) + duration[i]).collect();
-    let spans = set(
-        &spans,
-        "end_time",
-        Arc::new(arrow::array::TimestampNanosecondArray::from(end).with_timezone("UTC")),
-    );
-    let spans = set(&spans, "duration_ns", Arc::new(Int64Array::from(duration)));
+    let spans = with_durations(&spans, duration);
     db.append(Signal::Spans, &spans).expect("append spans");
     let (c, d) = (ids[30], ids[40]);
     // Logs at INFO without a trace, one WARN in trace C, one INFO in trace A.
@@ -320,17 +317,7 @@ fn an_operation_threshold_replaces_its_percentile() {
     let duration: Vec<i64> = (0..n)
         .map(|i| if i % 8 == 0 { 2_000_000 } else { 500_000 })
         .collect();
-    let start = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
-        spans.column_by_name("time").expect("time").as_ref(),
-    )
-    .clone();
-    let end: Vec<i64> = (0..n).map(|i| start.value(i) + duration[i]).collect();
-    let spans = set(
-        &spans,
-        "end_time",
-        Arc::new(arrow::array::TimestampNanosecondArray::from(end).with_timezone("UTC")),
-    );
-    let spans = set(&spans, "duration_ns", Arc::new(Int64Array::from(duration)));
+    let spans = with_durations(&spans, duration);
     db.append(Signal::Spans, &spans).expect("append");
     db.flush().expect("flush");
     db.retain(Some(DAY), None).expect("retain");

@@ -77,7 +77,29 @@ fn opt_duration(what: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Dur
         .transpose()
 }
 
-/// Opens (creating if needed) the database in `path`. See `scrydb.open` for the options.
+/// Open (creating if needed) the ScryDB database in directory ``path``.
+///
+/// One process writes a directory at a time (another gets :class:`Locked`); any number
+/// may open it ``read_only=True`` beside the writer and see what it acknowledged.
+///
+/// Args:
+///     path: the database directory (``str`` or ``os.PathLike``).
+///     read_only: change nothing; refuse writes. A directory without a store raises
+///         :class:`NotAStore`.
+///     durability: what an acknowledged write survives: ``"sync"`` (power loss; the
+///         default), ``"periodic"`` (fsync every second), ``"nosync"`` (a crash of this
+///         process only).
+///     partition: width of a time partition, seconds or ``timedelta`` (default 1 hour).
+///     memtable_size: bytes of rows held in memory before they are written to a segment
+///         (default 64 MiB).
+///     retention: drop time partitions older than this (seconds or ``timedelta``).
+///     max_bytes: disk budget for segments and indexes; oldest partitions go first.
+///     keep_interesting: keep traces with errors, slow spans, WARN+ logs or exemplars
+///         this much longer than ``retention`` (or instead of dropping for ``max_bytes``).
+///     compaction: merge small segments in the background (default ``True``).
+///
+/// Returns:
+///     A :class:`Db`, usable as a context manager (``with scrydb.open(p) as db:``).
 #[pyfunction]
 #[pyo3(signature = (
     path, *, read_only=false, durability="sync", partition=None, memtable_size=None,
