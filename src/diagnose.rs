@@ -13,6 +13,10 @@
 //!    median bucket, or whose p99 is well above the median p99, are anomalous; the anomaly
 //!    window runs from the first anomalous bucket to the end of the last.
 //! 2. **Services**: spans, errors and p99 of `SERVER` spans per service in the window.
+//!
+//!    Steps 1 and 2 read the span rollups (`span_metrics`, p99 from their exponential
+//!    histograms, within 1.1%) when the bucket is a multiple of their 10 seconds and the
+//!    range falls on their intervals, and the raw `spans` otherwise.
 //! 3. **Root cause**: for an error anomaly, the deepest erroring spans (errors none of whose
 //!    children failed), grouped; a failing `CLIENT` call with no server span under it
 //!    blames its callee. For a latency anomaly, the operation whose self time (duration
@@ -35,6 +39,7 @@ use scrydb_engine::TimeRange;
 use scrydb_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use scrydb_engine::arrow::compute::cast;
 use scrydb_engine::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use scrydb_engine::rollup::INTERVAL_NS;
 use scrydb_sql::Session;
 
 /// `s` as a SQL string literal: in single quotes, with every single quote doubled. Safe
@@ -62,6 +67,10 @@ pub fn sql_timestamp_literal(ns: i64) -> String {
         format!("to_timestamp_nanos({ns})")
     }
 }
+
+/// The p99 of `duration_ns` over `span_metrics` rows, in nanoseconds.
+const P99_OF_ROLLUPS: &str =
+    "exp_histogram_quantile(scale, zero_count, positive_offset, positive_bucket_counts, 0.99)";
 
 /// A SQL condition restricting `column` to `range` (`TRUE` for the whole time axis).
 fn time_condition(column: &str, range: TimeRange) -> String {
@@ -628,18 +637,36 @@ async fn steps(
     // 1. The symptom.
     let step = Step::Symptom;
     let bucket_ns = i64::try_from(opts.bucket.as_nanos()).unwrap_or(i64::MAX);
-    let sql = format!(
-        "SELECT date_bin({}, time) AS bucket,\n       \
-         count(*) AS requests,\n       \
-         avg(CASE WHEN status_code = 'ERROR' THEN 1.0 ELSE 0.0 END) AS error_rate,\n       \
-         approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms\n\
-         FROM spans WHERE parent_span_id IS NULL AND kind = 'SERVER'{}\n\
-         GROUP BY 1 ORDER BY 1",
-        sql_interval(opts.bucket),
-        range
-            .map(|r| format!(" AND {}", time_condition("time", r)))
-            .unwrap_or_default()
-    );
+    // The span rollups (`span_metrics`) answer the symptom and service steps when the
+    // buckets and the range fall on their 10-second intervals; the raw spans otherwise.
+    let aligned = |t: i64| t == i64::MIN || t == i64::MAX || t % INTERVAL_NS == 0;
+    let rollups = bucket_ns % INTERVAL_NS == 0
+        && bucket_ns > 0
+        && range.is_none_or(|r| aligned(r.start) && aligned(r.end));
+    let time_filter = range
+        .map(|r| format!(" AND {}", time_condition("time", r)))
+        .unwrap_or_default();
+    let sql = if rollups {
+        format!(
+            "SELECT date_bin({}, time) AS bucket,\n       \
+             sum(count) AS requests,\n       \
+             CAST(sum(errors) AS DOUBLE) / sum(count) AS error_rate,\n       \
+             {P99_OF_ROLLUPS} / 1e6 AS p99_ms\n\
+             FROM span_metrics WHERE is_root AND kind = 'SERVER'{time_filter}\n\
+             GROUP BY 1 ORDER BY 1",
+            sql_interval(opts.bucket),
+        )
+    } else {
+        format!(
+            "SELECT date_bin({}, time) AS bucket,\n       \
+             count(*) AS requests,\n       \
+             avg(CASE WHEN status_code = 'ERROR' THEN 1.0 ELSE 0.0 END) AS error_rate,\n       \
+             approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms\n\
+             FROM spans WHERE parent_span_id IS NULL AND kind = 'SERVER'{time_filter}\n\
+             GROUP BY 1 ORDER BY 1",
+            sql_interval(opts.bucket),
+        )
+    };
     let r = run.query(step, sql).await?;
     let c = Columns { step, batches: &r };
     let (starts, requests, errs, p99s) = (c.ints(0)?, c.ints(1)?, c.floats(2)?, c.floats(3)?);
@@ -682,14 +709,25 @@ async fn steps(
 
     // 2. Which services.
     let step = Step::Services;
-    let sql = format!(
-        "SELECT service_name, count(*) AS spans,\n       \
-         sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors,\n       \
-         approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms\n\
-         FROM spans WHERE kind = 'SERVER' AND {in_window}\n\
-         GROUP BY 1 ORDER BY errors DESC, p99_ms DESC LIMIT {}",
-        opts.max_services
-    );
+    let sql = if rollups {
+        format!(
+            "SELECT service_name, sum(count) AS spans,\n       \
+             sum(errors) AS errors,\n       \
+             {P99_OF_ROLLUPS} / 1e6 AS p99_ms\n\
+             FROM span_metrics WHERE kind = 'SERVER' AND {in_window}\n\
+             GROUP BY 1 ORDER BY errors DESC, p99_ms DESC LIMIT {}",
+            opts.max_services
+        )
+    } else {
+        format!(
+            "SELECT service_name, count(*) AS spans,\n       \
+             sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors,\n       \
+             approx_percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms\n\
+             FROM spans WHERE kind = 'SERVER' AND {in_window}\n\
+             GROUP BY 1 ORDER BY errors DESC, p99_ms DESC LIMIT {}",
+            opts.max_services
+        )
+    };
     let r = run.query(step, sql).await?;
     let c = Columns { step, batches: &r };
     let (svc, n, e, p) = (c.texts(0)?, c.ints(1)?, c.ints(2)?, c.floats(3)?);

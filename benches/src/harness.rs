@@ -1,6 +1,6 @@
 //! The benchmark harness (`scry-bench`): one workload, measured on ScryDB and, side by side
-//! in the same run, on DuckDB (Python `duckdb`, `benches/py/duckdb_bench.py`) over the same
-//! data. Prints a table and writes JSON; what each number means is in `docs/benchmarks.md`.
+//! in the same run, on DuckDB (Python `duckdb`, `benches/py/duckdb_bench.py`) and chDB
+//! (embedded ClickHouse, Python `chdb`, `benches/py/chdb_bench.py`) over the same data. Prints a table and writes JSON; what each number means is in `docs/benchmarks.md`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ pub struct BenchArgs {
     pub json: PathBuf,
     /// Whether to run the DuckDB side.
     pub duckdb: bool,
+    /// Whether to run the chDB side (`chdb` from PyPI in the harness's Python).
+    pub chdb: bool,
     /// Trace lookups to time (present and absent each).
     pub lookups: usize,
     /// Ingest without background compaction, then measure `Db::compact` and the lookups
@@ -30,39 +32,81 @@ pub struct BenchArgs {
     pub compaction: bool,
 }
 
-/// The analytics queries: (name, ScryDB SQL, DuckDB SQL). `{w0}`/`{w1}` are a time window.
-const QUERIES: [(&str, &str, &str); 4] = [
-    (
-        "red_per_service_minute",
-        "SELECT service_name, date_bin(interval '1 minute', time) AS minute, count(*) AS requests, \
+/// One question asked of every engine, in each one's dialect. `{w0}`/`{w1}` are a time
+/// window.
+struct Query {
+    name: &'static str,
+    scry: &'static str,
+    duckdb: &'static str,
+    /// Over the OpenTelemetry Collector ClickHouse exporter's tables (`chdb_bench.py`).
+    chdb: &'static str,
+}
+
+/// The analytics queries.
+const QUERIES: [Query; 5] = [
+    Query {
+        name: "red_per_service_minute",
+        scry: "SELECT service_name, date_bin(interval '1 minute', time) AS minute, count(*) AS requests, \
          sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors, \
          approx_percentile_cont(duration_ns, 0.99) AS p99_ns \
          FROM spans WHERE kind = 'SERVER' GROUP BY 1, 2",
-        "SELECT service_name, time_bucket(interval '1 minute', time) AS minute, count(*) AS requests, \
+        duckdb: "SELECT service_name, time_bucket(interval '1 minute', time) AS minute, count(*) AS requests, \
          sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors, \
          approx_quantile(duration_ns, 0.99) AS p99_ns \
          FROM spans WHERE kind = 'SERVER' GROUP BY 1, 2",
+        chdb: "SELECT ServiceName, toStartOfMinute(Timestamp) AS minute, count() AS requests, \
+         countIf(StatusCode = 'Error') AS errors, quantile(0.99)(Duration) AS p99_ns \
+         FROM otel_traces WHERE SpanKind = 'Server' GROUP BY 1, 2",
+    },
+    Query {
+        name: "top_error_operations",
+        scry: "SELECT service_name, name, count(*) AS errors FROM spans WHERE status_code = 'ERROR' \
+         GROUP BY 1, 2 ORDER BY errors DESC LIMIT 10",
+        duckdb: "SELECT service_name, name, count(*) AS errors FROM spans WHERE status_code = 'ERROR' \
+         GROUP BY 1, 2 ORDER BY errors DESC LIMIT 10",
+        chdb: "SELECT ServiceName, SpanName, count() AS errors FROM otel_traces \
+         WHERE StatusCode = 'Error' GROUP BY 1, 2 ORDER BY errors DESC LIMIT 10",
+    },
+    Query {
+        name: "logs_of_error_traces",
+        scry: "SELECT l.service_name, count(*) AS logs FROM logs l \
+         WHERE l.trace_id IN (SELECT trace_id FROM spans WHERE status_code = 'ERROR') GROUP BY 1",
+        duckdb: "SELECT l.service_name, count(*) AS logs FROM logs l \
+         WHERE l.trace_id IN (SELECT trace_id FROM spans WHERE status_code = 'ERROR') GROUP BY 1",
+        chdb: "SELECT ServiceName, count() AS logs FROM otel_logs \
+         WHERE TraceId IN (SELECT TraceId FROM otel_traces WHERE StatusCode = 'Error') GROUP BY 1",
+    },
+    Query {
+        name: "metric_window_aggregate",
+        scry: "SELECT service_name, sum(count) AS requests, sum(sum) / sum(count) AS avg_ms FROM metrics \
+         WHERE name = 'rpc.server.duration' AND time >= '{w0}' AND time < '{w1}' GROUP BY 1",
+        duckdb: "SELECT service_name, sum(count) AS requests, sum(sum) / sum(count) AS avg_ms FROM metrics \
+         WHERE name = 'rpc.server.duration' AND time >= TIMESTAMPTZ '{w0}' AND time < TIMESTAMPTZ '{w1}' GROUP BY 1",
+        chdb: "SELECT ServiceName, sum(Count) AS requests, sum(Sum) / sum(Count) AS avg_ms \
+         FROM otel_metrics_histogram WHERE MetricName = 'rpc.server.duration' \
+         AND TimeUnix >= parseDateTime64BestEffort('{w0}', 9) AND TimeUnix < parseDateTime64BestEffort('{w1}', 9) GROUP BY 1",
+    },
+    Query {
+        name: "attribute_filter_count",
+        scry: "SELECT count(*) AS n FROM spans WHERE attributes['http.route'] = '/checkout'",
+        duckdb: "SELECT count(*) AS n FROM spans WHERE attributes['http.route'] = '/checkout'",
+        chdb: "SELECT count() AS n FROM otel_traces WHERE SpanAttributes['http.route'] = '/checkout'",
+    },
+];
+
+/// The same questions answered from the span rollups (`span_metrics`), where they can be.
+const ROLLUP_QUERIES: [(&str, &str); 2] = [
+    (
+        "red_per_service_minute",
+        "SELECT service_name, date_bin(interval '1 minute', time) AS minute, sum(count) AS requests, \
+         sum(errors) AS errors, \
+         exp_histogram_quantile(scale, zero_count, positive_offset, positive_bucket_counts, 0.99) AS p99_ns \
+         FROM span_metrics WHERE kind = 'SERVER' GROUP BY 1, 2",
     ),
     (
         "top_error_operations",
-        "SELECT service_name, name, count(*) AS errors FROM spans WHERE status_code = 'ERROR' \
+        "SELECT service_name, name, sum(errors) AS errors FROM span_metrics \
          GROUP BY 1, 2 ORDER BY errors DESC LIMIT 10",
-        "SELECT service_name, name, count(*) AS errors FROM spans WHERE status_code = 'ERROR' \
-         GROUP BY 1, 2 ORDER BY errors DESC LIMIT 10",
-    ),
-    (
-        "logs_of_error_traces",
-        "SELECT l.service_name, count(*) AS logs FROM logs l \
-         WHERE l.trace_id IN (SELECT trace_id FROM spans WHERE status_code = 'ERROR') GROUP BY 1",
-        "SELECT l.service_name, count(*) AS logs FROM logs l \
-         WHERE l.trace_id IN (SELECT trace_id FROM spans WHERE status_code = 'ERROR') GROUP BY 1",
-    ),
-    (
-        "metric_window_aggregate",
-        "SELECT service_name, sum(count) AS requests, sum(sum) / sum(count) AS avg_ms FROM metrics \
-         WHERE name = 'rpc.server.duration' AND time >= '{w0}' AND time < '{w1}' GROUP BY 1",
-        "SELECT service_name, sum(count) AS requests, sum(sum) / sum(count) AS avg_ms FROM metrics \
-         WHERE name = 'rpc.server.duration' AND time >= TIMESTAMPTZ '{w0}' AND time < TIMESTAMPTZ '{w1}' GROUP BY 1",
     ),
 ];
 
@@ -137,21 +181,57 @@ fn files_size(dir: &Path, ext: &str) -> u64 {
     total
 }
 
+fn time_sql(session: &Session, name: &str, sql: &str) -> Result<f64, String> {
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        session
+            .sql_blocking(sql)
+            .map_err(|e| format!("{name}: {e}"))?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(percentile(&mut times, 0.5))
+}
+
 fn time_queries(session: &Session, w: (&str, &str)) -> Result<Vec<(String, f64)>, String> {
     let mut out = Vec::new();
-    for (name, sql, _) in QUERIES {
-        let sql = sql.replace("{w0}", w.0).replace("{w1}", w.1);
-        let mut times = Vec::new();
-        for _ in 0..3 {
-            let t = Instant::now();
-            session
-                .sql_blocking(&sql)
-                .map_err(|e| format!("{name}: {e}"))?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        out.push((name.to_string(), percentile(&mut times, 0.5)));
+    for q in &QUERIES {
+        let sql = q.scry.replace("{w0}", w.0).replace("{w1}", w.1);
+        out.push((q.name.to_string(), time_sql(session, q.name, &sql)?));
     }
     Ok(out)
+}
+
+/// Runs `script` (in `benches/py`) with the harness's Python, `input` as JSON on stdin; its
+/// JSON output, or `None` (said why) when it could not run.
+fn run_python(script: &str, input: &Value) -> Result<Option<Value>, Box<dyn std::error::Error>> {
+    let Some(py) = python() else {
+        println!(
+            "{script} skipped: no Python with duckdb (run tests/run.sh once, or set SCRY_PYTHON)"
+        );
+        return Ok(None);
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("py")
+        .join(script);
+    let mut child = std::process::Command::new(&py)
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(input.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(Some(serde_json::from_slice::<Value>(&out.stdout)?))
+    } else {
+        println!("{script} failed; see its error above");
+        Ok(None)
+    }
 }
 
 /// Runs the harness with the store in `dir` (created if needed; left as it is at the end).
@@ -220,6 +300,19 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         rows[2] as f64 / append_time[2].as_secs_f64(),
         flush_secs
     );
+
+    // The background compactor gets there on its own within a few passes; compacting now
+    // keeps it from racing the measurements (with `--compaction`, the comparison does it).
+    if !args.compaction {
+        let t = Instant::now();
+        let c = db.compact()?;
+        println!(
+            "compaction before measuring: {} merges, {} rows rewritten in {:.1} s",
+            c.merges,
+            c.rows,
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     // 2. Ingest through OTLP protobuf (decode + convert + durable append), separate store.
     let otlp_dir = tempfile::tempdir()?;
@@ -325,6 +418,23 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let scry_queries = time_queries(db.session()?, (&w0, &w1))?;
+    let mut rollup_queries = Vec::new();
+    for (name, sql) in ROLLUP_QUERIES {
+        rollup_queries.push((name.to_string(), time_sql(db.session()?, name, sql)?));
+    }
+    // The same lookups through SQL (`WHERE trace_id = '<hex>'`, all columns).
+    let mut sql_lookup: Vec<f64> = Vec::new();
+    for id in sample.iter().take(200) {
+        let q = format!("SELECT * FROM spans WHERE trace_id = '{}'", hex(id));
+        let t = Instant::now();
+        db.session()?.sql_blocking(&q)?;
+        sql_lookup.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (sql_p50, sql_p99) = (
+        percentile(&mut sql_lookup, 0.5),
+        percentile(&mut sql_lookup, 0.99),
+    );
+    println!("trace lookup through SQL: p50 {sql_p50:.3} ms p99 {sql_p99:.3} ms");
 
     // 5b. Compaction, and the same lookups and queries after it.
     let compaction = if args.compaction {
@@ -399,54 +509,37 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     }
     let rss = peak_rss_mib();
 
-    // 6. DuckDB on the same data.
+    // 6. DuckDB and chDB on the same data.
+    let peer_input = |dialect: fn(&Query) -> &'static str| -> Value {
+        let queries: serde_json::Map<String, Value> = QUERIES
+            .iter()
+            .map(|q| {
+                (
+                    q.name.to_string(),
+                    json!(dialect(q).replace("{w0}", &w0).replace("{w1}", &w1)),
+                )
+            })
+            .collect();
+        json!({
+            "dir": std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+            "queries": queries,
+            "present": sample.iter().take(200).map(|i| hex(i)).collect::<Vec<_>>(),
+            "absent": absent.iter().take(200).map(|i| hex(i)).collect::<Vec<_>>(),
+            "runs": 3,
+        })
+    };
+    let abs_dir = std::path::absolute(dir)?;
     let duck = if args.duckdb {
-        match python() {
-            Some(py) => {
-                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/duckdb_bench.py");
-                let queries: serde_json::Map<String, Value> = QUERIES
-                    .iter()
-                    .map(|(n, _, d)| {
-                        (
-                            n.to_string(),
-                            json!(d.replace("{w0}", &w0).replace("{w1}", &w1)),
-                        )
-                    })
-                    .collect();
-                let input = json!({
-                    "dir": std::path::absolute(dir)?,
-                    "db_file": std::path::absolute(dir)?.join("duckdb-bench.duckdb"),
-                    "queries": queries,
-                    "present": sample.iter().take(200).map(|i| hex(i)).collect::<Vec<_>>(),
-                    "absent": absent.iter().take(200).map(|i| hex(i)).collect::<Vec<_>>(),
-                    "runs": 3,
-                });
-                let mut child = std::process::Command::new(&py)
-                    .arg(&script)
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()?;
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .ok_or("no stdin")?
-                    .write_all(input.to_string().as_bytes())?;
-                let out = child.wait_with_output()?;
-                if out.status.success() {
-                    Some(serde_json::from_slice::<Value>(&out.stdout)?)
-                } else {
-                    println!("DuckDB side failed; see its error above");
-                    None
-                }
-            }
-            None => {
-                println!(
-                    "DuckDB side skipped: no Python with duckdb (run tests/run.sh once, or set SCRY_PYTHON)"
-                );
-                None
-            }
-        }
+        let mut input = peer_input(|q| q.duckdb);
+        input["db_file"] = json!(abs_dir.join("duckdb-bench.duckdb"));
+        run_python("duckdb_bench.py", &input)?
+    } else {
+        None
+    };
+    let chdb = if args.chdb {
+        let mut input = peer_input(|q| q.chdb);
+        input["db_dir"] = json!(abs_dir.join("chdb-bench"));
+        run_python("chdb_bench.py", &input)?
     } else {
         None
     };
@@ -454,33 +547,49 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     // 7. The table.
     println!();
     println!(
-        "{:<34} {:>14} {:>16} {:>16} {:>10}",
-        "measure", "ScryDB", "DuckDB parquet", "DuckDB native", "ratio*"
+        "{:<34} {:>12} {:>14} {:>14} {:>12} {:>10}",
+        "measure", "ScryDB", "DuckDB parquet", "DuckDB native", "chDB", "ratio*"
     );
     let dq = |mode: &str, name: &str| {
         duck.as_ref()
             .and_then(|d| d[mode]["queries"][name].as_f64())
     };
+    let cq = |name: &str| chdb.as_ref().and_then(|c| c["queries"][name].as_f64());
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}ms", v * 1e3));
+    let ratio = |ours: f64, peers: &[Option<f64>]| {
+        let best = peers.iter().flatten().fold(f64::NAN, |a, &b| a.min(b));
+        if best.is_finite() {
+            format!("{:.2}x", ours / best)
+        } else {
+            "-".into()
+        }
+    };
     for (name, secs) in &scry_queries {
-        let p = dq("parquet", name);
-        let n = dq("native", name);
-        let best = [p, n].into_iter().flatten().fold(f64::NAN, f64::min);
+        let (p, n, c) = (dq("parquet", name), dq("native", name), cq(name));
         println!(
-            "{:<34} {:>12.1}ms {:>14} {:>14} {:>10}",
+            "{:<34} {:>10.1}ms {:>14} {:>14} {:>12} {:>10}",
             name,
             secs * 1e3,
-            p.map_or("-".into(), |v| format!("{:.1}ms", v * 1e3)),
-            n.map_or("-".into(), |v| format!("{:.1}ms", v * 1e3)),
-            if best.is_finite() {
-                format!("{:.2}x", secs / best)
-            } else {
-                "-".into()
-            }
+            ms(p),
+            ms(n),
+            ms(c),
+            ratio(*secs, &[n, c])
         );
+        if let Some((_, r)) = rollup_queries.iter().find(|(n, _)| n == name) {
+            println!(
+                "{:<34} {:>10.1}ms {:>14} {:>14} {:>12} {:>10}",
+                "  (from span_metrics)",
+                r * 1e3,
+                "",
+                "",
+                "",
+                ratio(*r, &[n, c])
+            );
+        }
     }
-    let dl = |mode: &str, key: &str, p: f64| {
-        duck.as_ref().and_then(|d| {
-            let mut v: Vec<f64> = d[mode][key]
+    let peer_lookup = |v: Option<&Value>, key: &str, p: f64| {
+        v.and_then(|d| {
+            let mut v: Vec<f64> = d[key]
                 .as_array()?
                 .iter()
                 .filter_map(Value::as_f64)
@@ -488,68 +597,103 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
             Some(percentile(&mut v, p))
         })
     };
+    let ms3 = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}ms"));
     for (label, ours, key, p) in [
         ("trace lookup present p50", w_p50, "lookup_present_ms", 0.5),
         ("trace lookup present p99", w_p99, "lookup_present_ms", 0.99),
         ("trace lookup absent p50", a_p50, "lookup_absent_ms", 0.5),
         ("trace lookup absent p99", a_p99, "lookup_absent_ms", 0.99),
+        (
+            "trace lookup via SQL p50",
+            sql_p50,
+            "lookup_present_ms",
+            0.5,
+        ),
+        (
+            "trace lookup via SQL p99",
+            sql_p99,
+            "lookup_present_ms",
+            0.99,
+        ),
     ] {
-        let pq = dl("parquet", key, p);
-        let nt = dl("native", key, p);
-        let best = [pq, nt].into_iter().flatten().fold(f64::NAN, f64::min);
+        let pq = peer_lookup(duck.as_ref().map(|d| &d["parquet"]), key, p);
+        let nt = peer_lookup(duck.as_ref().map(|d| &d["native"]), key, p);
+        let ch = peer_lookup(chdb.as_ref(), key, p);
         println!(
-            "{:<34} {:>12.3}ms {:>14} {:>14} {:>10}",
+            "{:<34} {:>10.3}ms {:>14} {:>14} {:>12} {:>10}",
             label,
             ours,
-            pq.map_or("-".into(), |v| format!("{v:.2}ms")),
-            nt.map_or("-".into(), |v| format!("{v:.2}ms")),
-            if best.is_finite() {
-                format!("{:.3}x", ours / best)
-            } else {
-                "-".into()
-            }
+            ms3(pq),
+            ms3(nt),
+            ms3(ch),
+            ratio(ours, &[nt, ch])
         );
     }
+    let all_rows = (rows[0] + rows[1] + rows[2]) as f64;
     let duck_bytes = duck
         .as_ref()
         .and_then(|d| d["native_file_bytes"].as_f64())
-        .map(|b| b / (rows[0] + rows[1] + rows[2]) as f64);
-    let ours_bytes = (0..3).map(|i| snap_bytes(dir, Signal::ALL[i])).sum::<u64>() as f64
-        / (rows[0] + rows[1] + rows[2]) as f64;
+        .map(|b| b / all_rows);
+    let chdb_bytes = chdb.as_ref().map(|c| {
+        c["tables"].as_object().map_or(0.0, |t| {
+            t.values().filter_map(|v| v["bytes"].as_f64()).sum::<f64>()
+        }) / all_rows
+    });
+    let rollup_bytes = files_size(&dir.join("spans"), "rollup");
+    let ours_bytes = (0..3).map(|i| snap_bytes(dir, Signal::ALL[i])).sum::<u64>() as f64 / all_rows;
+    let b = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}B"));
     println!(
-        "{:<34} {:>12.1}B {:>14} {:>14} {:>10}",
+        "{:<34} {:>11.1}B {:>14} {:>14} {:>12} {:>10}",
         "bytes per row, all signals",
         ours_bytes,
         "(same files)",
-        duck_bytes.map_or("-".into(), |v| format!("{v:.1}B")),
-        duck_bytes.map_or("-".into(), |v| format!("{:.2}x", ours_bytes / v))
+        b(duck_bytes),
+        b(chdb_bytes),
+        ratio(ours_bytes, &[duck_bytes, chdb_bytes])
+    );
+    let spans_index_bytes = files_size(&dir.join("spans"), "tidx");
+    let per_span = (snap_bytes(dir, Signal::Spans) + spans_index_bytes + rollup_bytes) as f64
+        / rows[0].max(1) as f64;
+    let duck_span = duck
+        .as_ref()
+        .and_then(|d| d["native_spans_file_bytes"].as_f64())
+        .map(|v| v / rows[0].max(1) as f64);
+    let chdb_span = chdb
+        .as_ref()
+        .and_then(|c| c["tables"]["otel_traces"]["bytes"].as_f64())
+        .map(|v| v / rows[0].max(1) as f64);
+    println!(
+        "{:<34} {:>11.1}B {:>14} {:>14} {:>12} {:>10}",
+        "bytes per span (+index, rollups)",
+        per_span,
+        "",
+        b(duck_span),
+        b(chdb_span),
+        ratio(per_span, &[duck_span, chdb_span])
     );
     let duck_load = duck
         .as_ref()
         .and_then(|d| d["native_load_seconds"]["spans"].as_f64());
     println!(
-        "{:<34} {:>13.0}/s {:>14} {:>14} {:>10}",
+        "{:<34} {:>12.0}/s {:>14} {:>14} {:>12}",
         "ingest spans (Arrow API, durable)",
         arrow_spans_per_s,
         "-",
         duck_load.map_or("-".into(), |s| format!("{:.0}/s", rows[0] as f64 / s)),
-        duck_load.map_or("-".into(), |s| format!(
-            "{:.2}x",
-            arrow_spans_per_s / (rows[0] as f64 / s)
-        ))
+        "-",
     );
     println!(
-        "{:<34} {:>13.0}/s",
+        "{:<34} {:>12.0}/s",
         "ingest spans (OTLP protobuf)", otlp_spans_per_s
     );
     println!(
-        "{:<34} {:>12.0}MiB (during ingest: {:.0} MiB)",
+        "{:<34} {:>10.0}MiB (during ingest: {:.0} MiB)",
         "peak RSS", rss, ingest_rss
     );
     println!(
-        "* ratio = ScryDB / the faster DuckDB mode; below 1 means ScryDB is faster (for ingest, above 1)."
+        "* ratio = ScryDB / the faster of DuckDB native and chDB; below 1 means ScryDB is faster."
     );
-    println!("  DuckDB native ingest is CREATE TABLE AS from the same Parquet files.");
+    println!("  DuckDB native and chDB load from the same Parquet files (not timed as ingest).");
 
     let report = json!({
         "spans": rows[0], "logs": rows[1], "metric_points": rows[2],
@@ -558,16 +702,21 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         "ingest_otlp_protobuf_spans_per_s": otlp_spans_per_s,
         "bytes_per_row": bytes_per_row,
         "trace_index_bytes_per_span": index_per_span,
+        "rollup_bytes_per_span": rollup_bytes as f64 / rows[0].max(1) as f64,
+        "bytes_per_span_with_index": per_span,
         "lookup_ms": {
             "present": {"p50": w_p50, "p99": w_p99},
             "absent": {"p50": a_p50, "p99": a_p99},
             "all_signals": {"p50": f_p50, "p99": f_p99},
+            "sql": {"p50": sql_p50, "p99": sql_p99},
             "cold": cold.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
         },
         "queries_s": scry_queries.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+        "rollup_queries_s": rollup_queries.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
         "peak_rss_mib": rss,
         "peak_rss_ingest_mib": ingest_rss,
         "duckdb": duck,
+        "chdb": chdb,
         "compaction": compaction,
     });
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;

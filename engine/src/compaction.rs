@@ -198,12 +198,18 @@ pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta
     let mut sink = SegmentSink::create(
         &shared.fs,
         &shared.dir,
-        &shared.opts,
+        &shared.opts.for_compaction(),
         plan.signal,
         id,
         plan.partition_start,
         plan.partition_end,
     )?;
+    // Thinned inputs lost rows their rollups still count: merge those rollups instead of
+    // counting the rows.
+    let given = rollups_of_thinned(shared, &plan.inputs)?;
+    if let Some(r) = &given {
+        sink.set_rollups(r.clone());
+    }
     if merge_runs(plan.signal, runs, &mut sink)? {
         return sink.finish();
     }
@@ -221,10 +227,10 @@ pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta
     for seg in &plan.inputs {
         batches.extend(read_segment(shared.fs.as_ref(), &shared.dir, seg)?);
     }
-    write_segment(
+    let meta = write_segment(
         &shared.fs,
         &shared.dir,
-        &shared.opts,
+        &shared.opts.for_compaction(),
         SegmentJob {
             signal: plan.signal,
             id,
@@ -233,7 +239,39 @@ pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta
             batches,
             rows: None,
         },
-    )
+    )?;
+    if let Some(r) = &given {
+        crate::rollup::write(&shared.fs, &shared.dir.join(&meta.path), r)?;
+    }
+    Ok(meta)
+}
+
+/// For span segments of which one or more were thinned: the merged rollups of all of them
+/// ([`crate::rollup`]); `None` otherwise (the output's rollup is counted from its rows).
+fn rollups_of_thinned(
+    shared: &Shared,
+    inputs: &[Arc<SegmentMeta>],
+) -> Result<Option<crate::rollup::Rollups>> {
+    if !inputs
+        .iter()
+        .any(|s| s.signal == Signal::Spans && s.thinned.is_some())
+    {
+        return Ok(None);
+    }
+    merged_rollups(shared, inputs).map(Some)
+}
+
+/// The merged rollups of the span segments among `segs`.
+fn merged_rollups(shared: &Shared, segs: &[Arc<SegmentMeta>]) -> Result<crate::rollup::Rollups> {
+    let mut all = crate::rollup::Rollups::new();
+    for s in segs.iter().filter(|s| s.signal == Signal::Spans) {
+        all.merge(&crate::rollup::of_segment(
+            shared.fs.as_ref(),
+            &shared.dir,
+            s,
+        )?);
+    }
+    Ok(all)
 }
 
 /// Visits the batches of `segs`, reading only `columns`.
@@ -467,15 +505,24 @@ fn thin_partition(
         let mut sink = SegmentSink::create(
             &shared.fs,
             &shared.dir,
-            &shared.opts,
+            &shared.opts.for_compaction(),
             signal,
             id,
             start,
             end,
         )?;
+        // The partition's span rollups count every span it had, kept or not.
+        let rollups = if signal == Signal::Spans {
+            let r = merged_rollups(shared, &segs)?;
+            sink.set_rollups(r.clone());
+            Some(r)
+        } else {
+            None
+        };
         let mut meta = if merge_runs(signal, runs, &mut sink)? {
-            if sink.rows() == 0 {
-                // Nothing kept: no segment (its temporary file goes with `written`).
+            if sink.rows() == 0 && !sink.has_rollups() {
+                // Nothing kept: no segment (its temporary file goes with `written`). A span
+                // segment with no row left is still written when it carries rollups.
                 return Ok(());
             }
             sink.finish()?
@@ -495,10 +542,10 @@ fn thin_partition(
             if kept_rows.is_empty() {
                 return Ok(());
             }
-            write_segment(
+            let meta = write_segment(
                 &shared.fs,
                 &shared.dir,
-                &shared.opts,
+                &shared.opts.for_compaction(),
                 SegmentJob {
                     signal,
                     id,
@@ -507,7 +554,11 @@ fn thin_partition(
                     batches: kept_rows,
                     rows: None,
                 },
-            )?
+            )?;
+            if let Some(r) = &rollups {
+                crate::rollup::write(&shared.fs, &shared.dir.join(&meta.path), r)?;
+            }
+            meta
         };
         meta.thinned = Some(kept);
         outputs.push(meta);
@@ -568,11 +619,12 @@ fn thin_partition(
 fn remove_output(shared: &Shared, signal: Signal, partition_start: i64, id: u64) {
     let rel = crate::segment::writer::relative_path(signal, partition_start, id);
     let path = shared.dir.join(rel);
-    for f in [
-        crate::index::index_path(&path),
+    let tmp = [
         path.with_extension("parquet.tmp"),
-        path,
-    ] {
+        path.with_extension("tidx.tmp"),
+        path.with_extension("rollup.tmp"),
+    ];
+    for f in crate::segment::segment_files(&path).into_iter().chain(tmp) {
         match shared.fs.remove_file(&f) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -413,11 +413,33 @@ impl Db {
     }
 
     /// Rebuilds the trace index of every segment (all, or only those whose index is
-    /// missing or damaged when `all` is false); returns how many were rebuilt.
+    /// missing or damaged when `all` is false), and the span rollup of every span segment
+    /// whose rollup file is missing or damaged (with `all`, of every span segment that was
+    /// not thinned: a thinned segment's rollup counts spans its rows no longer hold, so a
+    /// valid one is kept); returns how many files were rebuilt.
     pub fn rebuild_indexes(&self, all: bool) -> Result<usize> {
         self.check_writable()?;
         let snap = self.snapshot();
         let mut n = 0;
+        for seg in snap.segments(Signal::Spans, None) {
+            let usable = matches!(
+                crate::rollup::read(self.shared.fs.as_ref(), &self.shared.dir, &seg),
+                Ok(Some(_))
+            );
+            if usable && !(all && seg.thinned.is_none()) {
+                continue;
+            }
+            if !usable && seg.thinned.is_some() {
+                log::warn!(
+                    "rebuilding the span rollup of thinned segment {} from its rows: it now \
+                     counts only the spans thinning kept",
+                    seg.path
+                );
+            }
+            crate::rollup::rebuild(&self.shared.fs, &self.shared.dir, &seg)?;
+            self.shared.indexes.forget(seg.id);
+            n += 1;
+        }
         for signal in Signal::ALL {
             for seg in snap.segments(signal, None) {
                 if !all

@@ -46,6 +46,7 @@ pub mod otlp;
 pub mod partition;
 mod recovery;
 mod retention;
+pub mod rollup;
 pub mod schema;
 pub mod segment;
 mod signal;

@@ -386,7 +386,8 @@ fn parse_segment_file_name(path: &Path) -> Option<SegmentFileName> {
     };
     let digits = name
         .strip_suffix(".parquet")
-        .or_else(|| name.strip_suffix(".tidx"))?;
+        .or_else(|| name.strip_suffix(".tidx"))
+        .or_else(|| name.strip_suffix(".rollup"))?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -400,9 +401,11 @@ fn parse_segment_file_name(path: &Path) -> Option<SegmentFileName> {
 /// partition directory, and reports the rest:
 ///
 /// - a file whose name the engine does not generate (anything but `<id:020>.parquet`,
-///   `.tidx` and their `.tmp` forms), and any subdirectory, is left alone with a warning;
-/// - temporary files (`*.parquet.tmp`, `*.tidx.tmp`) were never published: removed;
-/// - a segment or index the manifest does not name with an id below its
+///   `.tidx`, `.rollup` and their `.tmp` forms), and any subdirectory, is left alone with a
+///   warning;
+/// - temporary files (`*.parquet.tmp`, `*.tidx.tmp`, `*.rollup.tmp`) were never published:
+///   removed;
+/// - a segment, index or rollup the manifest does not name with an id below its
 ///   `next_segment_id` was published once and dropped by a later manifest (retention)
 ///   whose deletion was interrupted: removed;
 /// - one with an id at or above `next_segment_id` was written by a flush this manifest
@@ -422,10 +425,7 @@ fn remove_orphans(
     let live: HashSet<PathBuf> = m
         .segments
         .iter()
-        .flat_map(|s| {
-            let path = dir.join(&s.path);
-            [crate::index::index_path(&path), path]
-        })
+        .flat_map(|s| crate::segment::segment_files(&dir.join(&s.path)))
         .collect();
     let wal_dir = dir.join(WAL_DIR);
     let flush_log = wal::file_path(&wal_dir, m.wal_replay_from);

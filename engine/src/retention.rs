@@ -1,7 +1,7 @@
 //! Retention: dropping whole time partitions, and deleting the files of segments that left
 //! the manifest once no snapshot can read them any more.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use crate::Result;
@@ -42,7 +42,7 @@ impl ObsoleteFiles {
                 return true;
             }
             shared.indexes.forget(*id);
-            for file in [crate::index::index_path(path), path.clone()] {
+            for file in crate::segment::segment_files(path) {
                 match shared.fs.remove_file(&file) {
                     Ok(()) => log::debug!("removed obsolete {}", file.display()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -176,17 +176,16 @@ pub fn retain(
     Ok(stats)
 }
 
-/// Bytes a segment takes on disk: its Parquet file and its trace index.
+/// Bytes a segment takes on disk: its Parquet file, its trace index and (spans) its rollup.
 fn segment_bytes(shared: &Shared, s: &SegmentMeta) -> u64 {
-    let index = shared
-        .fs
-        .file_size(&crate::index::index_path(&shared.dir.join(&s.path)))
-        .unwrap_or(0);
-    s.size + index
+    let path = shared.dir.join(&s.path);
+    let [index, rollup, _] = crate::segment::segment_files(&path);
+    let size = |p: &Path| shared.fs.file_size(p).unwrap_or(0);
+    s.size + size(&index) + size(&rollup)
 }
 
-/// Bytes the segments of `m` and their trace indexes take on disk (what a disk budget
-/// counts).
+/// Bytes the segments of `m`, their trace indexes and span rollups take on disk (what a
+/// disk budget counts).
 pub fn store_bytes(shared: &Shared, m: &Manifest) -> u64 {
     m.segments.iter().map(|s| segment_bytes(shared, s)).sum()
 }

@@ -350,6 +350,31 @@ pub fn sort_key(signal: Signal) -> &'static [&'static str] {
 /// are contiguous, and `time` stays ordered to within a minute.
 pub const SORT_BUCKET_NS: i64 = 60_000_000_000;
 
+/// The top-level columns of `signal` whose segments keep page-level statistics (min/max per
+/// data page, the Parquet column index), so that predicates on them skip pages: time, the
+/// trace id (lookups of segments without a usable index), and the low-cardinality columns
+/// queries filter and group by. Every other column has chunk statistics only.
+pub fn page_statistics_columns(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::Spans => &[
+            "time",
+            "trace_id",
+            "service_name",
+            "name",
+            "kind",
+            "status_code",
+        ],
+        Signal::Logs => &[
+            "time",
+            "trace_id",
+            "service_name",
+            "severity_number",
+            "severity_text",
+        ],
+        Signal::Metrics => &["time", "service_name", "name", "metric_type"],
+    }
+}
+
 /// Whether `signal`'s sort starts with the minute of `time` ([`SORT_BUCKET_NS`]).
 pub fn sorts_by_minute(signal: Signal) -> bool {
     matches!(signal, Signal::Spans | Signal::Logs)

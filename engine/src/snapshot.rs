@@ -34,6 +34,8 @@ pub struct PartitionStats {
     pub uncompressed_bytes: u64,
     /// Bytes of the segments' trace index files.
     pub index_bytes: u64,
+    /// Bytes of the segments' span rollup files (`spans` only, [`crate::rollup`]).
+    pub rollup_bytes: u64,
     /// Memory the segments' bloom filters hold while their indexes are open.
     pub bloom_bytes: u64,
     /// Smallest row time, ns since the epoch.
@@ -154,6 +156,50 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The span rollups ([`crate::rollup`], the `span_metrics` table) of every span whose
+    /// 10-second interval overlaps `range` (all for `None`): the rollup rows of each span segment
+    /// (read once per segment and process, then kept in memory), then one batch computed
+    /// now from the unflushed spans. A group (interval, service, operation, kind,
+    /// status, root) can appear in several batches — once per segment holding some of its spans —
+    /// so callers add rows up (`GROUP BY` with `sum` and `exp_histogram_quantile` in SQL,
+    /// [`crate::rollup::Rollups::add_rollups`] in Rust).
+    pub fn span_metrics(&self, range: Option<TimeRange>) -> Result<Vec<RecordBatch>> {
+        use crate::rollup::INTERVAL_NS;
+        // Whole intervals: a group's interval overlaps the range.
+        let range = range.map(|r| {
+            TimeRange::new(
+                r.start.saturating_sub(r.start.rem_euclid(INTERVAL_NS)),
+                r.end,
+            )
+        });
+        let in_range = |b: RecordBatch| -> Result<Option<RecordBatch>> {
+            let b = match range {
+                Some(r) => filter_time(&b, Some(r))?,
+                None => Some(b),
+            };
+            Ok(b.filter(|b| b.num_rows() > 0))
+        };
+        let mut out = Vec::new();
+        // By partition bounds, not row times: a thinned segment's rollup counts spans it no
+        // longer holds (it may hold none).
+        let segments = self.manifest.segments.iter().filter(|s| {
+            s.signal == Signal::Spans
+                && range.is_none_or(|r| s.partition_start < r.end && s.partition_end > r.start)
+        });
+        for seg in segments {
+            let b = self.indexes.rollup(self.fs.as_ref(), &self.dir, seg)?;
+            out.extend(in_range(b)?);
+        }
+        let mut unflushed = crate::rollup::Rollups::new();
+        for b in self.memtable_batches(Signal::Spans, range)? {
+            unflushed.add_spans(&b)?;
+        }
+        if !unflushed.is_empty() {
+            out.extend(in_range(unflushed.to_batch())?);
+        }
+        Ok(out)
+    }
+
     /// Opens a segment of this snapshot for random-access reads through the engine's file
     /// system. The file stays readable while this snapshot (or a clone) lives.
     ///
@@ -214,6 +260,7 @@ impl Snapshot {
                     bytes: 0,
                     uncompressed_bytes: 0,
                     index_bytes: 0,
+                    rollup_bytes: 0,
                     bloom_bytes: 0,
                     min_time: i64::MAX,
                     max_time: i64::MIN,
@@ -228,10 +275,9 @@ impl Snapshot {
             p.min_time = p.min_time.min(seg.min_time);
             p.max_time = p.max_time.max(seg.max_time);
             let path = self.segment_path(seg);
-            p.index_bytes += self
-                .fs
-                .file_size(&crate::index::index_path(&path))
-                .unwrap_or(0);
+            let [index, rollup, _] = segment::segment_files(&path);
+            p.index_bytes += self.fs.file_size(&index).unwrap_or(0);
+            p.rollup_bytes += self.fs.file_size(&rollup).unwrap_or(0);
             if let Some(index) = self.indexes.index(self.fs.as_ref(), &self.dir, seg) {
                 p.bloom_bytes += index.memory() as u64;
             }

@@ -198,9 +198,10 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// Reads only `rows` of a segment (the pages holding them), then keeps the rows that
-    /// really hold one of `ids`.
-    fn read_rows(
+    /// Reads only `rows` of segment `seg` of `signal` (the row groups and pages holding
+    /// them, as [`Snapshot::index_rows`] names them), then keeps the rows that really hold
+    /// one of `ids`.
+    pub fn read_rows(
         &self,
         seg: &SegmentMeta,
         rows: &RoaringBitmap,

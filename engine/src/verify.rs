@@ -22,6 +22,8 @@ pub enum FileKind {
     Segment,
     /// A segment's trace index (`.tidx`).
     TraceIndex,
+    /// A span segment's rollups (`.rollup`, [`crate::rollup`]).
+    SpanRollup,
     /// A write-ahead log file.
     Wal,
 }
@@ -32,6 +34,7 @@ impl fmt::Display for FileKind {
             FileKind::Manifest => "manifest",
             FileKind::Segment => "segment",
             FileKind::TraceIndex => "trace index",
+            FileKind::SpanRollup => "span rollup",
             FileKind::Wal => "log file",
         })
     }
@@ -171,7 +174,7 @@ fn current_manifest(
     }
 }
 
-/// Every segment of `m` (size and CRC) and its trace index.
+/// Every segment of `m` (size and CRC), its trace index and (spans) its rollup.
 pub(crate) fn check_segments(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -203,6 +206,14 @@ pub(crate) fn check_segments(
                         report.damage(FileKind::TraceIndex, Some(signal), &idx, e);
                     }
                 }
+            }
+            // A missing rollup is not damage (stores from before rollups; it is computed
+            // from the rows); a damaged one is.
+            if signal == Signal::Spans
+                && let Err(e) = crate::rollup::read(fs, dir, seg)
+            {
+                let path = crate::rollup::rollup_path(&path);
+                report.damage(FileKind::SpanRollup, Some(signal), &path, e);
             }
         }
     }

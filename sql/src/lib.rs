@@ -5,7 +5,9 @@
 //! snapshot hands it (segment paths with time ranges, in-memory batches).
 //!
 //! A [`Session`] registers the tables `spans`, `logs` and `metrics` ([`table::ScryTable`]),
-//! the function `duration_ms(ns)`, the table functions `trace_spans('<hex>')` and
+//! the span rollups `span_metrics` ([`rollups::SpanMetricsTable`]) with the aggregate
+//! `exp_histogram_quantile` ([`rollups::exp_histogram_quantile`]), the function
+//! `duration_ms(ns)`, the table functions `trace_spans('<hex>')` and
 //! `service_graph(start, end)`, and a rewrite that lets trace and span ids be written as hex
 //! strings ([`ids`]). Everything else is DataFusion SQL: `attributes['http.route']`,
 //! `date_bin`, `approx_percentile_cont`, joins across the three tables.
@@ -24,6 +26,7 @@
 
 pub mod functions;
 pub mod ids;
+pub mod rollups;
 pub mod table;
 
 use std::sync::{Arc, OnceLock};
@@ -346,7 +349,13 @@ impl Session {
                 .map_err(Error::from)?;
             tables.push(table);
         }
+        ctx.register_table(
+            "span_metrics",
+            Arc::new(rollups::SpanMetricsTable::new(reader.clone())),
+        )
+        .map_err(Error::from)?;
         ctx.register_udf(functions::duration_ms());
+        ctx.register_udaf(rollups::exp_histogram_quantile());
         ctx.register_udtf(
             "trace_spans",
             Arc::new(functions::TraceSpans {

@@ -26,7 +26,6 @@ use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, ParquetFileMetrics, ParquetFileReaderFactory, ParquetSource,
 };
@@ -85,7 +84,7 @@ impl StatementSnapshots {
 }
 
 /// The snapshot a scan planned with `state` reads.
-fn statement_snapshot(state: &dyn Session, reader: &Reader) -> Arc<Snapshot> {
+pub(crate) fn statement_snapshot(state: &dyn Session, reader: &Reader) -> Arc<Snapshot> {
     match state.config().get_extension::<StatementSnapshots>() {
         Some(statement) => statement.get(reader),
         None => Arc::new(reader.snapshot()),
@@ -325,6 +324,41 @@ impl TableProvider for ScryTable {
             ..IndexInfo::default()
         };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        // A trace-id lookup reads the rows the trace indexes name through the engine (the
+        // pages holding them, decoded at once, as `Db::trace` does), not through a Parquet
+        // scan: a lookup costs what the engine's costs. Segments without a usable index are
+        // scanned below. DataFusion applies every filter to the rows again.
+        let mut looked_up: Vec<datafusion::arrow::array::RecordBatch> = Vec::new();
+        let n_segments = segments.len();
+        let mut segments = segments;
+        if let Some(ids) = &lookup {
+            let mut rest = Vec::new();
+            for seg in segments {
+                match snapshot.index_rows(&seg, ids) {
+                    Some(rows) if rows.is_empty() => index_info.pruned += 1,
+                    Some(rows) => {
+                        index_info.rows += rows.len();
+                        looked_up.extend(
+                            snapshot
+                                .read_rows(&seg, &rows, self.signal, ids)
+                                .map_err(crate::Error::from)?,
+                        );
+                    }
+                    None => {
+                        index_info.unindexed += 1;
+                        rest.push(seg);
+                    }
+                }
+            }
+            segments = rest;
+        }
+        if !looked_up.is_empty() {
+            inputs.push(MemorySourceConfig::try_new_exec(
+                &[looked_up],
+                self.schema.clone(),
+                projection.cloned(),
+            )?);
+        }
         if !segments.is_empty() {
             let mut factory = SegmentReaderFactory {
                 snapshot: snapshot.clone(),
@@ -332,37 +366,13 @@ impl TableProvider for ScryTable {
             };
             let groups = MAX_GROUPS.min(segments.len());
             let mut files: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
-            let mut i = 0;
-            for seg in &segments {
-                // With trace ids to find, the segment's trace index says which rows (and so
-                // which pages) to read, or that the segment can be skipped.
-                let mut access = None;
-                if let Some(ids) = &lookup {
-                    match snapshot.index_rows(seg, ids) {
-                        Some(rows) if rows.is_empty() => {
-                            index_info.pruned += 1;
-                            continue;
-                        }
-                        Some(rows) => {
-                            index_info.rows += rows.len();
-                            access = Some(ParquetRowSelection::new(
-                                scrydb_engine::trace::row_selection(&rows, seg.rows),
-                            ));
-                        }
-                        None => index_info.unindexed += 1,
-                    }
-                }
+            for (i, seg) in segments.iter().enumerate() {
                 // Object store paths are absolute, without the leading `/`.
                 let path = std::path::absolute(snapshot.segment_path(seg))
                     .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
                 let location = path.to_string_lossy().trim_start_matches('/').to_string();
                 factory.segments.insert(location.clone(), seg.clone());
-                let mut file = PartitionedFile::new(location, seg.size);
-                if let Some(plan) = access {
-                    file = file.with_extension(plan);
-                }
-                files[i % groups].push(file);
-                i += 1;
+                files[i % groups].push(PartitionedFile::new(location, seg.size));
             }
             files.retain(|g| !g.is_empty());
             if !files.is_empty() {
@@ -400,7 +410,7 @@ impl TableProvider for ScryTable {
             ScanInfo {
                 signal: self.signal,
                 range: bounded.then_some(range),
-                segments: segments.len(),
+                segments: n_segments,
                 total_segments: total,
                 memtable_batches,
                 index: index_info,

@@ -1,12 +1,15 @@
-//! A database written by format version 1 is checked in (`tests/fixtures/v1`): segments of
-//! every signal with their trace indexes (`.tidx`), a manifest, and a log with unflushed
-//! frames. It must keep opening, with every row as it was and its indexes used, in every
-//! later version.
+//! A database of each on-disk format version is checked in: segments of every signal with
+//! their trace indexes (`.tidx`), a manifest, and a log with unflushed frames. Each must
+//! keep opening, with every row as it was and its indexes used, in every later version.
 //!
-//! Regenerate (only when introducing a new format version, into a new folder) with
-//! `SCRY_WRITE_FIXTURE=1 cargo test --test it fixture`. The v1 segments predate the trace
-//! index; their `.tidx` files were added afterwards by `scrydb::index::build_for_segment`
-//! (what `scry reindex` runs), leaving every other file of the fixture as it was.
+//! - `tests/fixtures/v1`: the first format. Its segments predate the trace index; their
+//!   `.tidx` files (index format 1) were added afterwards by
+//!   `scrydb::index::build_for_segment` (what `scry reindex` runs), leaving every other file
+//!   as it was. It has no span rollups: they are computed from its rows.
+//! - `tests/fixtures/v2`: trace index format 2 and span rollups (`.rollup`, format 1).
+//!
+//! Write a new one (only when introducing a new format version, into a new folder) with
+//! `SCRY_WRITE_FIXTURE=v<N> cargo test --test it fixture`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,21 +17,21 @@ use scrydb::{Db, Options, Signal};
 
 use crate::common::*;
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+fn fixture_dir(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{version}"))
 }
 
-fn expected_path(signal: Signal) -> PathBuf {
-    fixture_dir().join(format!("expected-{}.txt", signal.name()))
+fn expected_path(version: &str, signal: Signal) -> PathBuf {
+    fixture_dir(version).join(format!("expected-{}.txt", signal.name()))
 }
 
 #[test]
 fn write_fixture() {
-    if std::env::var("SCRY_WRITE_FIXTURE").is_err() {
+    let Ok(version) = std::env::var("SCRY_WRITE_FIXTURE") else {
         return;
-    }
-    let out = fixture_dir().join("db");
-    let _ = std::fs::remove_dir_all(fixture_dir());
+    };
+    let out = fixture_dir(&version).join("db");
+    let _ = std::fs::remove_dir_all(fixture_dir(&version));
     std::fs::create_dir_all(&out).expect("mkdir");
     let live = tempfile::tempdir().expect("tempdir");
     let db = Db::open(live.path(), Options::default()).expect("open");
@@ -49,31 +52,55 @@ fn write_fixture() {
     copy_dir(live.path(), &out);
     std::fs::remove_file(out.join("LOCK")).expect("no lock in the fixture");
     for (s, batches) in &all {
-        std::fs::write(expected_path(*s), rows(batches).join("\n")).expect("write expected");
+        std::fs::write(expected_path(&version, *s), rows(batches).join("\n"))
+            .expect("write expected");
     }
     drop(db);
 }
 
 #[test]
 fn version_1_fixture_opens_with_every_row() {
+    fixture_opens_with_every_row("v1", true);
+}
+
+#[test]
+fn version_2_fixture_opens_with_every_row() {
+    fixture_opens_with_every_row("v2", false);
+}
+
+fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&fixture_dir().join("db"), dir.path());
+    copy_dir(&fixture_dir(version).join("db"), dir.path());
     let db = open(dir.path());
     let snap = db.snapshot();
     for s in Signal::ALL {
         assert!(snap.stats(s).segments >= 1, "{s} has segments");
         assert!(snap.stats(s).memtable_rows > 0, "{s} has log-only rows");
-        let want = std::fs::read_to_string(expected_path(s)).expect("expected rows");
+        let want = std::fs::read_to_string(expected_path(version, s)).expect("expected rows");
         let want: Vec<&str> = want.lines().collect();
         assert_eq!(rows(&snap.scan(s, None).expect("scan")), want, "{s}");
     }
     let report = db.verify().expect("verify");
     assert!(report.is_ok(), "the fixture verifies: {:?}", report.damaged);
+    // The span rollups (from the files, or computed from the rows) match the spans.
+    let groups = |sql: &str| rows(&db.sql_blocking(sql).expect("sql"));
+    assert_eq!(
+        groups(
+            "SELECT service_name, name, date_bin(interval '10 seconds', time) AS t, \
+             sum(count) AS n, sum(duration_sum_ns) AS d FROM span_metrics GROUP BY 1, 2, 3"
+        ),
+        groups(
+            "SELECT service_name, name, date_bin(interval '10 seconds', time) AS t, \
+             count(*) AS n, sum(duration_ns) AS d FROM spans GROUP BY 1, 2, 3"
+        )
+    );
 
-    // Every segment's index is there and usable, and lookups go through it.
+    // Every segment's index is there and usable, and lookups go through it. A store from
+    // before span rollups gets them written by the rebuild.
+    let span_segments = snap.segments(Signal::Spans, None).len();
     assert_eq!(
         db.rebuild_indexes(false).expect("reindex"),
-        0,
+        if without_rollups { span_segments } else { 0 },
         "no index to rebuild"
     );
     for s in Signal::ALL {
@@ -104,7 +131,7 @@ fn version_1_fixture_opens_with_every_row() {
 #[test]
 fn version_1_fixture_compacts_with_new_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&fixture_dir().join("db"), dir.path());
+    copy_dir(&fixture_dir("v1").join("db"), dir.path());
     let db = open(dir.path());
     // New rows in the fixture's partition (2025-11-24T22:00Z) become new segments beside
     // the fixture's.

@@ -17,6 +17,7 @@ mod partitions;
 mod powercut;
 mod recovery;
 mod retention;
+mod rollups;
 mod roundtrip;
 mod serve;
 mod sql_limits;

@@ -40,6 +40,10 @@ struct Cli {
     /// Skip the DuckDB side.
     #[arg(long)]
     no_duckdb: bool,
+    /// Skip the chDB side (needs `chdb` from PyPI in the harness's Python:
+    /// `target/venv/bin/pip install -r benches/py/requirements.txt`).
+    #[arg(long)]
+    no_chdb: bool,
     /// Ingest without background compaction, then compact and measure the lookups and
     /// queries again (before vs after compaction).
     #[arg(long)]
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         seed: cli.seed,
         json: cli.json,
         duckdb: !cli.no_duckdb,
+        chdb: !cli.no_chdb,
         lookups: cli.lookups.max(10),
         compaction: cli.compaction,
     };

@@ -31,6 +31,11 @@ struct Cached {
     verified: OnceLock<()>,
     /// Held while checking, so that one user reads the file and the others wait.
     verifying: Mutex<()>,
+    /// The span rollup rows of a span segment, once read (or computed from its rows); a
+    /// failure is not kept.
+    rollup: OnceLock<arrow::array::RecordBatch>,
+    /// Held while loading `rollup`.
+    rollup_loading: Mutex<()>,
 }
 
 /// Open segment indexes, shared by every snapshot of a database. An index that cannot be
@@ -131,6 +136,33 @@ impl IndexCache {
             source,
         })?;
         Ok(entry.parquet.get_or_init(|| m).clone())
+    }
+
+    /// The span rollup rows of span segment `seg` (the `span_metrics` schema), read once
+    /// per segment and process: its rollup file, or computed from its rows when that is
+    /// missing or damaged ([`crate::rollup::of_segment`]).
+    pub fn rollup(
+        &self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        seg: &SegmentMeta,
+    ) -> Result<arrow::array::RecordBatch> {
+        let entry = self.entry(seg.id);
+        if let Some(b) = entry.rollup.get() {
+            return Ok(b.clone());
+        }
+        let _loading = entry
+            .rollup_loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = entry.rollup.get() {
+            return Ok(b.clone());
+        }
+        let batch = match crate::rollup::read(fs, dir, seg) {
+            Ok(Some(b)) => b,
+            _ => crate::rollup::of_segment(fs, dir, seg)?.to_batch(),
+        };
+        Ok(entry.rollup.get_or_init(|| batch).clone())
     }
 
     /// Forgets segments no longer in the manifest (their files are going away).

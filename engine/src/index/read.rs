@@ -6,7 +6,7 @@ use bytes::Bytes;
 use roaring::RoaringBitmap;
 
 use super::bloom::Bloom;
-use super::format::{self, HEADER_LEN};
+use super::format::{self, ENTRY_LEN, HEADER_LEN, Layout};
 use crate::io::FileSystem;
 use crate::{Error, Result, Signal};
 
@@ -15,16 +15,13 @@ pub struct SegmentIndex {
     /// The whole file, mapped by [`FileSystem::map`] (the mapping lives as long as this).
     map: Bytes,
     bloom: Bloom,
-    n_keys: usize,
-    keys_at: usize,
-    offsets_at: usize,
-    bitmaps_at: usize,
+    layout: Layout,
 }
 
 impl std::fmt::Debug for SegmentIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentIndex")
-            .field("keys", &self.n_keys)
+            .field("entries", &self.entries())
             .field("bytes", &self.map.len())
             .finish()
     }
@@ -39,29 +36,17 @@ impl SegmentIndex {
         let map = fs.map(path).map_err(|e| Error::io("map", path, e))?;
         let layout = format::decode(&map, path, signal, rows)?;
         let bloom = Bloom::from_words(
-            (0..layout.bloom_words)
+            (0..layout.bloom_words())
                 .map(|i| {
                     let o = HEADER_LEN + i * 8;
                     u64::from_le_bytes(map[o..o + 8].try_into().expect("8 bytes"))
                 })
                 .collect(),
         );
-        Ok(SegmentIndex {
-            map,
-            bloom,
-            n_keys: layout.n_keys,
-            keys_at: layout.keys_at,
-            offsets_at: layout.offsets_at,
-            bitmaps_at: layout.bitmaps_at,
-        })
+        Ok(SegmentIndex { map, bloom, layout })
     }
 
-    fn key(&self, i: usize) -> &[u8] {
-        &self.map[self.keys_at + i * 16..self.keys_at + (i + 1) * 16]
-    }
-
-    fn offset(&self, i: usize) -> u32 {
-        let o = self.offsets_at + i * 4;
+    fn u32_at(&self, o: usize) -> u32 {
         u32::from_le_bytes(self.map[o..o + 4].try_into().expect("4 bytes"))
     }
 
@@ -71,39 +56,84 @@ impl SegmentIndex {
     }
 
     /// The rows holding `id` (binary search over the mapped keys): `Ok(None)` when the
-    /// segment does not hold it, `Err` when its bitmap cannot be read (the caller must not
+    /// segment does not hold it, `Err` when its rows cannot be read (the caller must not
     /// take that for "absent").
     pub fn rows(&self, id: &[u8; 16]) -> std::result::Result<Option<RoaringBitmap>, String> {
         if !self.may_contain(id) {
             return Ok(None);
         }
-        let (mut lo, mut hi) = (0, self.n_keys);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.key(mid).cmp(&id[..]) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    let start = self.bitmaps_at + self.offset(mid) as usize;
-                    let end = self.bitmaps_at + self.offset(mid + 1) as usize;
-                    // Offsets passed the checksum; a file that is well-formed but wrong
-                    // still must not panic the reader.
-                    let bytes = self
-                        .map
-                        .get(start..end)
-                        .ok_or_else(|| format!("bitmap {mid} lies outside the file"))?;
-                    return RoaringBitmap::deserialize_from(bytes)
-                        .map(Some)
-                        .map_err(|e| format!("bitmap {mid} does not decode: {e}"));
+        match self.layout {
+            Layout::V2 {
+                n_entries,
+                entries_at,
+                ..
+            } => {
+                let key = |i: usize| &self.map[entries_at + i * ENTRY_LEN..][..16];
+                // The first entry of `id`: entries are sorted by (id, first row).
+                let (mut lo, mut hi) = (0, n_entries);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    if key(mid) < &id[..] {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
                 }
+                let mut rows = RoaringBitmap::new();
+                let mut i = lo;
+                while i < n_entries && key(i) == &id[..] {
+                    let at = entries_at + i * ENTRY_LEN + 16;
+                    let (start, len) = (self.u32_at(at), self.u32_at(at + 4));
+                    let end = start
+                        .checked_add(len)
+                        .ok_or_else(|| format!("entry {i} overflows the row numbers"))?;
+                    rows.insert_range(start..end);
+                    i += 1;
+                }
+                Ok((!rows.is_empty()).then_some(rows))
+            }
+            Layout::V1 {
+                n_keys,
+                keys_at,
+                offsets_at,
+                bitmaps_at,
+                ..
+            } => {
+                let key = |i: usize| &self.map[keys_at + i * 16..keys_at + (i + 1) * 16];
+                let offset = |i: usize| self.u32_at(offsets_at + i * 4) as usize;
+                let (mut lo, mut hi) = (0, n_keys);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    match key(mid).cmp(&id[..]) {
+                        std::cmp::Ordering::Less => lo = mid + 1,
+                        std::cmp::Ordering::Greater => hi = mid,
+                        std::cmp::Ordering::Equal => {
+                            let (start, end) =
+                                (bitmaps_at + offset(mid), bitmaps_at + offset(mid + 1));
+                            // Offsets passed the checksum; a file that is well-formed but
+                            // wrong still must not panic the reader.
+                            let bytes = self
+                                .map
+                                .get(start..end)
+                                .ok_or_else(|| format!("bitmap {mid} lies outside the file"))?;
+                            return RoaringBitmap::deserialize_from(bytes)
+                                .map(Some)
+                                .map_err(|e| format!("bitmap {mid} does not decode: {e}"));
+                        }
+                    }
+                }
+                Ok(None)
             }
         }
-        Ok(None)
     }
 
-    /// Distinct trace ids.
-    pub fn keys(&self) -> usize {
-        self.n_keys
+    /// Entries: distinct trace ids in a version-1 index, runs of rows (about one per
+    /// trace id) in version 2.
+    pub fn entries(&self) -> usize {
+        match self.layout {
+            Layout::V1 { n_keys, .. } => n_keys,
+            Layout::V2 { n_entries, .. } => n_entries,
+        }
     }
 
     /// Bytes held in memory (the bloom filter); the rest is mapped.
@@ -130,12 +160,24 @@ mod tests {
             map.entry(id).or_default().insert(i);
             map.entry(id).or_default().insert(i + 5000);
         }
-        let bytes = encode(Signal::Spans, 6000, &map).expect("encodes");
+        // A run of three rows too.
+        let mut run = [0u8; 16];
+        run[0] = 0xee;
+        map.insert(run, RoaringBitmap::from_iter([7000u32, 7001, 7002, 7010]));
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("1.tidx");
+        // Version 1 (written by older builds) reads as version 2 does.
+        let v1 = crate::index::format::encode_v1(Signal::Spans, 8000, &map).expect("v1");
+        std::fs::write(&path, &v1).expect("write");
+        let idx = SegmentIndex::open(&StdFs, &path, Signal::Spans, 8000).expect("opens v1");
+        assert_eq!(idx.entries(), 1001);
+        for (id, rows) in &map {
+            assert_eq!(idx.rows(id).expect("readable").as_ref(), Some(rows));
+        }
+        let bytes = encode(Signal::Spans, 8000, &map).expect("encodes");
         std::fs::write(&path, &bytes).expect("write");
-        let idx = SegmentIndex::open(&StdFs, &path, Signal::Spans, 6000).expect("opens");
-        assert_eq!(idx.keys(), 1000);
+        let idx = SegmentIndex::open(&StdFs, &path, Signal::Spans, 8000).expect("opens");
+        assert_eq!(idx.entries(), 2002, "two runs per id, the run id has two");
         for (id, rows) in &map {
             assert_eq!(idx.rows(id).expect("readable").as_ref(), Some(rows));
         }
@@ -154,7 +196,7 @@ mod tests {
             b[at] ^= 0x20;
             std::fs::write(&path, &b).expect("write");
             assert!(
-                SegmentIndex::open(&StdFs, &path, Signal::Spans, 6000).is_err(),
+                SegmentIndex::open(&StdFs, &path, Signal::Spans, 8000).is_err(),
                 "{at}"
             );
         }

@@ -13,3 +13,13 @@ pub mod reader;
 pub mod writer;
 
 pub use crate::manifest::SegmentMeta;
+
+/// Every file of the segment at `path`: its trace index, its span rollup (written for span
+/// segments only) and the Parquet file itself, in the order they are deleted.
+pub fn segment_files(path: &std::path::Path) -> [std::path::PathBuf; 3] {
+    [
+        crate::index::index_path(path),
+        crate::rollup::rollup_path(path),
+        path.to_path_buf(),
+    ]
+}

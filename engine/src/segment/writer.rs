@@ -113,7 +113,18 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
             }
         })
         .collect();
-    WriterProperties::builder()
+    let mut props = WriterProperties::builder();
+    // Page-level statistics (the Parquet column index) only for the columns queries prune
+    // pages by — time, ids looked up without an index, the low-cardinality group columns;
+    // the others keep chunk statistics. Every column keeps its offset index (lookups).
+    let paged = schema::page_statistics_columns(signal);
+    for c in parquet_schema.columns() {
+        let parts = c.path().parts();
+        if !(parts.len() == 1 && paged.contains(&parts[0].as_str())) {
+            props = props.set_column_statistics_enabled(c.path().clone(), EnabledStatistics::Chunk);
+        }
+    }
+    props
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(opts.zstd_level).expect("validated by Options"),
         ))
@@ -220,6 +231,10 @@ pub struct SegmentSink {
     tmp: std::path::PathBuf,
     writer: ArrowWriter<ChecksumWriter>,
     index: crate::index::IndexBuilder,
+    /// For spans: the rollups of the rows pushed, or those [`SegmentSink::set_rollups`] gave.
+    rollups: Option<crate::rollup::Rollups>,
+    /// Whether `rollups` was given rather than computed from the rows.
+    rollups_given: bool,
     min_time: i64,
     max_time: i64,
 }
@@ -271,6 +286,8 @@ impl SegmentSink {
             tmp,
             writer,
             index: crate::index::IndexBuilder::new(),
+            rollups: (signal == Signal::Spans).then(crate::rollup::Rollups::new),
+            rollups_given: false,
             min_time: i64::MAX,
             max_time: i64::MIN,
         })
@@ -291,6 +308,9 @@ impl SegmentSink {
             self.max_time = self.max_time.max(t);
         }
         self.index.add(self.signal, batch)?;
+        if let Some(r) = self.rollups.as_mut().filter(|_| !self.rollups_given) {
+            r.add_spans(batch)?;
+        }
         self.writer.write(batch).map_err(|source| Error::Parquet {
             path: self.tmp.clone(),
             source,
@@ -300,6 +320,21 @@ impl SegmentSink {
     /// Rows pushed so far.
     pub fn rows(&self) -> u64 {
         self.index.rows()
+    }
+
+    /// For a span segment: writes `rollups` as its rollup instead of the rollup of the rows
+    /// pushed (thinning and compactions of thinned segments carry the rollups of every span
+    /// the partition ever had, [`crate::rollup`]). Ignored for other signals.
+    pub fn set_rollups(&mut self, rollups: crate::rollup::Rollups) {
+        if self.signal == Signal::Spans {
+            self.rollups = Some(rollups);
+            self.rollups_given = true;
+        }
+    }
+
+    /// Whether the segment's rollup has any group (always false for other signals).
+    pub fn has_rollups(&self) -> bool {
+        self.rollups.as_ref().is_some_and(|r| !r.is_empty())
     }
 
     /// Closes the Parquet file, fsyncs it, renames it to its final name, writes the trace
@@ -318,6 +353,8 @@ impl SegmentSink {
             tmp,
             writer,
             index,
+            rollups,
+            rollups_given: _,
             min_time,
             max_time,
         } = self;
@@ -336,6 +373,10 @@ impl SegmentSink {
             .map_err(|e| Error::io("rename", &tmp, e))?;
         // The trace index is durable before the segment can be published.
         index.write(&fs, &path, signal)?;
+        // So is the span rollup.
+        if let Some(r) = &rollups {
+            crate::rollup::write(&fs, &path, r)?;
+        }
         let part_dir = path.parent().expect("segment paths have a directory");
         fs.sync_dir(part_dir)
             .map_err(|e| Error::io("fsync", part_dir, e))?;
