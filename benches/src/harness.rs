@@ -234,6 +234,57 @@ fn run_python(script: &str, input: &Value) -> Result<Option<Value>, Box<dyn std:
     }
 }
 
+/// Looks up `n` traces of the store in `dir` through `Db::trace`'s span lookup and through
+/// SQL, and prints their latencies: a loop for `perf record`. The store is opened for
+/// writing (a read-only open follows a possible writer before every snapshot, which a
+/// lookup would then pay), with background compaction off; nothing is written.
+pub fn lookups_only(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let db = Db::open(dir, Options::default().compaction(false))?;
+    let session = db.session()?;
+    let mut ids: Vec<[u8; 16]> = Vec::new();
+    for b in session.sql_blocking(&format!(
+        "SELECT trace_id FROM spans WHERE parent_span_id IS NULL LIMIT {}",
+        n.max(1) * 50
+    ))? {
+        let a = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+            .ok_or("trace_id is not FixedSizeBinary(16)")?;
+        for i in 0..arrow::array::Array::len(a) {
+            ids.push(a.value(i).try_into()?);
+        }
+    }
+    if ids.is_empty() {
+        return Err("the store has no root spans".into());
+    }
+    let mut rng = scrydb_workload::Rng::new(7);
+    let sample: Vec<[u8; 16]> = (0..n)
+        .map(|_| ids[rng.below(ids.len() as u64) as usize])
+        .collect();
+    for (label, sql) in [("engine", false), ("SQL", true)] {
+        let mut v = Vec::with_capacity(n);
+        for id in &sample {
+            let t = Instant::now();
+            if sql {
+                session.sql_blocking(&format!(
+                    "SELECT * FROM spans WHERE trace_id = '{}'",
+                    hex(id)
+                ))?;
+            } else {
+                db.snapshot().trace_rows(Signal::Spans, &[*id], true)?;
+            }
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "{label}: {n} lookups, p50 {:.3} ms, p99 {:.3} ms",
+            percentile(&mut v, 0.5),
+            percentile(&mut v, 0.99)
+        );
+    }
+    Ok(())
+}
+
 /// Runs the harness with the store in `dir` (created if needed; left as it is at the end).
 pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let rate = 200;

@@ -204,9 +204,14 @@ pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta
         plan.partition_start,
         plan.partition_end,
     )?;
-    // Thinned inputs lost rows their rollups still count: merge those rollups instead of
-    // counting the rows.
-    let given = rollups_of_thinned(shared, &plan.inputs)?;
+    // The output's rollups are the inputs' merged (each counts its rows exactly, or, for a
+    // thinned input, every span its partition had): never recounted from the rows, which
+    // thinning may have cut.
+    let given = if plan.signal == Signal::Spans {
+        Some(merged_rollups(shared, &plan.inputs)?)
+    } else {
+        None
+    };
     if let Some(r) = &given {
         sink.set_rollups(r.clone());
     }
@@ -241,24 +246,23 @@ pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta
         },
     )?;
     if let Some(r) = &given {
-        crate::rollup::write(&shared.fs, &shared.dir.join(&meta.path), r)?;
+        write_rollups(shared, &meta, r)?;
     }
     Ok(meta)
 }
 
-/// For span segments of which one or more were thinned: the merged rollups of all of them
-/// ([`crate::rollup`]); `None` otherwise (the output's rollup is counted from its rows).
-fn rollups_of_thinned(
-    shared: &Shared,
-    inputs: &[Arc<SegmentMeta>],
-) -> Result<Option<crate::rollup::Rollups>> {
-    if !inputs
-        .iter()
-        .any(|s| s.signal == Signal::Spans && s.thinned.is_some())
-    {
-        return Ok(None);
-    }
-    merged_rollups(shared, inputs).map(Some)
+/// Replaces the rollup file of the just-written (unpublished) segment `meta` with `r`,
+/// durably (the file, then its directory) before the manifest can name the segment.
+fn write_rollups(shared: &Shared, meta: &SegmentMeta, r: &crate::rollup::Rollups) -> Result<()> {
+    let path = shared.dir.join(&meta.path);
+    crate::rollup::write(&shared.fs, &path, r)?;
+    let dir = path
+        .parent()
+        .expect("segments are in a partition directory");
+    shared
+        .fs
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync", dir, e))
 }
 
 /// The merged rollups of the span segments among `segs`.
@@ -540,6 +544,23 @@ fn thin_partition(
                 }
             }
             if kept_rows.is_empty() {
+                let Some(r) = rollups.filter(|r| !r.is_empty()) else {
+                    return Ok(());
+                };
+                // No span kept: an empty segment carries the partition's rollups.
+                let mut sink = SegmentSink::create(
+                    &shared.fs,
+                    &shared.dir,
+                    &shared.opts.for_compaction(),
+                    signal,
+                    id,
+                    start,
+                    end,
+                )?;
+                sink.set_rollups(r);
+                let mut meta = sink.finish()?;
+                meta.thinned = Some(kept);
+                outputs.push(meta);
                 return Ok(());
             }
             let meta = write_segment(
@@ -556,7 +577,7 @@ fn thin_partition(
                 },
             )?;
             if let Some(r) = &rollups {
-                crate::rollup::write(&shared.fs, &shared.dir.join(&meta.path), r)?;
+                write_rollups(shared, &meta, r)?;
             }
             meta
         };

@@ -413,23 +413,19 @@ impl Db {
     }
 
     /// Rebuilds the trace index of every segment (all, or only those whose index is
-    /// missing or damaged when `all` is false), and the span rollup of every span segment
-    /// whose rollup file is missing or damaged (with `all`, of every span segment that was
-    /// not thinned: a thinned segment's rollup counts spans its rows no longer hold, so a
-    /// valid one is kept); returns how many files were rebuilt.
+    /// missing or damaged when `all` is false), and writes the span rollup of every span
+    /// segment whose rollup file is missing or damaged (a valid one is always kept: after
+    /// thinning or a compaction it counts spans the rows no longer hold); returns how many
+    /// files were written.
     pub fn rebuild_indexes(&self, all: bool) -> Result<usize> {
         self.check_writable()?;
         let snap = self.snapshot();
         let mut n = 0;
         for seg in snap.segments(Signal::Spans, None) {
-            let usable = matches!(
-                crate::rollup::read(self.shared.fs.as_ref(), &self.shared.dir, &seg),
-                Ok(Some(_))
-            );
-            if usable && !(all && seg.thinned.is_none()) {
+            if !crate::rollup::needs_rebuild(self.shared.fs.as_ref(), &self.shared.dir, &seg)? {
                 continue;
             }
-            if !usable && seg.thinned.is_some() {
+            if seg.thinned.is_some() {
                 log::warn!(
                     "rebuilding the span rollup of thinned segment {} from its rows: it now \
                      counts only the spans thinning kept",

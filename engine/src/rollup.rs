@@ -17,7 +17,7 @@
 //! (an output with no span left is still written, to carry them); retention deletes a
 //! segment's rollup with it. A rollup file that is missing or damaged is rebuilt from the
 //! segment's rows when it is needed (and by `scry reindex`), which for a thinned segment
-//! counts only the spans thinning kept.
+//! counts only the spans thinning kept (the file itself is rewritten by `scry reindex`).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -45,6 +45,9 @@ pub const SCALE: i32 = 5;
 /// of its interval. Fine enough for the diagnosis's 10-second buckets; any multiple (a
 /// minute, an hour) adds rows up exactly.
 pub const INTERVAL_NS: i64 = 10_000_000_000;
+/// Most buckets a merged histogram spans ([`ExpHistogram::merge`]); a duration histogram at
+/// [`SCALE`] never needs more than 2,016.
+pub const MAX_BUCKETS: usize = 4096;
 /// `b"SCRYRUP\0"`: the magic of a rollup file.
 pub const MAGIC: &[u8; 8] = b"SCRYRUP\0";
 /// Rollup file format version.
@@ -119,9 +122,15 @@ impl ExpHistogram {
     /// two).
     pub fn index_of(v: f64, scale: i32) -> i32 {
         let (mantissa, exp) = frexp(v);
-        if mantissa == 0.5 {
+        let power_of_two = mantissa == 0.5;
+        if scale <= 0 {
+            // The index at scale 0, ceil(log2 v) - 1, then `-scale` halvings.
+            let at_zero = if power_of_two { exp - 2 } else { exp - 1 };
+            return at_zero >> (-scale).min(31);
+        }
+        if power_of_two {
             // An exact power of two, 2^(exp-1), is the upper bound of its bucket.
-            return (((exp - 1) as i64) << scale.max(0)) as i32 - 1;
+            return (((exp - 1) as i64) << scale) as i32 - 1;
         }
         let factor = (2f64).powi(scale);
         (v.log2() * factor).ceil() as i32 - 1
@@ -168,23 +177,40 @@ impl ExpHistogram {
             return;
         }
         let old = std::mem::take(&mut self.counts);
-        let offset = self.offset;
-        self.scale -= by as i32;
+        let offset = i64::from(self.offset);
+        self.scale = self.scale.saturating_sub(by.min(i32::MAX as u32) as i32);
+        let by = by.min(63);
         for (k, n) in old.into_iter().enumerate() {
             if n > 0 {
-                self.add_to_bucket((offset + k as i32) >> by, n);
+                self.add_to_bucket(((offset + k as i64) >> by) as i32, n);
             }
         }
     }
 
-    /// Adds every count of `other`, first bringing both to the lower of the two scales.
+    /// Adds every count of `other`, first bringing both to the lower of the two scales, and
+    /// lower still while the buckets of both would span more than [`MAX_BUCKETS`] (as the
+    /// OpenTelemetry SDKs bound theirs).
     pub fn merge(&mut self, other: &ExpHistogram) {
         let mut other = std::borrow::Cow::Borrowed(other);
         if other.scale > self.scale {
-            let by = (other.scale - self.scale) as u32;
+            let by = (other.scale as i64 - self.scale as i64).min(62) as u32;
             other.to_mut().downscale(by);
         } else if other.scale < self.scale {
-            self.downscale((self.scale - other.scale) as u32);
+            self.downscale((self.scale as i64 - other.scale as i64).min(62) as u32);
+        }
+        let span = |a: &ExpHistogram, b: &ExpHistogram| {
+            let ends = |h: &ExpHistogram| {
+                (!h.counts.is_empty())
+                    .then(|| (h.offset as i64, h.offset as i64 + h.counts.len() as i64))
+            };
+            match (ends(a), ends(b)) {
+                (Some((l1, h1)), Some((l2, h2))) => h1.max(h2) - l1.min(l2),
+                _ => 0,
+            }
+        };
+        while span(self, &other) > MAX_BUCKETS as i64 {
+            self.downscale(1);
+            other.to_mut().downscale(1);
         }
         self.zero_count += other.zero_count;
         for (k, &n) in other.counts.iter().enumerate() {
@@ -434,7 +460,7 @@ impl Rollups {
         let mut local: HashMap<(i64, &str, &str, u8, u8, bool), Acc> = HashMap::new();
         for i in 0..batch.num_rows() {
             let t = time.value(i);
-            let interval = t - t.rem_euclid(INTERVAL_NS);
+            let interval = t.div_euclid(INTERVAL_NS).saturating_mul(INTERVAL_NS);
             let key = (
                 interval,
                 service.get(i),
@@ -656,6 +682,15 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<RecordBatch> {
         });
     }
     let ipc_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    // zstd allocates the stated size up front: a size no compression ratio explains is
+    // damage, not an allocation to attempt.
+    let payload_len = (body.len() - HEADER_LEN) as u64;
+    if ipc_len > payload_len.saturating_mul(1024).saturating_add(1 << 20) {
+        return Err(corrupt(
+            Some(16),
+            "payload size out of proportion to the file",
+        ));
+    }
     let ipc = zstd::bulk::decompress(&body[HEADER_LEN..], ipc_len as usize)
         .map_err(|e| corrupt(Some(HEADER_LEN as u64), &format!("payload: {e}")))?;
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
@@ -714,24 +749,45 @@ pub fn from_rows(fs: &dyn FileSystem, db_dir: &Path, seg: &SegmentMeta) -> Resul
     Ok(r)
 }
 
-/// The rollup of span segment `seg`: its rollup file, or, when that is missing or damaged
-/// (reported in the log), computed from its rows.
-pub fn of_segment(fs: &dyn FileSystem, db_dir: &Path, seg: &SegmentMeta) -> Result<Rollups> {
+/// The rollup rows of span segment `seg` (the `span_metrics` schema): its rollup file, or,
+/// when that is missing or damaged ([`Error::Corrupted`], reported in the log), computed
+/// from its rows — which for a thinned segment counts only the spans thinning kept. Other
+/// errors (I/O, a newer format) are returned: the caller retries rather than undercount.
+pub fn batch_of_segment(
+    fs: &dyn FileSystem,
+    db_dir: &Path,
+    seg: &SegmentMeta,
+) -> Result<RecordBatch> {
     match read(fs, db_dir, seg) {
-        Ok(Some(batch)) => {
-            let mut r = Rollups::new();
-            r.add_rollups(&batch)?;
-            Ok(r)
-        }
-        Ok(None) => from_rows(fs, db_dir, seg),
-        Err(e) => {
+        Ok(Some(batch)) => Ok(batch),
+        Ok(None) => Ok(from_rows(fs, db_dir, seg)?.to_batch()),
+        Err(e @ Error::Corrupted { .. }) => {
             log::warn!(
                 "span rollup of segment {} unusable, computing it from the segment's rows: {e} \
                  (`scry reindex` rewrites it)",
                 seg.path
             );
-            from_rows(fs, db_dir, seg)
+            Ok(from_rows(fs, db_dir, seg)?.to_batch())
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// [`batch_of_segment`] as [`Rollups`], to merge.
+pub fn of_segment(fs: &dyn FileSystem, db_dir: &Path, seg: &SegmentMeta) -> Result<Rollups> {
+    let mut r = Rollups::new();
+    r.add_rollups(&batch_of_segment(fs, db_dir, seg)?)?;
+    Ok(r)
+}
+
+/// Whether span segment `seg` needs its rollup file written by `scry reindex`: it is
+/// missing or damaged. A valid one is kept (for a thinned segment it counts spans its rows
+/// no longer hold); I/O errors and newer formats are returned.
+pub fn needs_rebuild(fs: &dyn FileSystem, db_dir: &Path, seg: &SegmentMeta) -> Result<bool> {
+    match read(fs, db_dir, seg) {
+        Ok(Some(_)) => Ok(false),
+        Ok(None) | Err(Error::Corrupted { .. }) => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
@@ -759,6 +815,11 @@ mod tests {
         assert_eq!(ExpHistogram::index_of(3.0, 0), 1);
         assert_eq!(ExpHistogram::index_of(4.0, 0), 1);
         assert_eq!(ExpHistogram::index_of(1024.0, SCALE), 10 * 32 - 1);
+        // Negative scales: bucket i holds (4^i, 4^(i+1)] at scale -1.
+        assert_eq!(ExpHistogram::index_of(4.0, -1), 0);
+        assert_eq!(ExpHistogram::index_of(5.0, -1), 1);
+        assert_eq!(ExpHistogram::index_of(16.0, -1), 1);
+        assert_eq!(ExpHistogram::index_of(17.0, -1), 2);
         for v in [1.5f64, 7.0, 1e3, 123_456.0, 9.9e9] {
             let i = ExpHistogram::index_of(v, SCALE);
             let base = (2f64).powf(1.0 / 32.0);
@@ -818,5 +879,19 @@ mod tests {
         assert_eq!(coarse.scale, 2);
         assert_eq!(coarse.count(), all.count() + 1);
         assert_eq!(ExpHistogram::from_bytes(&coarse.to_bytes()), Some(coarse));
+        // Histograms far apart merge into a bounded number of buckets.
+        let far = |offset| ExpHistogram {
+            scale: 20,
+            zero_count: 0,
+            offset,
+            counts: vec![1],
+        };
+        let mut a = far(-1_000_000_000);
+        a.merge(&far(1_000_000_000));
+        assert!(
+            a.counts.len() <= MAX_BUCKETS && a.count() == 2,
+            "{}",
+            a.counts.len()
+        );
     }
 }

@@ -167,9 +167,17 @@ impl Snapshot {
         use crate::rollup::INTERVAL_NS;
         // Whole intervals: a group's interval overlaps the range.
         let range = range.map(|r| {
+            let up = |t: i64| {
+                let rem = t.rem_euclid(INTERVAL_NS);
+                if rem == 0 {
+                    t
+                } else {
+                    t.saturating_add(INTERVAL_NS - rem)
+                }
+            };
             TimeRange::new(
                 r.start.saturating_sub(r.start.rem_euclid(INTERVAL_NS)),
-                r.end,
+                up(r.end),
             )
         });
         let in_range = |b: RecordBatch| -> Result<Option<RecordBatch>> {
@@ -272,8 +280,12 @@ impl Snapshot {
             p.segments += 1;
             p.rows += seg.rows;
             p.bytes += seg.size;
-            p.min_time = p.min_time.min(seg.min_time);
-            p.max_time = p.max_time.max(seg.max_time);
+            // A segment with no row (a thinned partition's carrier of span rollups) has no
+            // time of its own.
+            if seg.rows > 0 {
+                p.min_time = p.min_time.min(seg.min_time);
+                p.max_time = p.max_time.max(seg.max_time);
+            }
             let path = self.segment_path(seg);
             let [index, rollup, _] = segment::segment_files(&path);
             p.index_bytes += self.fs.file_size(&index).unwrap_or(0);
@@ -293,7 +305,15 @@ impl Snapshot {
                     .sum()
             });
         }
-        out.into_values().collect()
+        out.into_values()
+            .map(|mut p| {
+                if p.min_time > p.max_time {
+                    // Only rowless segments: the partition's start stands for both.
+                    (p.min_time, p.max_time) = (p.partition_start, p.partition_start);
+                }
+                p
+            })
+            .collect()
     }
 
     /// The open-index cache of the database (the SQL layer uses it too).

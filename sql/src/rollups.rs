@@ -140,6 +140,13 @@ impl Accumulator for QuantileAcc {
             if scale.is_null(i) || counts.is_null(i) {
                 continue;
             }
+            // OTLP's range of scales; beyond it the bucket arithmetic would be meaningless.
+            if !(-10..=20).contains(&scale.value(i)) {
+                return exec_err!(
+                    "exp_histogram_quantile: scale {} is outside OpenTelemetry's -10..=20",
+                    scale.value(i)
+                );
+            }
             let buckets = counts.value(i);
             let h = ExpHistogram {
                 scale: scale.value(i),

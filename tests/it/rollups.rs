@@ -182,12 +182,24 @@ fn rollups_survive_compaction_and_thinning_and_go_with_their_partition() {
         3_000 * 4 + 10,
         "every span ever ingested is counted"
     );
+    // A second late segment merged with that output: the counts carried stay.
+    let late = synth(Signal::Spans, 98, 7, BASE + HOUR / 4);
+    db.append(Signal::Spans, &late).expect("late");
+    db.flush().expect("flush");
+    db.compact().expect("compact");
+    assert_eq!(n(&sql(&db, TOTALS)), 3_000 * 4 + 17);
+    // A reindex keeps valid rollups (it cannot recount spans the rows no longer hold).
+    assert!(
+        db.rebuild_indexes(true).expect("reindex") > 0,
+        "indexes rebuilt"
+    );
+    assert_eq!(n(&sql(&db, TOTALS)), 3_000 * 4 + 17);
     drop(db);
 
     // Reopened, the same; a retention without keep_interesting drops the partitions, and
     // their rollups with them.
     let db = Db::open(dir.path(), opts).expect("reopen");
-    assert_eq!(n(&sql(&db, TOTALS)), 3_000 * 4 + 10);
+    assert_eq!(n(&sql(&db, TOTALS)), 3_000 * 4 + 17);
     drop(db);
     let db = Db::open(dir.path(), small_opts().compaction(false)).expect("reopen");
     db.retain(Some(DAY), None).expect("drop");

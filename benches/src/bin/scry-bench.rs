@@ -48,6 +48,11 @@ struct Cli {
     /// queries again (before vs after compaction).
     #[arg(long)]
     compaction: bool,
+    /// Only look up this many traces, through `Db::trace` and through SQL, in the existing
+    /// store `--db` (opened read-only), and print their latencies: a loop to run under
+    /// `perf record` (this binary keeps its symbols).
+    #[arg(long, requires = "db")]
+    lookups_only: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,15 @@ fn main() -> ExitCode {
             }
         },
     };
+    if let Some(n) = cli.lookups_only {
+        return match harness::lookups_only(&dir, n) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match harness::run(&dir, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -158,10 +158,7 @@ impl IndexCache {
         if let Some(b) = entry.rollup.get() {
             return Ok(b.clone());
         }
-        let batch = match crate::rollup::read(fs, dir, seg) {
-            Ok(Some(b)) => b,
-            _ => crate::rollup::of_segment(fs, dir, seg)?.to_batch(),
-        };
+        let batch = crate::rollup::batch_of_segment(fs, dir, seg)?;
         Ok(entry.rollup.get_or_init(|| batch).clone())
     }
 

@@ -406,7 +406,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Reindex { all } => {
             let db = Db::open(&db_dir, Options::default())?;
             let n = db.rebuild_indexes(all)?;
-            say!("{n} trace index(es) rebuilt");
+            say!("{n} trace index(es) and span rollup(s) rebuilt");
             db.close().map(|()| true)
         }
         Command::Serve {
