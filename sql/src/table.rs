@@ -42,6 +42,7 @@ use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceC
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
 };
+use datafusion::physical_plan::memory::{LazyBatchGenerator, LazyMemoryExec};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
@@ -326,23 +327,20 @@ impl TableProvider for ScryTable {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         // A trace-id lookup reads the rows the trace indexes name through the engine (the
         // pages holding them, decoded at once, as `Db::trace` does), not through a Parquet
-        // scan: a lookup costs what the engine's costs. Segments without a usable index are
-        // scanned below. DataFusion applies every filter to the rows again.
-        let mut looked_up: Vec<datafusion::arrow::array::RecordBatch> = Vec::new();
+        // scan: a lookup costs what the engine's costs. The indexes are asked now (EXPLAIN
+        // shows what they chose); the rows are read when the plan runs. Segments without a
+        // usable index are scanned below. DataFusion applies every filter to the rows again.
         let n_segments = segments.len();
         let mut segments = segments;
         if let Some(ids) = &lookup {
             let mut rest = Vec::new();
+            let mut reads = Vec::new();
             for seg in segments {
                 match snapshot.index_rows(&seg, ids) {
                     Some(rows) if rows.is_empty() => index_info.pruned += 1,
                     Some(rows) => {
                         index_info.rows += rows.len();
-                        looked_up.extend(
-                            snapshot
-                                .read_rows(&seg, &rows, self.signal, ids)
-                                .map_err(crate::Error::from)?,
-                        );
+                        reads.push((seg, rows));
                     }
                     None => {
                         index_info.unindexed += 1;
@@ -351,13 +349,22 @@ impl TableProvider for ScryTable {
                 }
             }
             segments = rest;
-        }
-        if !looked_up.is_empty() {
-            inputs.push(MemorySourceConfig::try_new_exec(
-                &[looked_up],
-                self.schema.clone(),
-                projection.cloned(),
-            )?);
+            if !reads.is_empty() {
+                let rows = IndexedRows {
+                    snapshot: snapshot.clone(),
+                    signal: self.signal,
+                    ids: ids.clone(),
+                    reads: Arc::new(reads),
+                    next: 0,
+                    pending: std::collections::VecDeque::new(),
+                };
+                let generator: Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> =
+                    Arc::new(parking_lot::RwLock::new(rows));
+                inputs.push(Arc::new(
+                    LazyMemoryExec::try_new(self.schema.clone(), vec![generator])?
+                        .with_projection(projection.cloned()),
+                ));
+            }
         }
         if !segments.is_empty() {
             let mut factory = SegmentReaderFactory {
@@ -416,6 +423,65 @@ impl TableProvider for ScryTable {
                 index: index_info,
             },
         )))
+    }
+}
+
+/// The rows of a trace-id lookup that segments' trace indexes named, read segment by
+/// segment through the engine when the plan runs ([`Snapshot::read_rows`]).
+#[derive(Debug)]
+struct IndexedRows {
+    snapshot: Arc<Snapshot>,
+    signal: Signal,
+    ids: Vec<[u8; 16]>,
+    /// Each segment to read and the rows its index named.
+    reads: Arc<Vec<(Arc<SegmentMeta>, roaring::RoaringBitmap)>>,
+    /// The next entry of `reads`.
+    next: usize,
+    /// Batches read and not yet returned.
+    pending: std::collections::VecDeque<datafusion::arrow::array::RecordBatch>,
+}
+
+impl fmt::Display for IndexedRows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "trace-index rows of {} segment(s), read by the engine",
+            self.reads.len()
+        )
+    }
+}
+
+impl LazyBatchGenerator for IndexedRows {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn generate_next_batch(&mut self) -> Result<Option<datafusion::arrow::array::RecordBatch>> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Ok(Some(b));
+            }
+            let Some((seg, rows)) = self.reads.get(self.next) else {
+                return Ok(None);
+            };
+            self.next += 1;
+            let batches = self
+                .snapshot
+                .read_rows(seg, rows, self.signal, &self.ids)
+                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
+            self.pending.extend(batches);
+        }
+    }
+
+    fn reset_state(&self) -> Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> {
+        Arc::new(parking_lot::RwLock::new(IndexedRows {
+            snapshot: self.snapshot.clone(),
+            signal: self.signal,
+            ids: self.ids.clone(),
+            reads: self.reads.clone(),
+            next: 0,
+            pending: std::collections::VecDeque::new(),
+        }))
     }
 }
 
