@@ -228,9 +228,7 @@ impl Snapshot {
         let mut out = Vec::new();
         for b in reader {
             let b = b.map_err(|e| Error::corrupted(&path, None, e.to_string()))?;
-            let b = RecordBatch::try_new(want.clone(), b.columns().to_vec()).map_err(|e| {
-                Error::corrupted(&path, None, format!("segment schema differs: {e}"))
-            })?;
+            let b = crate::segment::stored::to_canonical(&path, &want, &b)?;
             out.extend(filter_ids(signal, &b, ids)?);
         }
         Ok(out)

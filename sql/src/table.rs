@@ -38,6 +38,9 @@ use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_adapter::{
+    DefaultPhysicalExprAdapterFactory, PhysicalExprAdapter, PhysicalExprAdapterFactory,
+};
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
@@ -398,6 +401,7 @@ impl TableProvider for ScryTable {
                 .with_file_groups(files.into_iter().map(FileGroup::new).collect())
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
+                .with_expr_adapter(Some(Arc::new(DerivedColumns)))
                 .build();
                 inputs.push(DataSourceExec::from_data_source(config));
             }
@@ -582,6 +586,76 @@ impl AsyncFileReader for SegmentReader {
             .map(|m| m.metadata().clone())
             .map_err(|e| ParquetError::External(Box::new(crate::Error::Engine(e))));
         async move { r }.boxed()
+    }
+}
+
+/// Adapts the scan's projection and filters to a segment file: a column the file does not
+/// store because it follows from others (segment format 2, `spans.end_time`; see
+/// [`scrydb_engine::segment::stored`]) becomes the expression that computes it from the
+/// file's columns; everything else is DataFusion's default adaptation.
+#[derive(Debug)]
+struct DerivedColumns;
+
+impl PhysicalExprAdapterFactory for DerivedColumns {
+    fn create(
+        &self,
+        logical_file_schema: SchemaRef,
+        physical_file_schema: SchemaRef,
+    ) -> Result<Arc<dyn PhysicalExprAdapter>> {
+        Ok(Arc::new(DerivedColumnsAdapter {
+            default: DefaultPhysicalExprAdapterFactory
+                .create(logical_file_schema.clone(), physical_file_schema.clone())?,
+            logical: logical_file_schema,
+            physical: physical_file_schema,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct DerivedColumnsAdapter {
+    default: Arc<dyn PhysicalExprAdapter>,
+    logical: SchemaRef,
+    physical: SchemaRef,
+}
+
+impl PhysicalExprAdapter for DerivedColumnsAdapter {
+    fn rewrite(&self, expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+        use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+        use datafusion::physical_expr::expressions::{BinaryExpr, CastExpr, Column};
+        let stored = |name: &str| -> Result<Arc<dyn PhysicalExpr>> {
+            Ok(Arc::new(Column::new(name, self.logical.index_of(name)?)))
+        };
+        let expr = expr
+            .transform(|e| {
+                let Some(col) = e.downcast_ref::<Column>() else {
+                    return Ok(Transformed::no(e));
+                };
+                if col.name() != "end_time" || self.physical.index_of("end_time").is_ok() {
+                    return Ok(Transformed::no(e));
+                }
+                // end_time = time + duration_ns, in nanoseconds.
+                let end_type = self
+                    .logical
+                    .field_with_name("end_time")?
+                    .data_type()
+                    .clone();
+                let start = Arc::new(CastExpr::new(
+                    stored("time")?,
+                    datafusion::arrow::datatypes::DataType::Int64,
+                    None,
+                ));
+                let sum = Arc::new(BinaryExpr::new(
+                    start,
+                    Operator::Plus,
+                    stored("duration_ns")?,
+                ));
+                Ok(Transformed::yes(Arc::new(CastExpr::new(
+                    sum, end_type, None,
+                ))))
+            })
+            .data()?;
+        // Maps the columns (those just introduced too) to the file's positions.
+        self.default.rewrite(expr)
     }
 }
 

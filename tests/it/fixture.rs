@@ -7,6 +7,7 @@
 //!   `scrydb::index::build_for_segment` (what `scry reindex` runs), leaving every other file
 //!   as it was. It has no span rollups: they are computed from its rows.
 //! - `tests/fixtures/v2`: trace index format 2 and span rollups (`.rollup`, format 1).
+//! - `tests/fixtures/v3`: segment format 2 (span segments do not store `end_time`).
 //!
 //! Write a new one (only when introducing a new format version, into a new folder) with
 //! `SCRY_WRITE_FIXTURE=v<N> cargo test --test it fixture`.
@@ -68,6 +69,11 @@ fn version_2_fixture_opens_with_every_row() {
     fixture_opens_with_every_row("v2", false);
 }
 
+#[test]
+fn version_3_fixture_opens_with_every_row() {
+    fixture_opens_with_every_row("v3", false);
+}
+
 fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&fixture_dir(version).join("db"), dir.path());
@@ -93,6 +99,22 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
             "SELECT service_name, name, date_bin(interval '10 seconds', time) AS t, \
              count(*) AS n, sum(duration_ns) AS d FROM spans GROUP BY 1, 2, 3"
         )
+    );
+
+    // SQL reads end_time (stored by format 1 segments, computed for format 2 ones) as
+    // time + duration_ns, in projections and in filters.
+    assert_eq!(
+        groups("SELECT CAST(end_time AS BIGINT) AS e, name FROM spans"),
+        groups("SELECT CAST(time AS BIGINT) + duration_ns AS e, name FROM spans")
+    );
+    let late =
+        "CAST(time AS BIGINT) + duration_ns > (SELECT median(CAST(end_time AS BIGINT)) FROM spans)";
+    assert_eq!(
+        groups(
+            "SELECT span_id FROM spans WHERE end_time > \
+             (SELECT to_timestamp_nanos(median(CAST(end_time AS BIGINT))) FROM spans)"
+        ),
+        groups(&format!("SELECT span_id FROM spans WHERE {late}"))
     );
 
     // Every segment's index is there and usable, and lookups go through it. A store from

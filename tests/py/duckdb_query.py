@@ -1,7 +1,8 @@
 """Runs SQL queries on DuckDB over a ScryDB store's own Parquet files.
 
 Input (stdin, JSON): {"dir": "<store directory>", "queries": ["SQL", ...]}.
-The views spans, logs and metrics read <dir>/<table>/*/*.parquet.
+The views spans, logs and metrics read <dir>/<table>/*/*.parquet (spans with end_time
+computed, as segments of format 2 do not store it).
 Output (stdout, JSON): {"results": [[row, ...], ...], "seconds": [t, ...]} where each row is
 a list of values (numbers, strings, null); blobs are lowercase hex.
 """
@@ -10,6 +11,11 @@ import sys
 import time
 
 import duckdb
+
+
+# Columns segments do not store (format 2, docs/format.md): computed as ScryDB computes them
+# (DuckDB keeps timestamps with a time zone to the microsecond).
+DERIVED = {"spans": ", time + to_microseconds(duration_ns // 1000) AS end_time"}
 
 
 def value(v):
@@ -25,7 +31,8 @@ def main():
     con = duckdb.connect()
     for table in ("spans", "logs", "metrics"):
         con.execute(
-            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{req['dir']}/{table}/*/*.parquet')"
+            f"CREATE VIEW {table} AS SELECT *{DERIVED.get(table, '')} "
+            f"FROM read_parquet('{req['dir']}/{table}/*/*.parquet')"
         )
     results, seconds = [], []
     for q in req["queries"]:

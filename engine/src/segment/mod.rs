@@ -5,11 +5,13 @@
 //! `<signal>/<partition>/<id:020>.parquet` and its directory fsynced before a manifest names
 //! it. Files carry statistics and the page index (so readers prune row groups and pages by
 //! `time` and sort key) and the key-value metadata `scrydb.format_version` and
-//! `scrydb.signal`.
+//! `scrydb.signal`. From format 2 a file leaves out the columns that follow from
+//! others (`spans.end_time`), which readers compute ([`stored`]).
 
 pub mod file;
 pub mod merge;
 pub mod reader;
+pub mod stored;
 pub mod writer;
 
 pub use crate::manifest::SegmentMeta;

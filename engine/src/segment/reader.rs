@@ -10,7 +10,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
 
-use super::writer::SEGMENT_FORMAT_VERSION;
+use super::writer::SEGMENT_FORMAT_MAX;
 
 use crate::io::FileSystem;
 use crate::manifest::SegmentMeta;
@@ -64,21 +64,23 @@ impl SegmentStream {
             builder.metadata().file_metadata().key_value_metadata(),
         )?;
         let full = schema::schema(meta.signal);
-        let (builder, schema) = match columns {
-            None => (builder, full),
+        let schema = match columns {
+            None => full,
             Some(names) => {
                 let indices: Vec<usize> = (0..full.fields().len())
                     .filter(|&i| names.contains(&full.field(i).name().as_str()))
                     .collect();
-                let mask = ProjectionMask::roots(
-                    builder.metadata().file_metadata().schema_descr(),
-                    indices.iter().copied(),
-                );
-                let schema = Arc::new(full.project(&indices)?);
-                (builder.with_projection(mask), schema)
+                Arc::new(full.project(&indices)?)
             }
         };
+        // The file's columns that give the wanted ones (a derived column reads what it is
+        // computed from, [`super::stored`]).
+        let mask = ProjectionMask::roots(
+            builder.metadata().file_metadata().schema_descr(),
+            super::stored::columns_to_read(builder.schema(), &schema),
+        );
         let reader = builder
+            .with_projection(mask)
             .with_batch_size(batch_size.max(1))
             .build()
             .map_err(parquet_err)?;
@@ -98,30 +100,26 @@ impl Iterator for SegmentStream {
         Some(
             batch
                 .map_err(|e| Error::corrupted(&self.path, None, e.to_string()))
-                .and_then(|b| {
-                    RecordBatch::try_new(self.schema.clone(), b.columns().to_vec()).map_err(|e| {
-                        Error::corrupted(&self.path, None, format!("segment schema differs: {e}"))
-                    })
-                }),
+                .and_then(|b| super::stored::to_canonical(&self.path, &self.schema, &b)),
         )
     }
 }
 
 /// Checks the ScryDB key-value metadata of a segment: the format version it was written
-/// with and the signal it holds.
+/// with (1 or 2; a newer one is [`Error::UnsupportedVersion`]) and the signal it holds.
 pub fn check_metadata(path: &Path, meta: &SegmentMeta, kv: Option<&Vec<KeyValue>>) -> Result<()> {
     let get = |key: &str| {
         kv.and_then(|kv| kv.iter().find(|e| e.key == key))
             .and_then(|e| e.value.as_deref())
     };
     match get("scrydb.format_version") {
-        Some(v) if v == SEGMENT_FORMAT_VERSION => {}
+        Some(v) if matches!(v.parse::<u32>(), Ok(1..=SEGMENT_FORMAT_MAX)) => {}
         Some(v) => {
             return match v.parse::<u32>() {
-                Ok(found) if found > 1 => Err(Error::UnsupportedVersion {
+                Ok(found) if found > SEGMENT_FORMAT_MAX => Err(Error::UnsupportedVersion {
                     path: path.to_path_buf(),
                     found,
-                    supported: 1,
+                    supported: SEGMENT_FORMAT_MAX,
                 }),
                 _ => Err(Error::corrupted(
                     path,

@@ -18,7 +18,11 @@ use crate::manifest::SegmentMeta;
 use crate::{Error, Options, Result, Signal, partition, schema};
 
 /// Format version recorded in every segment's key-value metadata.
-pub const SEGMENT_FORMAT_VERSION: &str = "1";
+pub const SEGMENT_FORMAT_VERSION: &str = "2";
+
+/// The highest segment format version this build reads: 1 stores every column, 2 leaves
+/// out the derived ones ([`super::stored`]).
+pub const SEGMENT_FORMAT_MAX: u32 = 2;
 
 /// What to write: the rows of one signal that fall in one partition, in any order.
 pub struct SegmentJob {
@@ -95,7 +99,7 @@ pub fn writer_properties(signal: Signal, opts: &Options) -> WriterProperties {
     // Parquet's sorting columns index leaf columns, which differ from Arrow's top-level
     // indexes once a nested column precedes a key column.
     let parquet_schema = ArrowSchemaConverter::new()
-        .convert(&schema::schema(signal))
+        .convert(&super::stored::stored_schema(signal))
         .expect("the signal schemas convert to Parquet");
     let sorting = schema::sort_key(signal)
         .iter()
@@ -268,7 +272,7 @@ impl SegmentSink {
         };
         let writer = ArrowWriter::try_new(
             sink,
-            schema::schema(signal),
+            super::stored::stored_schema(signal),
             Some(writer_properties(signal, opts)),
         )
         .map_err(|source| Error::Parquet {
@@ -311,7 +315,8 @@ impl SegmentSink {
         if let Some(r) = self.rollups.as_mut().filter(|_| !self.rollups_given) {
             r.add_spans(batch)?;
         }
-        self.writer.write(batch).map_err(|source| Error::Parquet {
+        let stored = super::stored::to_stored(self.signal, batch)?;
+        self.writer.write(&stored).map_err(|source| Error::Parquet {
             path: self.tmp.clone(),
             source,
         })
