@@ -211,12 +211,16 @@ impl Snapshot {
     /// Opens a segment of this snapshot for random-access reads through the engine's file
     /// system. The file stays readable while this snapshot (or a clone) lives.
     ///
-    /// The first use of a segment in a process checks the whole file against the size and
-    /// CRC its manifest entry records ([`IndexCache::verify_segment`]); a damaged segment is
-    /// [`crate::Error::Corrupted`] naming it, here or from [`Snapshot::segment_metadata`],
-    /// before any of its bytes are served.
+    /// The first use of a segment in a process checks it against the size and CRC its
+    /// manifest entry records ([`IndexCache::verify_segment`]: its tail and block table, or
+    /// the whole file when it has no table); a damaged tail or file is
+    /// [`crate::Error::Corrupted`] naming it, here or from [`Snapshot::segment_metadata`].
+    /// The returned file then checks every block a read touches before serving it (an I/O
+    /// error of kind `InvalidData` naming the file and bytes), so no byte is served before
+    /// a checksum tied to the manifest matched it.
     pub fn open_segment(&self, seg: &SegmentMeta) -> Result<segment::file::SegmentFile> {
-        self.indexes
+        let blocks = self
+            .indexes
             .verify_segment(self.fs.as_ref(), &self.dir, seg)?;
         let path = self.segment_path(seg);
         let file = self
@@ -234,7 +238,7 @@ impl Snapshot {
                 ),
             ));
         }
-        Ok(segment::file::SegmentFile(file))
+        Ok(segment::file::SegmentFile::new(file, blocks))
     }
 
     /// The Parquet metadata of a segment, page index included: read once per segment and
@@ -295,7 +299,7 @@ impl Snapshot {
             }
             let footer = self.fs.open_read(&path).ok().and_then(|f| {
                 parquet::file::metadata::ParquetMetaDataReader::new()
-                    .parse_and_finish(&segment::file::SegmentFile(f))
+                    .parse_and_finish(&segment::file::SegmentFile::new(f, None))
                     .ok()
             });
             p.uncompressed_bytes += footer.map_or(seg.size, |m| {

@@ -547,11 +547,20 @@ impl SegmentReader {
         }
         let file = self.file.as_ref().expect("opened above");
         let path = self.snapshot.segment_path(&self.segment);
-        let bytes = file.0.read_at(range.clone()).map_err(|source| {
-            external(scrydb_engine::Error::Io {
-                op: "read",
-                path,
-                source,
+        let bytes = file.read_at(range.clone()).map_err(|source| {
+            external(if source.kind() == std::io::ErrorKind::InvalidData {
+                // A block that does not match its checksum.
+                scrydb_engine::Error::Corrupted {
+                    path,
+                    offset: None,
+                    reason: source.to_string(),
+                }
+            } else {
+                scrydb_engine::Error::Io {
+                    op: "read",
+                    path,
+                    source,
+                }
             })
         })?;
         self.bytes_scanned.add(bytes.len());

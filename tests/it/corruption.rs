@@ -41,9 +41,11 @@ fn sql_spans(db: &Db) -> Result<Vec<String>, scrydb::sql::Error> {
         .map(|b| rows(&b))
 }
 
-/// A flipped byte anywhere in a segment — data pages, page index or footer — makes SQL
+/// A flipped byte anywhere in a small segment — data pages, page index or footer — makes SQL
 /// scans, trace lookups and `Snapshot::scan` fail with `Error::Corrupted` naming the
-/// segment, in a fresh process state (nothing cached), while the other signal answers.
+/// segment, in a fresh process state (nothing cached), while the other signal answers. (A
+/// segment this small is one checked block and its tail, so every read touches the
+/// damage; larger ones: `block_checksums_fail_exactly_the_reads_that_touch_the_damage`.)
 #[test]
 fn a_flipped_byte_in_a_segment_fails_every_read_of_it_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -104,6 +106,76 @@ fn a_flipped_byte_in_a_segment_fails_every_read_of_it_naming_it() {
         db.close().expect("close");
         flip(&seg, at);
     }
+}
+
+/// A segment is checked block by block (`docs/format.md`, section 4): a flipped byte in a
+/// data block fails every read that touches that block with `Error::Corrupted` naming the
+/// segment, reads of other blocks still answer — rightly — and `scry verify` reports it;
+/// a flipped byte in the tail (last pages, page index, footer with the block table) fails
+/// the segment's first use.
+#[test]
+fn block_checksums_fail_exactly_the_reads_that_touch_the_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let spans = synth(Signal::Spans, 7, 20_000, BASE);
+    db.append(Signal::Spans, &spans).expect("append");
+    db.close().expect("close");
+    let seg = segment_path(dir.path(), Signal::Spans);
+    let len = std::fs::metadata(&seg).expect("stat").len() as usize;
+    assert!(len > 200_000, "a segment of many blocks ({len} bytes)");
+    let mut ids = trace_ids(&spans);
+    ids.sort();
+    ids.dedup();
+    let probe: Vec<[u8; 16]> = ids.iter().step_by(ids.len() / 40).copied().collect();
+    let want: Vec<Vec<String>> = {
+        let db = open(dir.path());
+        let w = probe
+            .iter()
+            .map(|id| rows(&db.trace(*id).expect("lookup").spans))
+            .collect();
+        db.close().expect("close");
+        w
+    };
+
+    // Damage in a data block.
+    flip(&seg, len / 3);
+    let db = open(dir.path());
+    let mut answered = 0;
+    for (id, want) in probe.iter().zip(&want) {
+        match db.trace(*id) {
+            Ok(t) => {
+                assert_eq!(&rows(&t.spans), want, "a lookup answered wrongly");
+                answered += 1;
+            }
+            Err(Error::Corrupted { path, .. }) => assert_eq!(path, seg),
+            Err(other) => panic!("expected Corrupted naming {seg:?}, got {other}"),
+        }
+    }
+    assert!(
+        answered > 0,
+        "lookups that do not touch the damaged block answer"
+    );
+    match sql_spans(&db) {
+        Err(scrydb::sql::Error::Engine(Error::Corrupted { path, .. })) => assert_eq!(path, seg),
+        other => panic!("a scan of the damaged block must fail naming it: {other:?}"),
+    }
+    let report = db.verify().expect("verify");
+    assert!(
+        report.damaged.iter().any(|d| d.path == seg),
+        "verify reports the segment: {:?}",
+        report.damaged
+    );
+    db.close().expect("close");
+    flip(&seg, len / 3);
+
+    // Damage in the tail: the segment's first use fails.
+    flip(&seg, len - 12);
+    let db = open(dir.path());
+    match db.trace(probe[0]) {
+        Err(Error::Corrupted { path, .. }) => assert_eq!(path, seg),
+        other => panic!("expected Corrupted naming {seg:?}, got {other:?}"),
+    }
+    db.close().expect("close");
 }
 
 /// A store with every kind of file, as a crash would leave it: one segment (and index)

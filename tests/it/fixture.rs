@@ -39,7 +39,9 @@ fn write_fixture() {
     let mut all: Vec<(Signal, Vec<arrow::array::RecordBatch>)> =
         Signal::ALL.iter().map(|s| (*s, Vec::new())).collect();
     for (i, (s, batches)) in all.iter_mut().enumerate() {
-        let b = synth(*s, 100 + i as u64, 20, BASE - 2 * HOUR);
+        // Enough spans for a segment of several checked blocks (segment format 2).
+        let n = if *s == Signal::Spans { 400 } else { 20 };
+        let b = synth(*s, 100 + i as u64, n, BASE - 2 * HOUR);
         db.append(*s, &b).expect("append");
         batches.push(b);
     }

@@ -12,6 +12,7 @@ use super::format::index_path;
 use super::read::SegmentIndex;
 use crate::io::FileSystem;
 use crate::manifest::SegmentMeta;
+use crate::segment::blocks::BlockCrcs;
 use crate::segment::file::SegmentFile;
 use crate::{Error, Result};
 
@@ -26,9 +27,11 @@ struct Cached {
     parquet: OnceLock<ArrowReaderMetadata>,
     /// Held while loading `parquet`, so that one user reads it and the others wait.
     parquet_loading: Mutex<()>,
-    /// Set once the whole segment file matched the size and CRC its manifest entry
-    /// records; a failed check is not kept (the next user checks again).
-    verified: OnceLock<()>,
+    /// Set once the segment passed its first-use check against the size and CRC its
+    /// manifest entry records: with its block table when it has one (reads then check the
+    /// blocks they touch), `None` when the whole file was checked. A failed check is not
+    /// kept (the next user checks again).
+    verified: OnceLock<Option<Arc<BlockCrcs>>>,
     /// Held while checking, so that one user reads the file and the others wait.
     verifying: Mutex<()>,
     /// The span rollup rows of a span segment, once read (or computed from its rows); a
@@ -78,32 +81,44 @@ impl IndexCache {
         index.as_ref().ok().cloned()
     }
 
-    /// Checks, once per segment and process, that the whole file of `seg` has the size and
-    /// CRC-32 that its manifest entry records: every byte a read later serves (data pages,
-    /// page index, footer) was read and checked once before any of it is used. The first
-    /// caller reads the file (sequentially, 1 MiB at a time); concurrent callers for the
-    /// same segment wait for it, later callers return at once. Damage is
+    /// Checks, once per segment and process, the file of `seg` against the size and CRC-32
+    /// its manifest entry records, before any of its bytes is used. A segment with a block
+    /// table ([`crate::segment::blocks`]) is checked by reading its tail (last data pages,
+    /// page index, footer) and tying the table to the manifest's CRC; the table is returned
+    /// and reads check each block they touch ([`SegmentFile`]). A segment without one is
+    /// read whole (sequentially, 1 MiB at a time) and `None` is returned. Concurrent callers
+    /// for the same segment wait for the first; later callers return at once. Damage is
     /// [`Error::Corrupted`] naming the file; a failure is not remembered, so a file that
     /// could not be read (an I/O error) is checked again on the next use.
     ///
     /// The check trusts the file to stay as it was checked for the life of the process:
     /// damage that happens after it is not seen (see `docs/format.md`, "Integrity").
-    pub fn verify_segment(&self, fs: &dyn FileSystem, dir: &Path, seg: &SegmentMeta) -> Result<()> {
+    pub fn verify_segment(
+        &self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        seg: &SegmentMeta,
+    ) -> Result<Option<Arc<BlockCrcs>>> {
         let entry = self.entry(seg.id);
-        if entry.verified.get().is_some() {
-            return Ok(());
+        if let Some(v) = entry.verified.get() {
+            return Ok(v.clone());
         }
         let _checking = entry.verifying.lock().unwrap_or_else(|e| e.into_inner());
-        if entry.verified.get().is_some() {
-            return Ok(());
+        if let Some(v) = entry.verified.get() {
+            return Ok(v.clone());
         }
-        crate::segment::reader::verify_segment(fs, dir, seg)?;
-        let _ = entry.verified.set(());
-        Ok(())
+        let blocks = match crate::segment::blocks::check(fs, dir, seg)? {
+            Some(b) => Some(Arc::new(b)),
+            None => {
+                crate::segment::reader::verify_segment(fs, dir, seg)?;
+                None
+            }
+        };
+        Ok(entry.verified.get_or_init(|| blocks).clone())
     }
 
     /// The Parquet metadata (with page index) of `seg`, loaded once, after the segment's
-    /// whole-file check ([`IndexCache::verify_segment`]) passed.
+    /// first-use check ([`IndexCache::verify_segment`]) passed.
     pub fn parquet_metadata(
         &self,
         fs: &dyn FileSystem,
@@ -121,11 +136,12 @@ impl IndexCache {
         if let Some(m) = entry.parquet.get() {
             return Ok(m.clone());
         }
-        self.verify_segment(fs, dir, seg)?;
+        let blocks = self.verify_segment(fs, dir, seg)?;
         let path = dir.join(&seg.path);
-        let file = SegmentFile(
+        let file = SegmentFile::new(
             fs.open_read(&path)
                 .map_err(|e| Error::io("open", &path, e))?,
+            blocks,
         );
         let m = ArrowReaderMetadata::load(
             &file,

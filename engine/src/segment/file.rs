@@ -14,13 +14,36 @@ use crate::io::ReadableFile;
 /// Bytes a sequential reader fetches per call.
 const READ_CHUNK: u64 = 64 * 1024;
 
-/// A segment open for random-access reads.
+/// A segment open for random-access reads. With a block table
+/// ([`super::blocks::BlockCrcs`], from the segment's first-use check), every read of the
+/// checked blocks is checked against it first; without one, reads are served as they are
+/// (the caller checked the whole file).
 #[derive(Debug, Clone)]
-pub struct SegmentFile(pub Arc<dyn ReadableFile>);
+pub struct SegmentFile {
+    file: Arc<dyn ReadableFile>,
+    blocks: Option<Arc<super::blocks::BlockCrcs>>,
+}
+
+impl SegmentFile {
+    /// `file`, read with the checks of `blocks` (none: the caller checked the whole file).
+    pub fn new(file: Arc<dyn ReadableFile>, blocks: Option<Arc<super::blocks::BlockCrcs>>) -> Self {
+        SegmentFile { file, blocks }
+    }
+
+    /// Reads exactly `range` (see [`ReadableFile::read_at`]), after checking the blocks it
+    /// touches; a block that does not match is an [`io::ErrorKind::InvalidData`] error
+    /// naming the file.
+    pub fn read_at(&self, range: std::ops::Range<u64>) -> io::Result<Bytes> {
+        match &self.blocks {
+            Some(b) => b.read(self.file.as_ref(), range),
+            None => self.file.read_at(range),
+        }
+    }
+}
 
 impl Length for SegmentFile {
     fn len(&self) -> u64 {
-        self.0.len()
+        self.file.len()
     }
 }
 
@@ -28,14 +51,14 @@ impl ChunkReader for SegmentFile {
     type T = SequentialReader;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<SequentialReader> {
-        if start > self.0.len() {
+        if start > self.file.len() {
             return Err(ParquetError::EOF(format!(
                 "read at offset {start} of a {}-byte segment",
-                self.0.len()
+                self.file.len()
             )));
         }
         Ok(SequentialReader {
-            file: self.0.clone(),
+            file: self.clone(),
             pos: start,
             buf: Bytes::new(),
         })
@@ -45,8 +68,7 @@ impl ChunkReader for SegmentFile {
         let end = start
             .checked_add(length as u64)
             .ok_or_else(|| ParquetError::EOF(format!("read of {length} bytes at {start}")))?;
-        self.0
-            .read_at(start..end)
+        self.read_at(start..end)
             .map_err(|e| ParquetError::External(Box::new(e)))
     }
 }
@@ -54,7 +76,7 @@ impl ChunkReader for SegmentFile {
 /// Reads a segment from an offset to its end, a chunk at a time.
 #[derive(Debug)]
 pub struct SequentialReader {
-    file: Arc<dyn ReadableFile>,
+    file: SegmentFile,
     pos: u64,
     buf: Bytes,
 }

@@ -8,6 +8,7 @@
 //! `scrydb.signal`. From format 2 a file leaves out the columns that follow from
 //! others (`spans.end_time`), which readers compute ([`stored`]).
 
+pub mod blocks;
 pub mod file;
 pub mod merge;
 pub mod reader;

@@ -56,8 +56,9 @@ impl SegmentStream {
             path: path.clone(),
             source,
         };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(super::file::SegmentFile(file))
-            .map_err(parquet_err)?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(super::file::SegmentFile::new(file, None))
+                .map_err(parquet_err)?;
         check_metadata(
             &path,
             meta,

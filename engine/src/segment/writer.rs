@@ -72,10 +72,12 @@ pub fn relative_path(signal: Signal, partition_start: i64, id: u64) -> String {
     )
 }
 
-/// Counts and checksums bytes on their way to a file.
+/// Counts and checksums bytes on their way to a file: the whole file's CRC (for the
+/// manifest) and its block CRCs ([`super::blocks`], for the footer).
 struct ChecksumWriter {
     inner: Box<dyn WritableFile>,
     hasher: crc32fast::Hasher,
+    blocks: super::blocks::BlockHasher,
     len: u64,
 }
 
@@ -83,6 +85,7 @@ impl Write for ChecksumWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.blocks.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
@@ -268,6 +271,7 @@ impl SegmentSink {
         let sink = ChecksumWriter {
             inner: file,
             hasher: crc32fast::Hasher::new(),
+            blocks: super::blocks::BlockHasher::default(),
             len: 0,
         };
         let writer = ArrowWriter::try_new(
@@ -356,20 +360,29 @@ impl SegmentSink {
             rel,
             path,
             tmp,
-            writer,
+            mut writer,
             index,
             rollups,
             rollups_given: _,
             min_time,
             max_time,
         } = self;
-        let sink = writer.into_inner().map_err(|source| Error::Parquet {
+        let parquet_err = |source| Error::Parquet {
             path: tmp.clone(),
             source,
-        })?;
+        };
+        // Every data page reaches the file, then the footer records the CRCs of the whole
+        // blocks written so far (the rest, page index and footer, is the tail the first
+        // read checks).
+        writer.flush().map_err(parquet_err)?;
+        writer.sync().map_err(|e| Error::io("write", &tmp, e))?;
+        let table = writer.inner().blocks.encode();
+        writer.append_key_value_metadata(KeyValue::new(super::blocks::KEY.to_string(), table));
+        let sink = writer.into_inner().map_err(parquet_err)?;
         let ChecksumWriter {
             mut inner,
             hasher,
+            blocks: _,
             len,
         } = sink;
         inner.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
