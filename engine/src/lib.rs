@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alloc;
 pub mod compaction;
 mod db;
 mod error;
@@ -60,6 +61,7 @@ pub mod verify;
 pub mod wal;
 mod write;
 
+pub use alloc::tune_allocator;
 /// The Arrow version ScryDB's batches are built with.
 pub use arrow;
 pub use compaction::CompactionStats;

@@ -58,6 +58,7 @@ struct Cli {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    scrydb::tune_allocator();
     let args = BenchArgs {
         spans: cli.spans,
         seed: cli.seed,

@@ -266,3 +266,15 @@ def test_refused_arguments_carry_empty_location_attributes(db):
     with pytest.raises(scrydb.InvalidInput) as e:
         db.sql("SELECT 1", ids="base64")
     assert e.value.column is None
+
+
+def test_tune_allocator_applies_on_glibc_and_lookups_still_answer(db):
+    import platform
+
+    applied = scrydb.tune_allocator()
+    assert isinstance(applied, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied, "mallopt(M_TRIM_THRESHOLD) applies under glibc"
+    assert db.ingest("spans", spans_table(40)) == 40
+    db.flush()
+    assert db.sql("SELECT count(*) AS n FROM spans").column("n")[0].as_py() == 40

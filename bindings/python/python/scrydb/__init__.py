@@ -23,11 +23,13 @@ from ._native import (  # noqa: F401
     Trace,
     UnsupportedVersion,
     __version__,
+    tune_allocator,
 )
 from ._native import open  # noqa: A004 - `scrydb.open`, like `sqlite3.connect`
 
 __all__ = [
     "open",
+    "tune_allocator",
     "Db",
     "Trace",
     "Error",

@@ -95,6 +95,11 @@ class Db:
     def __enter__(self) -> "Db": ...
     def __exit__(self, *args: Any) -> bool: ...
 
+def tune_allocator() -> bool:
+    """Raise glibc malloc's trim threshold for ScryDB's reads (opt-in, process-wide);
+    ``False`` where it does not apply. See docs/python.md."""
+    ...
+
 def open(
     path: PathLike,
     *,
