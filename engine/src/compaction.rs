@@ -182,6 +182,26 @@ pub(crate) fn plan(m: &Manifest, opts: &Options, now_ns: i64, force: bool) -> Ve
     plans
 }
 
+/// A sink for compaction's output segment `id` of `signal` in the partition `[start, end)`,
+/// written with the compaction writer settings ([`Options::for_compaction`]).
+fn output_sink(
+    shared: &Shared,
+    signal: Signal,
+    id: u64,
+    start: i64,
+    end: i64,
+) -> Result<SegmentSink> {
+    SegmentSink::create(
+        &shared.fs,
+        &shared.dir,
+        &shared.opts.for_compaction(),
+        signal,
+        id,
+        start,
+        end,
+    )
+}
+
 /// Writes the merge of `plan`'s inputs as segment `id`, streaming: one decoded batch per
 /// input is in memory at a time ([`crate::segment::merge`]).
 pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta> {
@@ -195,10 +215,8 @@ pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta
             MERGE_BATCH_ROWS,
         )?));
     }
-    let mut sink = SegmentSink::create(
-        &shared.fs,
-        &shared.dir,
-        &shared.opts.for_compaction(),
+    let mut sink = output_sink(
+        shared,
         plan.signal,
         id,
         plan.partition_start,
@@ -506,15 +524,7 @@ fn thin_partition(
         }
         let id = shared.alloc_segment_id();
         written.push((signal, id));
-        let mut sink = SegmentSink::create(
-            &shared.fs,
-            &shared.dir,
-            &shared.opts.for_compaction(),
-            signal,
-            id,
-            start,
-            end,
-        )?;
+        let mut sink = output_sink(shared, signal, id, start, end)?;
         // The partition's span rollups count every span it had, kept or not.
         let rollups = if signal == Signal::Spans {
             let r = merged_rollups(shared, &segs)?;
@@ -548,15 +558,7 @@ fn thin_partition(
                     return Ok(());
                 };
                 // No span kept: an empty segment carries the partition's rollups.
-                let mut sink = SegmentSink::create(
-                    &shared.fs,
-                    &shared.dir,
-                    &shared.opts.for_compaction(),
-                    signal,
-                    id,
-                    start,
-                    end,
-                )?;
+                let mut sink = output_sink(shared, signal, id, start, end)?;
                 sink.set_rollups(r);
                 let mut meta = sink.finish()?;
                 meta.thinned = Some(kept);
