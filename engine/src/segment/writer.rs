@@ -185,6 +185,18 @@ pub fn sort_rows(
     batches: &[RecordBatch],
     rows: Option<&[(usize, usize)]>,
 ) -> Result<RecordBatch> {
+    let ordered = sort_order(signal, batches, rows)?;
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    Ok(arrow::compute::interleave_record_batch(&refs, &ordered)?)
+}
+
+/// The positions `rows` of `batches` (every row when `None`) in the signal's sort order
+/// ([`sort_rows`]).
+pub fn sort_order(
+    signal: Signal,
+    batches: &[RecordBatch],
+    rows: Option<&[(usize, usize)]>,
+) -> Result<Vec<(usize, usize)>> {
     let all: Vec<(usize, usize)>;
     let rows = match rows {
         Some(r) => r,
@@ -197,6 +209,9 @@ pub fn sort_rows(
             &all
         }
     };
+    if schema::sorts_by_minute(signal) {
+        return Ok(sort_by_minute_trace_time(batches, rows));
+    }
     let gather = |name: &str| -> Result<arrow::array::ArrayRef> {
         let cols: Vec<&dyn arrow::array::Array> = batches
             .iter()
@@ -216,10 +231,58 @@ pub fn sort_rows(
         })
         .collect();
     let order = lexsort_to_indices(&columns, None)?;
-    drop(columns);
-    let ordered: Vec<(usize, usize)> = order.values().iter().map(|&i| rows[i as usize]).collect();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    Ok(arrow::compute::interleave_record_batch(&refs, &ordered)?)
+    Ok(order.values().iter().map(|&i| rows[i as usize]).collect())
+}
+
+/// The (minute of `time`, `trace_id`, `time`) order of [`sort_keys`] for `spans` and `logs`,
+/// computed on packed fixed-width keys (a null trace id sorts first in its minute, as
+/// Arrow's nulls-first order has it): one comparison of integers per pair instead of a
+/// comparator per column.
+fn sort_by_minute_trace_time(
+    batches: &[RecordBatch],
+    rows: &[(usize, usize)],
+) -> Vec<(usize, usize)> {
+    let cols: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            let time = b
+                .column_by_name("time")
+                .expect("canonical batches have time")
+                .as_primitive::<TimestampNanosecondType>()
+                .clone();
+            let trace = b
+                .column_by_name("trace_id")
+                .expect("canonical batches have trace_id")
+                .as_fixed_size_binary()
+                .clone();
+            (time, trace)
+        })
+        .collect();
+    // (minute, trace id present, trace id, time, position in `rows`): the position makes
+    // the order total, so equal keys keep their input order.
+    let mut keys: Vec<(i64, bool, u128, i64, u32)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &(b, r))| {
+            let (time, trace) = &cols[b];
+            let t = time.value(r);
+            let valid = arrow::array::Array::is_valid(trace, r);
+            let id = if valid { trace_key(trace.value(r)) } else { 0 };
+            let pos = u32::try_from(i).expect("a segment job holds fewer than 2^32 rows");
+            (t.div_euclid(schema::SORT_BUCKET_NS), valid, id, t, pos)
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.iter().map(|k| rows[k.4 as usize]).collect()
+}
+
+/// A trace id as a number ordered as its bytes are. Ids are 16 bytes (validated); a
+/// shorter value is padded with zeros, a longer one cut (neither reaches a segment).
+fn trace_key(id: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = id.len().min(16);
+    b[..n].copy_from_slice(&id[..n]);
+    u128::from_be_bytes(b)
 }
 
 /// A segment being written from rows that arrive already in sort order, batch by batch:
@@ -437,10 +500,118 @@ pub fn write_segment(
         batches,
         rows,
     } = job;
-    let sorted = sort_rows(signal, &batches, rows.as_deref())?;
-    drop(batches);
+    let ordered = sort_order(signal, &batches, rows.as_deref())?;
     let mut sink =
         SegmentSink::create(fs, db_dir, opts, signal, id, partition_start, partition_end)?;
-    sink.push(&sorted)?;
+    // One row group at a time: the sorted copy never holds more than a row group, beside
+    // the memtable's batches (which readers share until the segment replaces them).
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    for piece in ordered.chunks(opts.row_group_size.max(1)) {
+        sink.push(&arrow::compute::interleave_record_batch(&refs, piece)?)?;
+    }
     sink.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, FixedSizeBinaryArray, TimestampNanosecondArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    /// Rows with only the sort columns: times within three minutes, trace ids from a small
+    /// set that differ in their first and last bytes, every fifth one null.
+    fn batch(seed: u64, n: usize) -> RecordBatch {
+        let mut x = seed;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let (mut times, mut ids) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            times.push(1_764_028_800_000_000_000 + (next() % 180) as i64 * 1_000_000_000);
+            let k = next() % 7;
+            ids.push((k % 5 != 4).then(|| {
+                let mut id = [0u8; 16];
+                id[0] = (k % 3) as u8;
+                id[15] = (k % 2) as u8;
+                id
+            }));
+        }
+        let schema = Schema::new(vec![
+            Field::new("time", schema::timestamp_type(), false),
+            Field::new("trace_id", schema::trace_id_type(), true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+                Arc::new(
+                    FixedSizeBinaryArray::try_from_sparse_iter_with_size(ids.into_iter(), 16)
+                        .expect("ids"),
+                ),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn packed_minute_order_is_arrows_lexicographic_order_and_keeps_ties_in_input_order() {
+        let batches = [batch(1, 300), batch(2, 200), batch(3, 1)];
+        // Every row but a few, in an interleaved input order.
+        let rows: Vec<(usize, usize)> = (0..300)
+            .flat_map(|r| (0..3).map(move |b| (b, r)))
+            .filter(|&(b, r)| r < batches[b].num_rows() && r % 11 != 3)
+            .collect();
+        let ordered = sort_order(Signal::Logs, &batches, Some(&rows)).expect("sort");
+        assert_eq!(ordered.len(), rows.len());
+
+        // Arrow's own sort of the same keys (nulls first), as the segment format states.
+        let column = |name: &str| -> Result<arrow::array::ArrayRef> {
+            let cols: Vec<&dyn Array> = batches
+                .iter()
+                .map(|b| b.column_by_name(name).expect("column").as_ref())
+                .collect();
+            Ok(arrow::compute::interleave(&cols, &rows)?)
+        };
+        let keys = sort_keys(Signal::Logs, column).expect("keys");
+        let expected: Vec<(usize, usize)> = lexsort_to_indices(
+            &keys
+                .iter()
+                .map(|values| SortColumn {
+                    values: values.clone(),
+                    options: None,
+                })
+                .collect::<Vec<_>>(),
+            None,
+        )
+        .expect("lexsort")
+        .values()
+        .iter()
+        .map(|&i| rows[i as usize])
+        .collect();
+        let key = |&(b, r): &(usize, usize)| {
+            let t = batches[b]
+                .column(0)
+                .as_primitive::<TimestampNanosecondType>()
+                .value(r);
+            let ids = batches[b].column(1).as_fixed_size_binary();
+            let id = ids.is_valid(r).then(|| ids.value(r).to_vec());
+            (t.div_euclid(schema::SORT_BUCKET_NS), id, t)
+        };
+        let got: Vec<_> = ordered.iter().map(key).collect();
+        assert_eq!(got, expected.iter().map(key).collect::<Vec<_>>());
+        assert!(got.windows(2).all(|w| w[0] <= w[1]));
+        // Rows with equal keys come in the order `rows` gave them.
+        let position = |p: &(usize, usize)| rows.iter().position(|q| q == p).expect("a row");
+        for w in ordered.windows(2) {
+            if key(&w[0]) == key(&w[1]) {
+                assert!(position(&w[0]) < position(&w[1]));
+            }
+        }
+    }
 }
