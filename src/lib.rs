@@ -45,10 +45,14 @@
 //! handle, so every engine call works on it); the SQL layer is [`scrydb_sql`].
 
 pub mod diagnose;
+#[cfg(feature = "mimalloc")]
+mod mimalloc_tuning;
 #[cfg(feature = "serve")]
 pub mod server;
 pub mod tail;
 
+#[cfg(feature = "mimalloc")]
+pub use mimalloc_tuning::{MIMALLOC_PURGE_DELAY_MS, tune_mimalloc};
 pub use scrydb_engine::*;
 pub use scrydb_sql as sql;
 

@@ -285,6 +285,107 @@ pub fn lookups_only(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
+type BoxError = Box<dyn std::error::Error>;
+
+/// Writes the trace requests of `opts`'s workload, until `spans` spans, as a file of
+/// length-prefixed OTLP protobuf messages (what `scry ingest` reads) in `dir`; returns its
+/// path and the encoded requests.
+fn write_otlp_file(
+    dir: &Path,
+    opts: &WorkloadOptions,
+    spans: usize,
+) -> Result<(PathBuf, Vec<Vec<u8>>), BoxError> {
+    let mut payloads = Vec::new();
+    let mut n = 0usize;
+    for chunk in Workload::new(opts.clone()) {
+        if n >= spans {
+            break;
+        }
+        n += Request::Traces(chunk.traces.clone()).records();
+        payloads.push(chunk.traces.encode_to_vec());
+    }
+    let path = dir.join("traces.pb");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for p in &payloads {
+        std::io::Write::write_all(&mut out, &u32::try_from(p.len())?.to_be_bytes())?;
+        std::io::Write::write_all(&mut out, p)?;
+    }
+    std::io::Write::flush(&mut out)?;
+    Ok((path, payloads))
+}
+
+/// Ingests the OTLP file `file` into a new store at `db_dir` with the library's ingester
+/// (`scry ingest`'s path); returns the spans stored and the seconds until they were
+/// durable.
+fn ingest_otlp_file(db_dir: &Path, file: &Path) -> Result<(u64, f64), Box<dyn std::error::Error>> {
+    let db = Db::open(db_dir, Options::default())?;
+    let t = Instant::now();
+    let report =
+        scrydb::otlp::ingest::Ingester::new(&db, Default::default()).ingest_file(file, None)?;
+    let secs = t.elapsed().as_secs_f64();
+    db.close()?;
+    Ok((report.stored.spans, secs))
+}
+
+/// Ingests `spans` spans of the harness workload as OTLP protobuf into fresh stores under
+/// `dir`: one request at a time with each stage timed apart (protobuf decode, conversion
+/// to Arrow, durable append), then as a file through the library's ingester (`scry
+/// ingest`'s path, stages overlapped). A loop for `perf record`.
+pub fn otlp_only(dir: &Path, spans: usize, seed: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let opts = WorkloadOptions {
+        seed,
+        seconds: (spans / 2000).max(60) as u32,
+        traces_per_second: 200,
+        fault: Some(FaultKind::ErrorBurst),
+        ..Default::default()
+    };
+    std::fs::create_dir_all(dir)?;
+    let (file, payloads) = write_otlp_file(dir, &opts, spans)?;
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    let db = Db::open(
+        dir.join("per-request"),
+        Options::default().compaction(false),
+    )?;
+    let (mut decode, mut convert, mut append) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut n = 0usize;
+    let all = Instant::now();
+    for p in &payloads {
+        let t = Instant::now();
+        let req = scrydb::otlp::decode_protobuf(p, Some(Signal::Spans))?;
+        let t1 = Instant::now();
+        let c = req.convert();
+        let t2 = Instant::now();
+        db.append(c.signal, &c.batch)?;
+        let t3 = Instant::now();
+        n += c.batch.num_rows();
+        decode += t1 - t;
+        convert += t2 - t1;
+        append += t3 - t2;
+    }
+    let total = all.elapsed();
+    db.close()?;
+    println!(
+        "{n} spans in {} requests, {:.0} spans and {:.0} protobuf bytes per request",
+        payloads.len(),
+        n as f64 / payloads.len() as f64,
+        bytes as f64 / payloads.len() as f64
+    );
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / n as f64;
+    println!(
+        "one request at a time: decode {:.0} ns, convert {:.0} ns, append {:.0} ns per span; {:.0} spans/s",
+        per(decode),
+        per(convert),
+        per(append),
+        n as f64 / total.as_secs_f64()
+    );
+    let (stored, secs) = ingest_otlp_file(&dir.join("file"), &file)?;
+    println!(
+        "file through the ingester: {stored} spans, {:.0} spans/s",
+        stored as f64 / secs
+    );
+    Ok(())
+}
+
 /// Runs the harness with the store in `dir` (created if needed; left as it is at the end).
 pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     let rate = 200;
@@ -365,26 +466,15 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         );
     }
 
-    // 2. Ingest through OTLP protobuf (decode + convert + durable append), separate store.
+    // 2. Ingest an OTLP protobuf file (read + decode + convert + durable append, as `scry
+    // ingest` does), into a separate store.
     let otlp_dir = tempfile::tempdir()?;
-    let otlp_db = Db::open(otlp_dir.path(), Options::default())?;
-    let mut otlp_time = Duration::ZERO;
-    let mut otlp_spans = 0u64;
-    for chunk in Workload::new(opts.clone()) {
-        if otlp_spans as usize >= args.spans.min(500_000) {
-            break;
-        }
-        let bytes = chunk.traces.encode_to_vec();
-        let t = Instant::now();
-        let req = scrydb::otlp::decode_protobuf(&bytes, Some(Signal::Spans))?;
-        otlp_spans += otlp_db.ingest_otlp(&req)?.accepted;
-        otlp_time += t.elapsed();
-    }
-    otlp_db.close()?;
+    let (otlp_file, _) = write_otlp_file(otlp_dir.path(), &opts, args.spans.min(1_000_000))?;
+    let (otlp_spans, otlp_secs) = ingest_otlp_file(&otlp_dir.path().join("db"), &otlp_file)?;
     drop(otlp_dir);
-    let otlp_spans_per_s = otlp_spans as f64 / otlp_time.as_secs_f64();
+    let otlp_spans_per_s = otlp_spans as f64 / otlp_secs;
     println!(
-        "ingest (OTLP protobuf, decode + convert + durable append): {otlp_spans_per_s:.0} spans/s over {otlp_spans} spans"
+        "ingest (OTLP protobuf file, read + decode + convert + durable append): {otlp_spans_per_s:.0} spans/s over {otlp_spans} spans"
     );
 
     // 3. Storage.

@@ -348,10 +348,32 @@ impl Db {
     ///
     /// Blocks while the memtable is full and the flush is behind (push back).
     pub fn append(&self, signal: Signal, batch: &RecordBatch) -> Result<()> {
+        match self.start_append(signal, batch)? {
+            Some(pending) => pending.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts an append and returns without waiting for the log write: the caller prepares
+    /// its next batch while this one is written and synced, and learns the outcome from
+    /// [`PendingAppend::wait`], which then means exactly what [`Db::append`] returning
+    /// means. `None` for a batch of no rows (nothing to wait for).
+    ///
+    /// Validation happens here: an invalid batch is an [`Error::InvalidBatch`] now and is
+    /// not started. Appends started from one thread are logged, made visible and
+    /// acknowledged in the order they were started, so a caller holding several may wait
+    /// for them oldest first. Several appends waiting together share one log sync (group
+    /// commit). The rows may become visible to snapshots before `wait` returns; dropping a
+    /// [`PendingAppend`] does not cancel it.
+    pub fn start_append(
+        &self,
+        signal: Signal,
+        batch: &RecordBatch,
+    ) -> Result<Option<PendingAppend<'_>>> {
         self.check_writable()?;
         let batch = validate::normalize(signal, batch)?;
         if batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let frame = wal::format::encode_frame(signal, &batch)?;
         let (reply, rx) = crossbeam_channel::bounded(1);
@@ -363,7 +385,7 @@ impl Db {
                 reply,
             })
             .map_err(|_| self.gone_error())?;
-        rx.recv().unwrap_or_else(|_| Err(self.gone_error()))
+        Ok(Some(PendingAppend { db: self, rx }))
     }
 
     /// How the write path is doing: whether appends are being pushed back (the flush is
@@ -667,7 +689,7 @@ impl Db {
     }
 
     /// The error for a log thread that no longer answers.
-    fn gone_error(&self) -> Error {
+    pub(crate) fn gone_error(&self) -> Error {
         if self.shared.is_poisoned() {
             clone_error(&self.shared.poison_error())
         } else if self.closed.load(Ordering::SeqCst) {
@@ -707,6 +729,28 @@ impl Drop for Db {
         if let Err(e) = self.shutdown() {
             log::error!("closing ScryDB at {}: {e}", self.shared.dir.display());
         }
+    }
+}
+
+/// An append the log thread has but has not yet answered ([`Db::start_append`]).
+#[must_use = "an append's outcome is only known by waiting for it"]
+pub struct PendingAppend<'a> {
+    db: &'a Db,
+    rx: crossbeam_channel::Receiver<Result<()>>,
+}
+
+impl PendingAppend<'_> {
+    /// Waits for the append's outcome: `Ok` once its rows are in the write-ahead log as
+    /// durably as [`crate::Durability`] says and visible, or the error [`Db::append`]
+    /// would have returned.
+    pub fn wait(self) -> Result<()> {
+        self.rx.recv().unwrap_or_else(|_| Err(self.db.gone_error()))
+    }
+}
+
+impl std::fmt::Debug for PendingAppend<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAppend").finish_non_exhaustive()
     }
 }
 
@@ -753,6 +797,36 @@ mod tests {
             ],
         )
         .expect("batch")
+    }
+
+    #[test]
+    fn started_appends_are_answered_in_order_and_validated_up_front() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path(), Options::default()).expect("open");
+        let pending: Vec<PendingAppend<'_>> = (1..=3)
+            .map(|n| {
+                db.start_append(Signal::Spans, &spans(n))
+                    .expect("starts")
+                    .expect("rows to wait for")
+            })
+            .collect();
+        // The rows of all three are stored once each is answered.
+        for p in pending {
+            p.wait().expect("stored");
+        }
+        assert_eq!(db.snapshot().stats(Signal::Spans).memtable_rows, 6);
+        // No rows: nothing to wait for.
+        assert!(
+            db.start_append(Signal::Spans, &spans(1).slice(0, 0))
+                .expect("empty")
+                .is_none()
+        );
+        // An invalid batch is refused when started, and nothing of it is stored.
+        let bad = spans(2).project(&[0, 1, 2]).expect("without span_id");
+        let err = db.start_append(Signal::Spans, &bad).expect_err("refused");
+        assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
+        assert_eq!(db.snapshot().stats(Signal::Spans).memtable_rows, 6);
+        db.close().expect("close");
     }
 
     #[test]

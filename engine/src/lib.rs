@@ -65,7 +65,7 @@ pub use alloc::tune_allocator;
 /// The Arrow version ScryDB's batches are built with.
 pub use arrow;
 pub use compaction::CompactionStats;
-pub use db::{Db, LOCK_FILE, Reader, WriteStats, lock_error};
+pub use db::{Db, LOCK_FILE, PendingAppend, Reader, WriteStats, lock_error};
 pub use error::{Error, Result};
 pub use follow::Refreshed;
 pub use manifest::SegmentMeta;

@@ -53,12 +53,17 @@ struct Cli {
     /// `perf record` (this binary keeps its symbols).
     #[arg(long, requires = "db")]
     lookups_only: Option<usize>,
+    /// Only ingest `--spans` spans as OTLP protobuf into a fresh store (in `--db` or a
+    /// temporary directory) and print each stage's time per span: a loop for `perf record`.
+    #[arg(long, conflicts_with = "lookups_only")]
+    otlp_only: bool,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     scrydb::tune_allocator();
+    scrydb::tune_mimalloc();
     let args = BenchArgs {
         spans: cli.spans,
         seed: cli.seed,
@@ -83,6 +88,15 @@ fn main() -> ExitCode {
             }
         },
     };
+    if cli.otlp_only {
+        return match harness::otlp_only(&dir, cli.spans, cli.seed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(n) = cli.lookups_only {
         return match harness::lookups_only(&dir, n) {
             Ok(()) => ExitCode::SUCCESS,

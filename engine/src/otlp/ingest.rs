@@ -807,6 +807,10 @@ impl<'a> Ingester<'a> {
         self.ingest_requests(requests, source, size)
     }
 
+    /// Converts and counts each request of `requests` and appends the valid records in
+    /// batches of [`IngestOptions::batch_rows`]; an append is started and the next
+    /// requests read and converted while it is written and synced, with at most
+    /// [`APPENDS_IN_FLIGHT`] appends unanswered at once.
     fn ingest_requests<R: BufRead>(
         &mut self,
         mut requests: Requests<R>,
@@ -815,64 +819,79 @@ impl<'a> Ingester<'a> {
     ) -> Result<IngestReport> {
         let mut current = IngestReport::default();
         let mut pending = Pending::default();
+        let mut in_flight = InFlight::default();
         let mut accepted = 0u64;
-        loop {
-            if self.should_stop() {
-                current.stopped = true;
-                self.total.stopped = true;
-                break;
-            }
-            let (position, request) = match requests.next() {
-                None => break,
-                Some(Ok(item)) => item,
-                Some(Err(e)) => {
-                    // Keep what was read before the stream failed.
-                    self.append_all(&mut pending, &mut current)?;
-                    return Err(e);
+        let result = (|| {
+            loop {
+                if self.should_stop() {
+                    current.stopped = true;
+                    self.total.stopped = true;
+                    break;
                 }
-            };
-            let bytes = requests.bytes_read() - current.bytes;
-            current.bytes += bytes;
-            self.total.bytes += bytes;
-            current.requests += 1;
-            self.total.requests += 1;
-            let at = Position {
-                source: source.to_string(),
-                index: position,
-            };
-            match request {
-                Err(e) => {
-                    current.undecodable += 1;
-                    self.total.undecodable += 1;
-                    let p = Problem::Undecodable {
-                        at,
-                        message: e.to_string(),
-                    };
-                    self.problem(&mut current, p);
-                }
-                Ok(request) => {
-                    let c = request.convert();
-                    self.count_request(&mut current, at, c.signal, c.rejected, c.errors);
-                    let rows = c.batch.num_rows();
-                    if rows > 0 {
-                        accepted += rows as u64;
-                        let i = c.signal.index();
-                        pending.batches[i].push(c.batch);
-                        pending.rows[i] += rows;
-                        if pending.rows[i] >= self.opts.batch_rows {
-                            self.append(c.signal, &mut pending, &mut current)?;
+                let (position, request) = match requests.next() {
+                    None => break,
+                    Some(Ok(item)) => item,
+                    Some(Err(e)) => {
+                        self.account_bytes(&mut current, requests.bytes_read());
+                        // Keep what was read before the stream failed.
+                        self.append_all(&mut pending, &mut in_flight, &mut current)?;
+                        self.settle(&mut in_flight, 0, &mut current)?;
+                        return Err(e);
+                    }
+                };
+                self.account_bytes(&mut current, requests.bytes_read());
+                current.requests += 1;
+                self.total.requests += 1;
+                let at = Position {
+                    source: source.to_string(),
+                    index: position,
+                };
+                match request {
+                    Err(e) => {
+                        current.undecodable += 1;
+                        self.total.undecodable += 1;
+                        let p = Problem::Undecodable {
+                            at,
+                            message: e.to_string(),
+                        };
+                        self.problem(&mut current, p);
+                    }
+                    Ok(request) => {
+                        let c = request.convert();
+                        drop(request);
+                        self.count_request(&mut current, at, c.signal, c.rejected, c.errors);
+                        let rows = c.batch.num_rows();
+                        if rows > 0 {
+                            accepted += rows as u64;
+                            let i = c.signal.index();
+                            pending.batches[i].push(c.batch);
+                            pending.rows[i] += rows;
+                            if pending.rows[i] >= self.opts.batch_rows {
+                                self.append(c.signal, &mut pending, &mut in_flight, &mut current)?;
+                            }
                         }
                     }
                 }
+                self.progress(source, size, accepted, &current);
             }
+            self.account_bytes(&mut current, requests.bytes_read());
+            self.append_all(&mut pending, &mut in_flight, &mut current)?;
+            self.settle(&mut in_flight, 0, &mut current)?;
             self.progress(source, size, accepted, &current);
+            Ok(())
+        })();
+        if result.is_err() {
+            // The rows of appends already started are counted if they were stored.
+            let _ = self.settle(&mut in_flight, 0, &mut current);
         }
-        let bytes = requests.bytes_read() - current.bytes;
+        result.map(|()| current)
+    }
+
+    /// Counts the stream bytes read up to `read` (a running total of the source).
+    fn account_bytes(&mut self, current: &mut IngestReport, read: u64) {
+        let bytes = read.saturating_sub(current.bytes);
         current.bytes += bytes;
         self.total.bytes += bytes;
-        self.append_all(&mut pending, &mut current)?;
-        self.progress(source, size, accepted, &current);
-        Ok(current)
     }
 
     fn progress(&mut self, source: &str, size: Option<u64>, accepted: u64, r: &IngestReport) {
@@ -890,33 +909,78 @@ impl<'a> Ingester<'a> {
         }
     }
 
-    /// Appends the pending rows of `signal` as one batch and counts them as stored.
+    /// Starts one append of the pending rows of `signal`; they are counted as stored when
+    /// it is answered ([`Ingester::settle`]), which happens here for the oldest appends once
+    /// more than [`APPENDS_IN_FLIGHT`] are unanswered.
     fn append(
         &mut self,
         signal: Signal,
         pending: &mut Pending,
+        in_flight: &mut InFlight<'a>,
         current: &mut IngestReport,
     ) -> Result<()> {
         let i = signal.index();
-        let batches = std::mem::take(&mut pending.batches[i]);
+        let mut batches = std::mem::take(&mut pending.batches[i]);
         let rows = std::mem::take(&mut pending.rows[i]) as u64;
-        let Some(first) = batches.first() else {
-            return Ok(());
+        let batch = match batches.len() {
+            0 => return Ok(()),
+            1 => batches.pop().expect("one batch"),
+            _ => arrow::compute::concat_batches(&batches[0].schema(), &batches)?,
         };
-        let batch = arrow::compute::concat_batches(&first.schema(), &batches)?;
-        self.db.append(signal, &batch)?;
-        current.stored.add(signal, rows);
-        self.total.stored.add(signal, rows);
-        Ok(())
+        drop(batches);
+        if let Some(p) = self.db.start_append(signal, &batch)? {
+            in_flight.0.push_back((p, signal, rows));
+        }
+        self.settle(in_flight, APPENDS_IN_FLIGHT, current)
     }
 
-    fn append_all(&mut self, pending: &mut Pending, current: &mut IngestReport) -> Result<()> {
+    fn append_all(
+        &mut self,
+        pending: &mut Pending,
+        in_flight: &mut InFlight<'a>,
+        current: &mut IngestReport,
+    ) -> Result<()> {
         for s in Signal::ALL {
-            self.append(s, pending, current)?;
+            self.append(s, pending, in_flight, current)?;
         }
         Ok(())
     }
+
+    /// Waits for the oldest started appends until at most `keep` are unanswered, counting
+    /// the rows of each that succeeded. On an error the appends after it are still waited
+    /// for (and counted if they succeeded) only when `keep` is 0.
+    fn settle(
+        &mut self,
+        in_flight: &mut InFlight<'a>,
+        keep: usize,
+        current: &mut IngestReport,
+    ) -> Result<()> {
+        let mut first_error = None;
+        while in_flight.0.len() > keep {
+            let (p, signal, rows) = in_flight.0.pop_front().expect("more than keep");
+            match p.wait() {
+                Ok(()) => {
+                    current.stored.add(signal, rows);
+                    self.total.stored.add(signal, rows);
+                }
+                Err(e) => {
+                    if keep > 0 {
+                        return Err(e);
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
+
+/// Appends started and not yet answered, oldest first, with their signal and rows.
+#[derive(Default)]
+struct InFlight<'a>(std::collections::VecDeque<(crate::PendingAppend<'a>, Signal, u64)>);
+
+/// Appends that may be unanswered at once while a stream is read.
+const APPENDS_IN_FLIGHT: usize = 1;
 
 #[cfg(test)]
 mod tests {
