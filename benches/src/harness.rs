@@ -131,6 +131,14 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// The peak RSS since the last call (or the start), in MiB, and resets the peak to the
+/// current RSS (Linux's `/proc/self/clear_refs`), so each phase of the run has its own.
+fn phase_peak_rss_mib() -> f64 {
+    let peak = peak_rss_mib();
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    peak
+}
+
 /// Drops the OS page cache (needs root); whether it worked.
 fn drop_page_cache() -> bool {
     sync_filesystems();
@@ -288,30 +296,40 @@ pub fn lookups_only(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::Erro
 type BoxError = Box<dyn std::error::Error>;
 
 /// Writes the trace requests of `opts`'s workload, until `spans` spans, as a file of
-/// length-prefixed OTLP protobuf messages (what `scry ingest` reads) in `dir`; returns its
-/// path and the encoded requests.
-fn write_otlp_file(
-    dir: &Path,
-    opts: &WorkloadOptions,
-    spans: usize,
-) -> Result<(PathBuf, Vec<Vec<u8>>), BoxError> {
-    let mut payloads = Vec::new();
+/// length-prefixed OTLP protobuf messages (what `scry ingest` reads) in `dir`, one request
+/// at a time (the harness holds no more than one); returns its path.
+fn write_otlp_file(dir: &Path, opts: &WorkloadOptions, spans: usize) -> Result<PathBuf, BoxError> {
+    let path = dir.join("traces.pb");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
     let mut n = 0usize;
     for chunk in Workload::new(opts.clone()) {
         if n >= spans {
             break;
         }
-        n += Request::Traces(chunk.traces.clone()).records();
-        payloads.push(chunk.traces.encode_to_vec());
-    }
-    let path = dir.join("traces.pb");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    for p in &payloads {
+        let request = Request::Traces(chunk.traces);
+        n += request.records();
+        let Request::Traces(traces) = request else {
+            unreachable!("built as traces")
+        };
+        let p = traces.encode_to_vec();
         std::io::Write::write_all(&mut out, &u32::try_from(p.len())?.to_be_bytes())?;
-        std::io::Write::write_all(&mut out, p)?;
+        std::io::Write::write_all(&mut out, &p)?;
     }
     std::io::Write::flush(&mut out)?;
-    Ok((path, payloads))
+    Ok(path)
+}
+
+/// The messages of a file [`write_otlp_file`] wrote.
+fn read_otlp_file(path: &Path) -> Result<Vec<Vec<u8>>, BoxError> {
+    let bytes = std::fs::read(path)?;
+    let mut rest = bytes.as_slice();
+    let mut messages = Vec::new();
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        messages.push(tail.get(..len).ok_or("a truncated message")?.to_vec());
+        rest = &tail[len..];
+    }
+    Ok(messages)
 }
 
 /// Ingests the OTLP file `file` into a new store at `db_dir` with the library's ingester
@@ -340,7 +358,8 @@ pub fn otlp_only(dir: &Path, spans: usize, seed: u64) -> Result<(), Box<dyn std:
         ..Default::default()
     };
     std::fs::create_dir_all(dir)?;
-    let (file, payloads) = write_otlp_file(dir, &opts, spans)?;
+    let file = write_otlp_file(dir, &opts, spans)?;
+    let payloads = read_otlp_file(&file)?;
     let bytes: usize = payloads.iter().map(Vec::len).sum();
     let db = Db::open(
         dir.join("per-request"),
@@ -402,7 +421,22 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     );
     println!("store: {}", dir.display());
 
-    // 1. Ingest through the Arrow API (default durability), collecting trace ids to look up.
+    // 1. Ingest an OTLP protobuf file (read + decode + convert + durable append, as `scry
+    // ingest` does), into a separate store, first: the process then holds one store at a
+    // time, and each phase's peak RSS is its own.
+    let otlp_dir = tempfile::tempdir()?;
+    let otlp_file = write_otlp_file(otlp_dir.path(), &opts, args.spans.min(1_000_000))?;
+    let (otlp_spans, otlp_secs) = ingest_otlp_file(&otlp_dir.path().join("db"), &otlp_file)?;
+    drop(otlp_dir);
+    let otlp_spans_per_s = otlp_spans as f64 / otlp_secs;
+    println!(
+        "ingest (OTLP protobuf file, read + decode + convert + durable append): {otlp_spans_per_s:.0} spans/s over {otlp_spans} spans"
+    );
+
+    let mut phase_rss = serde_json::Map::new();
+    phase_rss.insert("otlp_ingest".into(), json!(phase_peak_rss_mib()));
+
+    // 2. Ingest through the Arrow API (default durability), collecting trace ids to look up.
     let db = Db::open(dir, Options::default().compaction(!args.compaction))?;
     let mut append_time = [Duration::ZERO; 3];
     let mut rows = [0u64; 3];
@@ -443,7 +477,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
     let t = Instant::now();
     db.flush()?;
     let flush_secs = t.elapsed().as_secs_f64();
-    let ingest_rss = peak_rss_mib();
+    let ingest_rss = phase_peak_rss_mib();
     let arrow_spans_per_s = rows[0] as f64 / append_time[0].as_secs_f64();
     println!(
         "ingest (Arrow API, durable): {:.0} spans/s; logs {:.0}/s; metric points {:.0}/s; final flush {:.2} s; {chunks} chunks",
@@ -466,17 +500,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         );
     }
 
-    // 2. Ingest an OTLP protobuf file (read + decode + convert + durable append, as `scry
-    // ingest` does), into a separate store.
-    let otlp_dir = tempfile::tempdir()?;
-    let (otlp_file, _) = write_otlp_file(otlp_dir.path(), &opts, args.spans.min(1_000_000))?;
-    let (otlp_spans, otlp_secs) = ingest_otlp_file(&otlp_dir.path().join("db"), &otlp_file)?;
-    drop(otlp_dir);
-    let otlp_spans_per_s = otlp_spans as f64 / otlp_secs;
-    println!(
-        "ingest (OTLP protobuf file, read + decode + convert + durable append): {otlp_spans_per_s:.0} spans/s over {otlp_spans} spans"
-    );
-
+    phase_rss.insert("compaction".into(), json!(phase_peak_rss_mib()));
     // 3. Storage.
     let snap = db.snapshot();
     let mut bytes_per_row = serde_json::Map::new();
@@ -550,6 +574,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         found as f64 / 20.0
     );
 
+    phase_rss.insert("lookups".into(), json!(phase_peak_rss_mib()));
     // 5. Analytics queries.
     let mid = first_time + (last_time - first_time) / 3;
     let w0 = chrono::DateTime::from_timestamp_nanos(mid)
@@ -648,7 +673,19 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         ),
         None => println!("trace lookup, cold: not measured (dropping the page cache needs root)"),
     }
-    let rss = peak_rss_mib();
+    phase_rss.insert("queries".into(), json!(phase_peak_rss_mib()));
+    let rss = phase_rss
+        .values()
+        .filter_map(Value::as_f64)
+        .fold(ingest_rss, f64::max);
+    println!(
+        "peak RSS by phase (MiB): ingest {ingest_rss:.0}, {}",
+        phase_rss
+            .iter()
+            .map(|(k, v)| format!("{k} {:.0}", v.as_f64().unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     // 6. DuckDB and chDB on the same data.
     let peer_input = |dialect: fn(&Query) -> &'static str| -> Value {
@@ -856,6 +893,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> Result<(), Box<dyn std::error::Error
         "rollup_queries_s": rollup_queries.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
         "peak_rss_mib": rss,
         "peak_rss_ingest_mib": ingest_rss,
+        "peak_rss_by_phase_mib": phase_rss,
         "duckdb": duck,
         "chdb": chdb,
         "compaction": compaction,
