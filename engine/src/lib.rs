@@ -49,6 +49,7 @@ mod recovery;
 mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod search;
 pub mod segment;
 mod signal;
 mod snapshot;

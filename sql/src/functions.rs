@@ -1,9 +1,9 @@
-//! ScryDB's SQL functions: `duration_ms`, and the table functions `trace_spans` and
-//! `service_graph`.
+//! ScryDB's SQL functions: `duration_ms`, `matches`, and the table functions `trace_spans`
+//! and `service_graph`.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Column, DFSchema, Result, ScalarValue, plan_err};
@@ -41,6 +41,66 @@ pub fn duration_ms() -> ScalarUDF {
                     return plan_err!("duration_ms takes nanoseconds as BIGINT, not {other:?}");
                 }
             })
+        }),
+    )
+}
+
+/// `matches(text, query)`: whether `text` contains the tokens of `query`, folded to lower
+/// case, consecutively — one token is a term, several a phrase
+/// ([`scrydb_engine::search::tokenize`] defines tokens: `matches(body, 'refused')` is true
+/// for "Connection REFUSED" and false for "refusedly"; `matches(body, '10.0.0.1')` needs
+/// the four numbers in a row). NULL when `text` or `query` is NULL; an error when `query`
+/// has no letters or digits.
+pub fn matches() -> ScalarUDF {
+    create_udf(
+        "matches",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let phrase = |q: &str| {
+                scrydb_engine::search::Phrase::new(q).ok_or_else(|| {
+                    datafusion::error::DataFusionError::Execution(format!(
+                        "matches: the query '{q}' has no letters or digits to search for"
+                    ))
+                })
+            };
+            let n = args
+                .iter()
+                .find_map(|a| match a {
+                    ColumnarValue::Array(a) => Some(a.len()),
+                    ColumnarValue::Scalar(_) => None,
+                })
+                .unwrap_or(1);
+            let text = args[0].clone().into_array(n)?;
+            let text = text.as_string::<i32>();
+            let out: BooleanArray = match &args[1] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(None)) => BooleanArray::new_null(n),
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(q))) => {
+                    let p = phrase(q)?;
+                    text.iter().map(|t| t.map(|t| p.matches(t))).collect()
+                }
+                ColumnarValue::Scalar(other) => {
+                    return plan_err!("matches takes a string query, not {other:?}");
+                }
+                ColumnarValue::Array(queries) => {
+                    let queries = queries.as_string::<i32>();
+                    text.iter()
+                        .zip(queries.iter())
+                        .map(|(t, q)| match (t, q) {
+                            (Some(t), Some(q)) => Ok(Some(phrase(q)?.matches(t))),
+                            _ => Ok(None),
+                        })
+                        .collect::<Result<_>>()?
+                }
+            };
+            Ok(
+                if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+                    ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+                } else {
+                    ColumnarValue::Array(Arc::new(out))
+                },
+            )
         }),
     )
 }

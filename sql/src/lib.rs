@@ -27,6 +27,7 @@
 pub mod functions;
 pub mod ids;
 pub mod rollups;
+pub mod search;
 pub mod table;
 
 use std::sync::{Arc, OnceLock};
@@ -63,6 +64,8 @@ pub enum Error {
     /// or its collected result alone exceeds the limit (stream it with
     /// [`Session::sql_stream`] instead). The session and the database stay usable.
     ResourcesExhausted(String),
+    /// A search query ([`search`]) that does not parse or does not apply to its table.
+    Search(search::SearchError),
 }
 
 impl std::fmt::Display for Error {
@@ -71,6 +74,7 @@ impl std::fmt::Display for Error {
             Error::Engine(e) => write!(f, "{e}"),
             Error::Query(m) => f.write_str(m),
             Error::ResourcesExhausted(m) => write!(f, "query memory limit reached: {m}"),
+            Error::Search(e) => write!(f, "{e}"),
         }
     }
 }
@@ -79,8 +83,15 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Engine(e) => Some(e),
+            Error::Search(e) => Some(e),
             Error::Query(_) | Error::ResourcesExhausted(_) => None,
         }
+    }
+}
+
+impl From<search::SearchError> for Error {
+    fn from(e: search::SearchError) -> Self {
+        Error::Search(e)
     }
 }
 
@@ -95,7 +106,7 @@ impl Error {
     pub fn engine(&self) -> Option<&scrydb_engine::Error> {
         match self {
             Error::Engine(e) => Some(e),
-            Error::Query(_) | Error::ResourcesExhausted(_) => None,
+            Error::Query(_) | Error::ResourcesExhausted(_) | Error::Search(_) => None,
         }
     }
 }
@@ -355,6 +366,7 @@ impl Session {
         )
         .map_err(Error::from)?;
         ctx.register_udf(functions::duration_ms());
+        ctx.register_udf(functions::matches());
         ctx.register_udaf(rollups::exp_histogram_quantile());
         ctx.register_udtf(
             "trace_spans",
@@ -448,6 +460,24 @@ impl Session {
     /// for this. Must not be called from inside an async task (use `sql` there).
     pub fn sql_blocking(&self, query: &str) -> Result<Vec<RecordBatch>, Error> {
         block_on(self.sql(query))
+    }
+
+    /// Runs a search ([`search::SearchRequest::sql`]): the matching rows of its table,
+    /// newest first, at most its limit, with their schema (known when nothing matches).
+    /// A query that does not parse is [`Error::Search`], naming the column.
+    pub async fn search(
+        &self,
+        request: &search::SearchRequest,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+        self.sql_with_schema(&request.sql()?).await
+    }
+
+    /// [`Session::search`] for callers without an async runtime.
+    pub fn search_blocking(
+        &self,
+        request: &search::SearchRequest,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+        block_on(self.search(request))
     }
 
     /// [`Session::sql_with_schema`] for callers without an async runtime.

@@ -19,6 +19,7 @@ mod recovery;
 mod retention;
 mod rollups;
 mod roundtrip;
+mod search;
 mod serve;
 mod sql_limits;
 mod sql_reads;

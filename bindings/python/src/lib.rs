@@ -253,6 +253,43 @@ impl Db {
         table(py, schema, batches)
     }
 
+    /// Searches logs (or spans, `spans=True`) in the search syntax — free terms and
+    /// "phrases" matched by token, `service:checkout`, `severity>=WARN`, `status:error`,
+    /// `duration>500ms`, `@http.route:/cart`, `-term`, `OR`, parentheses (docs/search.md)
+    /// — between `start` (inclusive) and `end` (exclusive), ns since the epoch. Returns the
+    /// newest `limit` matches, every column, as a `pyarrow.Table`. A query that does not
+    /// parse raises `QueryError` naming the column where it went wrong.
+    #[pyo3(signature = (query, *, spans=false, start=None, end=None, limit=100, ids="bytes"))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        query: &str,
+        spans: bool,
+        start: Option<i64>,
+        end: Option<i64>,
+        limit: usize,
+        ids: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        use scrydb::sql::search::{SearchRequest, Target};
+        let hex = hex_ids(ids)?;
+        let db = self.db()?;
+        let target = if spans { Target::Spans } else { Target::Logs };
+        let mut request = SearchRequest::new(query, target);
+        request.from_ns = start;
+        request.to_ns = end;
+        request.limit = limit.max(1);
+        let (schema, batches) = py
+            .detach(|| db.session()?.search_blocking(&request))
+            .map_err(|e| sql_err(&e))?;
+        if hex {
+            let empty = scrydb::sql::ids_as_hex(&RecordBatch::new_empty(schema));
+            let batches = batches.iter().map(scrydb::sql::ids_as_hex).collect();
+            return table(py, empty.schema(), batches);
+        }
+        table(py, schema, batches)
+    }
+
     /// Runs one SQL statement and returns a `pyarrow.RecordBatchReader` that computes its
     /// result batch by batch as it is read (for results larger than memory). The reader
     /// reads the snapshot the statement started on; it does not keep the database open

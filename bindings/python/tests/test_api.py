@@ -278,3 +278,21 @@ def test_tune_allocator_applies_on_glibc_and_lookups_still_answer(db):
     assert db.ingest("spans", spans_table(40)) == 40
     db.flush()
     assert db.sql("SELECT count(*) AS n FROM spans").column("n")[0].as_py() == 40
+
+
+def test_search_finds_terms_newest_first_and_names_bad_queries(db):
+    names = lambda i: ["GET /cart", "POST /checkout", "charge card"][i % 3]  # noqa: E731
+    db.ingest("spans", spans_table(300, name_of=names, status_of=lambda i: "ERROR" if i % 10 == 0 else "OK"))
+    t = db.search("cart -card", spans=True, limit=5, ids="hex")
+    assert t.num_rows == 5
+    assert set(t.column("name").to_pylist()) == {"GET /cart"}
+    times = t.column("time").to_pylist()
+    assert times == sorted(times, reverse=True)
+    # Span 297 is the newest "GET /cart" (297 % 3 == 0).
+    assert t.column("span_id")[0].as_py() == "%016x" % 298
+    errors = db.search("status:error checkout", spans=True, limit=1000)
+    assert errors.num_rows == len([i for i in range(300) if i % 10 == 0 and i % 3 == 1])
+    window = db.search("cart", spans=True, start=BASE, end=BASE + 30_000_000, limit=1000)
+    assert window.num_rows == 10
+    with pytest.raises(scrydb.QueryError, match="column 6: unclosed parenthesis"):
+        db.search("cart (x", spans=True)

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod out;
 mod demo;
 mod ingest;
+mod search;
 mod serve;
 mod sql;
 mod tail;
@@ -116,6 +117,36 @@ enum Command {
     Sql {
         /// The query; omit it for the interactive prompt.
         query: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: sql::OutputFormat,
+    },
+    /// Search logs (or spans with `--spans`) in the syntax people type into Lucene, Kibana
+    /// or Datadog: free terms and "phrases" (matched by token, case-insensitively),
+    /// service:checkout, severity>=WARN, status:error, duration>500ms, @http.route:/cart,
+    /// -term, NOT, OR, parentheses. Newest matches first, at most --limit, with the trace
+    /// id for `scry trace`.
+    Search {
+        /// The query, e.g. 'service:checkout "connection refused" -retry'.
+        query: String,
+        /// Search spans instead of logs.
+        #[arg(long)]
+        spans: bool,
+        /// Only the last this long: 90s, 15m, 1h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// From this time on (RFC 3339 or ns since the epoch).
+        #[arg(long)]
+        from: Option<String>,
+        /// Before this time (RFC 3339 or ns since the epoch).
+        #[arg(long)]
+        to: Option<String>,
+        /// Most matches printed.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the SQL the query compiles to first.
+        #[arg(long)]
+        show_sql: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: sql::OutputFormat,
@@ -396,6 +427,33 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                     }
                 },
             };
+            db.close()?;
+            Ok(ok)
+        }
+        Command::Search {
+            query,
+            spans,
+            since,
+            from,
+            to,
+            limit,
+            show_sql,
+            format,
+        } => {
+            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let ok = search::run(
+                &db,
+                &search::Args {
+                    query,
+                    spans,
+                    since,
+                    from,
+                    to,
+                    limit,
+                    show_sql,
+                    format,
+                },
+            )?;
             db.close()?;
             Ok(ok)
         }

@@ -1,0 +1,309 @@
+//! Search: `matches` and the search syntax over logs and spans, checked against the same
+//! predicates evaluated in Rust over the generated rows (segments and memtable both), and
+//! `scry search` on the command line.
+
+use std::collections::HashSet;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::TimestampNanosecondType;
+use scrydb::otlp::{Request, decode_json};
+use scrydb::search::Phrase;
+use scrydb::sql::search::{SearchRequest, Target};
+use scrydb::{Db, Signal};
+
+use crate::common::{BASE, open};
+
+/// One generated log record.
+struct Log {
+    time: i64,
+    service: &'static str,
+    severity: i32,
+    body: String,
+    trace: String,
+    region: &'static str,
+}
+
+const SERVICES: [&str; 4] = ["checkout", "storage", "frontend", "check-in"];
+
+fn logs(n: usize) -> Vec<Log> {
+    (0..n)
+        .map(|i| {
+            let body = match i % 7 {
+                0 => format!("dial tcp 10.0.0.{}:5432: connection refused", i % 5),
+                1 => format!("write /var/data{}: disk full", i % 3),
+                2 => format!("request req_{i:05} took {} ms", i % 900),
+                3 => format!("Retrying after TIMEOUT (attempt {})", i % 4),
+                4 => format!("user_{} logged in from 10.{}.0.0", i % 50, i % 3),
+                5 => "Verbindung abgelehnt: Zeitüberschreitung".to_string(),
+                _ => format!("full disk check passed ({}% used)", i % 100),
+            };
+            Log {
+                time: BASE + i as i64 * 1_000_000,
+                service: SERVICES[i % 4],
+                severity: [9, 13, 17, 21][(i / 4) % 4],
+                body,
+                trace: format!("{:032x}", i as u128 + 1),
+                region: ["eu-west", "eu-north", "us-east"][i % 3],
+            }
+        })
+        .collect()
+}
+
+fn request(logs: &[Log]) -> Request {
+    let records: Vec<String> = logs
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "timeUnixNano": l.time.to_string(),
+                "severityNumber": l.severity,
+                "body": {"stringValue": l.body},
+                "traceId": l.trace,
+                "attributes": [{"key": "region", "value": {"stringValue": l.region}}],
+            })
+            .to_string()
+        })
+        .collect();
+    let json = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{}"}}}}]}},"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        logs[0].service,
+        records.join(",")
+    );
+    decode_json(json.as_bytes()).expect("valid OTLP/JSON")
+}
+
+/// A store holding `all`: most of it flushed into segments, the rest in the memtable.
+fn store(dir: &std::path::Path, all: &[Log]) -> Db {
+    let db = open(dir);
+    let (flushed, unflushed) = all.split_at(all.len() * 3 / 4);
+    for part in [flushed, unflushed] {
+        for s in SERVICES {
+            let mine: Vec<&Log> = part.iter().filter(|l| l.service == s).collect();
+            for chunk in mine.chunks(97) {
+                let owned: Vec<Log> = chunk
+                    .iter()
+                    .map(|l| Log {
+                        time: l.time,
+                        service: l.service,
+                        severity: l.severity,
+                        body: l.body.clone(),
+                        trace: l.trace.clone(),
+                        region: l.region,
+                    })
+                    .collect();
+                let got = db.ingest_otlp(&request(&owned)).expect("ingest");
+                assert_eq!(got.rejected, 0);
+            }
+        }
+        if part.as_ptr() == flushed.as_ptr() {
+            db.flush().expect("flush");
+        }
+    }
+    db
+}
+
+/// The trace ids (hex) of the rows a search returns, in order.
+fn traces(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let ids = b
+            .column_by_name("trace_id")
+            .expect("trace_id")
+            .as_fixed_size_binary();
+        for i in 0..ids.len() {
+            out.push(ids.value(i).iter().map(|b| format!("{b:02x}")).collect());
+        }
+    }
+    out
+}
+
+fn times(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("time")
+                .expect("time")
+                .as_primitive::<TimestampNanosecondType>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn log_search_matches_the_same_predicates_evaluated_row_by_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = logs(3000);
+    let db = store(dir.path(), &all);
+    let session = db.session().expect("session");
+    fn term(q: &str) -> Phrase {
+        Phrase::new(q).expect("tokens")
+    }
+    type Check = Box<dyn Fn(&Log) -> bool>;
+    let (refused, disk_full, timeout) = (term("refused"), term("disk full"), term("timeout"));
+    let (ip, abgelehnt) = (term("10.0.0.3"), term("ABGELEHNT"));
+    let cases: Vec<(&str, Check)> = vec![
+        ("refused", Box::new(move |l| refused.matches(&l.body))),
+        (
+            "\"disk full\" service:storage",
+            Box::new(move |l| disk_full.matches(&l.body) && l.service == "storage"),
+        ),
+        (
+            "severity>=WARN -timeout",
+            Box::new(move |l| l.severity >= 13 && !timeout.matches(&l.body)),
+        ),
+        ("10.0.0.3", Box::new(move |l| ip.matches(&l.body))),
+        (
+            "abgelehnt OR status:fatal",
+            Box::new(move |l| abgelehnt.matches(&l.body) || l.severity >= 21),
+        ),
+        (
+            "service:check* @region:eu*",
+            Box::new(|l| l.service.starts_with("check") && l.region.starts_with("eu")),
+        ),
+        (
+            "(full OR disk) -\"disk full\" level:error",
+            Box::new(|l| {
+                let (full, disk, both) = (term("full"), term("disk"), term("disk full"));
+                (full.matches(&l.body) || disk.matches(&l.body))
+                    && !both.matches(&l.body)
+                    && (17..=20).contains(&l.severity)
+            }),
+        ),
+        ("nosuchword", Box::new(|_| false)),
+    ];
+    for (query, check) in cases {
+        let mut expected: Vec<&Log> = all.iter().filter(|l| check(l)).collect();
+        expected.sort_by_key(|l| std::cmp::Reverse(l.time));
+        for limit in [5, 100_000] {
+            let mut r = SearchRequest::new(query, Target::Logs);
+            r.limit = limit;
+            let (schema, got) = session.search_blocking(&r).expect(query);
+            assert!(schema.field_with_name("body").is_ok());
+            let want: Vec<String> = expected
+                .iter()
+                .take(limit)
+                .map(|l| l.trace.clone())
+                .collect();
+            assert_eq!(traces(&got), want, "{query}, limit {limit}");
+            let t = times(&got);
+            assert!(t.windows(2).all(|w| w[0] >= w[1]), "{query}: newest first");
+        }
+    }
+    // A time range narrows it: the first second only.
+    let mut r = SearchRequest::new("refused", Target::Logs);
+    r.from_ns = Some(BASE);
+    r.to_ns = Some(BASE + 1_000_000_000);
+    r.limit = 10_000;
+    let (_, got) = session.search_blocking(&r).expect("range");
+    let want: HashSet<String> = all
+        .iter()
+        .filter(|l| l.time < BASE + 1_000_000_000 && l.body.contains("refused"))
+        .map(|l| l.trace.clone())
+        .collect();
+    assert_eq!(traces(&got).into_iter().collect::<HashSet<_>>(), want);
+    assert!(!want.is_empty());
+    // A bad query says where.
+    let err = session
+        .search_blocking(&SearchRequest::new("refused AND (x", Target::Logs))
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .starts_with("search query, column 13: unclosed parenthesis"),
+        "{err}"
+    );
+    // A field the table does not have.
+    let err = session
+        .search_blocking(&SearchRequest::new("duration>5ms", Target::Logs))
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("unknown field `duration` for logs"),
+        "{err}"
+    );
+    db.close().expect("close");
+}
+
+#[test]
+fn span_search_over_names_status_durations_and_attributes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let spans = crate::common::synth(Signal::Spans, 3, 4000, BASE);
+    db.append(Signal::Spans, &spans).expect("append");
+    db.flush().expect("flush");
+    let session = db.session().expect("session");
+    for (query, sql) in [
+        (
+            "status:error duration>=1ms",
+            "status_code = 'ERROR' AND duration_ns >= 1000000",
+        ),
+        (
+            "kind:server -status:ok -@no.such.key:x",
+            "kind = 'SERVER' AND NOT status_code = 'OK'",
+        ),
+        (
+            "@http.route:/api/c*",
+            "(attributes['http.route'] LIKE '/api/c%' OR resource_attributes['http.route'] LIKE '/api/c%')",
+        ),
+    ] {
+        let mut r = SearchRequest::new(query, Target::Spans);
+        r.limit = 1_000_000;
+        let (_, got) = session.search_blocking(&r).expect(query);
+        let want = session
+            .sql_blocking(&format!("SELECT count(*) FROM spans WHERE {sql}"))
+            .expect("count");
+        let want = want[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(crate::common::count(&got) as i64, want, "{query}");
+        assert!(want > 0, "{query} matches some of the generated spans");
+    }
+    db.close().expect("close");
+}
+
+#[test]
+fn scry_search_prints_matches_with_their_trace_ids_and_points_at_bad_queries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = logs(200);
+    store(dir.path(), &all).close().expect("close");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+            .arg("search")
+            .arg("--db")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .expect("scry runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["service:checkout refused", "--limit", "3", "--show-sql"]);
+    assert!(ok, "{err}");
+    let newest: Vec<&Log> = all
+        .iter()
+        .rev()
+        .filter(|l| l.service == "checkout" && l.body.contains("refused"))
+        .take(3)
+        .collect();
+    assert_eq!(newest.len(), 3);
+    for l in &newest {
+        assert!(out.contains(&l.trace), "{out}");
+    }
+    assert!(out.contains("matches(body, 'refused')"), "{out}");
+    assert!(out.contains("(3 rows)"), "{out}");
+    let (ok, _, err) = run(&["refused AND (x"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "error: search query, column 13: unclosed parenthesis\n  refused AND (x\n  {}^",
+            " ".repeat(12)
+        )),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["x", "--since", "soon"]);
+    assert!(!ok);
+    assert!(err.contains("--since `soon` is not a duration"), "{err}");
+}
