@@ -231,6 +231,22 @@ impl RecordBatchReader for QueryReader {
     }
 }
 
+/// A statement's result as a `pyarrow.Table`, with trace and span ids as hex strings when
+/// `hex` (the schema too, so an empty result has the columns' string types).
+fn result_table<'py>(
+    py: Python<'py>,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    hex: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if hex {
+        let empty = scrydb::sql::ids_as_hex(&RecordBatch::new_empty(schema));
+        let batches = batches.iter().map(scrydb::sql::ids_as_hex).collect();
+        return table(py, empty.schema(), batches);
+    }
+    table(py, schema, batches)
+}
+
 #[pymethods]
 impl Db {
     /// Runs one SQL statement and returns its result as a `pyarrow.Table`. Trace and span
@@ -245,12 +261,7 @@ impl Db {
                 session.sql_with_schema_blocking(query)
             })
             .map_err(|e| sql_err(&e))?;
-        if hex {
-            let empty = scrydb::sql::ids_as_hex(&RecordBatch::new_empty(schema));
-            let batches = batches.iter().map(scrydb::sql::ids_as_hex).collect();
-            return table(py, empty.schema(), batches);
-        }
-        table(py, schema, batches)
+        result_table(py, schema, batches, hex)
     }
 
     /// Searches logs (or spans, `spans=True`) in the search syntax — free terms and
@@ -282,12 +293,7 @@ impl Db {
         let (schema, batches) = py
             .detach(|| db.session()?.search_blocking(&request))
             .map_err(|e| sql_err(&e))?;
-        if hex {
-            let empty = scrydb::sql::ids_as_hex(&RecordBatch::new_empty(schema));
-            let batches = batches.iter().map(scrydb::sql::ids_as_hex).collect();
-            return table(py, empty.schema(), batches);
-        }
-        table(py, schema, batches)
+        result_table(py, schema, batches, hex)
     }
 
     /// Runs one SQL statement and returns a `pyarrow.RecordBatchReader` that computes its

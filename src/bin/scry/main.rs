@@ -126,31 +126,7 @@ enum Command {
     /// service:checkout, severity>=WARN, status:error, duration>500ms, @http.route:/cart,
     /// -term, NOT, OR, parentheses. Newest matches first, at most --limit, with the trace
     /// id for `scry trace`.
-    Search {
-        /// The query, e.g. 'service:checkout "connection refused" -retry'.
-        query: String,
-        /// Search spans instead of logs.
-        #[arg(long)]
-        spans: bool,
-        /// Only the last this long: 90s, 15m, 1h, 7d.
-        #[arg(long)]
-        since: Option<String>,
-        /// From this time on (RFC 3339 or ns since the epoch).
-        #[arg(long)]
-        from: Option<String>,
-        /// Before this time (RFC 3339 or ns since the epoch).
-        #[arg(long)]
-        to: Option<String>,
-        /// Most matches printed.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// Print the SQL the query compiles to first.
-        #[arg(long)]
-        show_sql: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: sql::OutputFormat,
-    },
+    Search(search::Args),
     /// Show one trace as a waterfall: spans as a tree with offsets and duration bars,
     /// their logs, and a summary. Found through the trace index, with no time hint.
     Trace {
@@ -430,30 +406,9 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close()?;
             Ok(ok)
         }
-        Command::Search {
-            query,
-            spans,
-            since,
-            from,
-            to,
-            limit,
-            show_sql,
-            format,
-        } => {
+        Command::Search(args) => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
-            let ok = search::run(
-                &db,
-                &search::Args {
-                    query,
-                    spans,
-                    since,
-                    from,
-                    to,
-                    limit,
-                    show_sql,
-                    format,
-                },
-            )?;
+            let ok = search::run(&db, &args)?;
             db.close()?;
             Ok(ok)
         }

@@ -8,14 +8,30 @@ use scrydb::sql::search::{SearchRequest, Target};
 use crate::sql::{Outcome, OutputFormat, run_query};
 
 /// What `scry search` was asked.
+#[derive(clap::Args)]
 pub struct Args {
+    /// The query, e.g. 'service:checkout "connection refused" -retry'.
     pub query: String,
+    /// Search spans instead of logs.
+    #[arg(long)]
     pub spans: bool,
+    /// Only the last this long: 90s, 15m, 1h, 7d.
+    #[arg(long)]
     pub since: Option<String>,
+    /// From this time on (RFC 3339 or ns since the epoch).
+    #[arg(long)]
     pub from: Option<String>,
+    /// Before this time (RFC 3339 or ns since the epoch).
+    #[arg(long)]
     pub to: Option<String>,
+    /// Most matches printed.
+    #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Print the SQL the query compiles to first.
+    #[arg(long)]
     pub show_sql: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
 }
 
