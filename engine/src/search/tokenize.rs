@@ -31,7 +31,7 @@ fn is_token_char(c: char) -> bool {
 }
 
 /// The tokens of `text`, as slices of it (not folded), in order.
-pub fn tokens(text: &str) -> impl Iterator<Item = &str> + '_ {
+pub fn tokens(text: &str) -> impl Iterator<Item = &str> + Clone + '_ {
     text.split(|c: char| !is_token_char(c))
         .filter(|t| !t.is_empty())
 }
@@ -86,22 +86,25 @@ impl Phrase {
 
     /// Whether `text` contains the phrase: its tokens, folded, consecutively.
     pub fn matches(&self, text: &str) -> bool {
-        let n = self.tokens.len();
-        if n == 1 {
+        if self.tokens.len() == 1 {
             return tokens(text).any(|t| token_is(t, &self.tokens[0]));
         }
-        // A window of the last n tokens of the text.
-        let mut window: std::collections::VecDeque<&str> = std::collections::VecDeque::new();
-        for t in tokens(text) {
-            if window.len() == n {
-                window.pop_front();
-            }
-            window.push_back(t);
-            if window.len() == n && window.iter().zip(&self.tokens).all(|(t, q)| token_is(t, q)) {
+        // Try the phrase at each token of the text, without allocating (a scan calls
+        // this once per row).
+        let mut rest = tokens(text);
+        loop {
+            let mut window = rest.clone();
+            if self
+                .tokens
+                .iter()
+                .all(|q| window.next().is_some_and(|t| token_is(t, q)))
+            {
                 return true;
             }
+            if rest.next().is_none() {
+                return false;
+            }
         }
-        false
     }
 }
 
