@@ -434,8 +434,9 @@ impl Db {
         self.snapshot().trace(trace_id, true)
     }
 
-    /// Rebuilds the trace index of every segment (all, or only those whose index is
-    /// missing or damaged when `all` is false), and writes the span rollup of every span
+    /// Rebuilds the trace index of every segment and the term index of every span and log
+    /// segment (all, or only those whose index is missing or damaged when `all` is false),
+    /// and writes the span rollup of every span
     /// segment whose rollup file is missing or damaged (a valid one is always kept: after
     /// thinning or a compaction it counts spans the rows no longer hold); returns how many
     /// files were written.
@@ -469,6 +470,25 @@ impl Db {
                     continue;
                 }
                 crate::index::build_for_segment(&self.shared.fs, &self.shared.dir, &seg)?;
+                self.shared.indexes.forget(seg.id);
+                n += 1;
+            }
+        }
+        for signal in Signal::ALL {
+            if !crate::search::index::indexed(signal) {
+                continue;
+            }
+            for seg in snap.segments(signal, None) {
+                let (fs, dir) = (&self.shared.fs, &self.shared.dir);
+                if !all && !crate::search::index::needs_rebuild(fs.as_ref(), dir, &seg)? {
+                    continue;
+                }
+                crate::search::index::build_for_segment(fs, dir, &seg)?;
+                let path = dir.join(&seg.path);
+                let part = path
+                    .parent()
+                    .expect("segments are in a partition directory");
+                fs.sync_dir(part).map_err(|e| Error::io("fsync", part, e))?;
                 self.shared.indexes.forget(seg.id);
                 n += 1;
             }

@@ -176,15 +176,16 @@ pub fn retain(
     Ok(stats)
 }
 
-/// Bytes a segment takes on disk: its Parquet file, its trace index and (spans) its rollup.
+/// Bytes a segment takes on disk: its Parquet file, its trace index, its term index (spans
+/// and logs) and (spans) its rollup.
 fn segment_bytes(shared: &Shared, s: &SegmentMeta) -> u64 {
     let path = shared.dir.join(&s.path);
-    let [index, rollup, _] = crate::segment::segment_files(&path);
+    let [index, terms, rollup, _] = crate::segment::segment_files(&path);
     let size = |p: &Path| shared.fs.file_size(p).unwrap_or(0);
-    s.size + size(&index) + size(&rollup)
+    s.size + size(&index) + size(&terms) + size(&rollup)
 }
 
-/// Bytes the segments of `m`, their trace indexes and span rollups take on disk (what a
+/// Bytes the segments of `m`, their trace and term indexes and span rollups take on disk (what a
 /// disk budget counts).
 pub fn store_bytes(shared: &Shared, m: &Manifest) -> u64 {
     m.segments.iter().map(|s| segment_bytes(shared, s)).sum()

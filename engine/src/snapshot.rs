@@ -34,6 +34,9 @@ pub struct PartitionStats {
     pub uncompressed_bytes: u64,
     /// Bytes of the segments' trace index files.
     pub index_bytes: u64,
+    /// Bytes of the segments' term index files (`spans` and `logs`,
+    /// [`crate::search::index`]).
+    pub term_index_bytes: u64,
     /// Bytes of the segments' span rollup files (`spans` only, [`crate::rollup`]).
     pub rollup_bytes: u64,
     /// Memory the segments' bloom filters hold while their indexes are open.
@@ -272,6 +275,7 @@ impl Snapshot {
                     bytes: 0,
                     uncompressed_bytes: 0,
                     index_bytes: 0,
+                    term_index_bytes: 0,
                     rollup_bytes: 0,
                     bloom_bytes: 0,
                     min_time: i64::MAX,
@@ -291,8 +295,9 @@ impl Snapshot {
                 p.max_time = p.max_time.max(seg.max_time);
             }
             let path = self.segment_path(seg);
-            let [index, rollup, _] = segment::segment_files(&path);
+            let [index, terms, rollup, _] = segment::segment_files(&path);
             p.index_bytes += self.fs.file_size(&index).unwrap_or(0);
+            p.term_index_bytes += self.fs.file_size(&terms).unwrap_or(0);
             p.rollup_bytes += self.fs.file_size(&rollup).unwrap_or(0);
             if let Some(index) = self.indexes.index(self.fs.as_ref(), &self.dir, seg) {
                 p.bloom_bytes += index.memory() as u64;

@@ -208,6 +208,47 @@ impl Snapshot {
         signal: Signal,
         ids: &[[u8; 16]],
     ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for b in self.read_selected(seg, rows, signal)? {
+            out.extend(filter_ids(signal, &b, ids)?);
+        }
+        Ok(out)
+    }
+
+    /// The rows of segment `seg` a term index allows for `q`
+    /// ([`crate::search::index::TermQuery`]): `None` when `q` narrows nothing or the
+    /// segment has no usable term index (the caller scans it), `Some(empty)` when no row
+    /// can match. The rows are whole blocks: the caller applies its predicate to them.
+    pub fn search_rows(
+        &self,
+        seg: &SegmentMeta,
+        q: &crate::search::index::TermQuery,
+    ) -> Option<RoaringBitmap> {
+        if q.is_all() {
+            return None;
+        }
+        let idx = self.indexes.term_index(self.fs.as_ref(), &self.dir, seg)?;
+        match idx.candidates(q) {
+            Ok(Some(blocks)) => Some(idx.rows_of(&blocks)),
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!(
+                    "term index of segment {} unusable, scanning it instead: {e}",
+                    seg.path
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads only `rows` of segment `seg` of `signal`: the row groups holding them, and
+    /// within those the pages holding them, decoded in the canonical schema.
+    pub fn read_selected(
+        &self,
+        seg: &SegmentMeta,
+        rows: &RoaringBitmap,
+        signal: Signal,
+    ) -> Result<Vec<RecordBatch>> {
         let path = self.dir.join(&seg.path);
         let meta = self.segment_metadata(seg)?;
         let file = self.open_segment(seg)?;
@@ -228,8 +269,7 @@ impl Snapshot {
         let mut out = Vec::new();
         for b in reader {
             let b = b.map_err(|e| Error::corrupted(&path, None, e.to_string()))?;
-            let b = crate::segment::stored::to_canonical(&path, &want, &b)?;
-            out.extend(filter_ids(signal, &b, ids)?);
+            out.push(crate::segment::stored::to_canonical(&path, &want, &b)?);
         }
         Ok(out)
     }

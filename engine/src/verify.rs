@@ -24,6 +24,8 @@ pub enum FileKind {
     TraceIndex,
     /// A span segment's rollups (`.rollup`, [`crate::rollup`]).
     SpanRollup,
+    /// A span or log segment's term index (`.sidx`, [`crate::search::index`]).
+    TermIndex,
     /// A write-ahead log file.
     Wal,
 }
@@ -35,6 +37,7 @@ impl fmt::Display for FileKind {
             FileKind::Segment => "segment",
             FileKind::TraceIndex => "trace index",
             FileKind::SpanRollup => "span rollup",
+            FileKind::TermIndex => "term index",
             FileKind::Wal => "log file",
         })
     }
@@ -174,7 +177,8 @@ fn current_manifest(
     }
 }
 
-/// Every segment of `m` (size and CRC), its trace index and (spans) its rollup.
+/// Every segment of `m` (size and CRC), its trace index, (spans and logs) its term index
+/// and (spans) its rollup.
 pub(crate) fn check_segments(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -204,6 +208,22 @@ pub(crate) fn check_segments(
                 _ => {
                     if let Err(e) = SegmentIndex::open(fs, &idx, signal, seg.rows) {
                         report.damage(FileKind::TraceIndex, Some(signal), &idx, e);
+                    }
+                }
+            }
+            // A missing term index is not damage (stores from before term indexes: searches
+            // scan those segments); a damaged one is, down to its decompressed body.
+            if crate::search::index::indexed(signal) {
+                let terms = crate::search::index::term_index_path(&path);
+                match fs.file_size(&terms) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    _ => {
+                        if let Err(e) =
+                            crate::search::index::TermIndex::open(fs, &terms, signal, seg.rows)
+                                .and_then(|t| t.check())
+                        {
+                            report.damage(FileKind::TermIndex, Some(signal), &terms, e);
+                        }
                     }
                 }
             }

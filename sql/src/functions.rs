@@ -272,7 +272,7 @@ impl TableFunctionImpl for ServiceGraph {
 /// library's [`scrydb_engine::Snapshot::partition_stats`] as a table (columns `signal`,
 /// `partition_start`, `partition_end`, `segments`, `rows`, `bytes`, `uncompressed_bytes`,
 /// `compression_ratio`, `index_bytes`, `bloom_bytes`, `rollup_bytes` (span rollups, the
-/// `span_metrics` table), `min_time`, `max_time`, and for
+/// `span_metrics` table), `term_index_bytes` (search indexes), `min_time`, `max_time`, and for
 /// partitions retention thinned — null elsewhere — `kept_traces`, `kept_errors`,
 /// `kept_slow`, `kept_warn_logs`, `kept_exemplars`: the traces kept and why). Read when the
 /// statement is planned; unflushed rows are not included.
@@ -305,6 +305,7 @@ impl TableFunctionImpl for ScryStats {
             Field::new("index_bytes", DataType::Int64, false),
             Field::new("bloom_bytes", DataType::Int64, false),
             Field::new("rollup_bytes", DataType::Int64, false),
+            Field::new("term_index_bytes", DataType::Int64, false),
             Field::new("min_time", ts(), false),
             Field::new("max_time", ts(), false),
             Field::new("kept_traces", DataType::Int64, true),
@@ -316,7 +317,7 @@ impl TableFunctionImpl for ScryStats {
         let mut signal = StringBuilder::new();
         let time = || TimestampNanosecondBuilder::new().with_timezone("UTC");
         let (mut start, mut end, mut min, mut max) = (time(), time(), time(), time());
-        let mut ints: Vec<Int64Builder> = (0..7).map(|_| Int64Builder::new()).collect();
+        let mut ints: Vec<Int64Builder> = (0..8).map(|_| Int64Builder::new()).collect();
         let mut ratio = Float64Builder::new();
         let mut kept: Vec<Int64Builder> = (0..5).map(|_| Int64Builder::new()).collect();
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -332,6 +333,7 @@ impl TableFunctionImpl for ScryStats {
                 p.index_bytes,
                 p.bloom_bytes,
                 p.rollup_bytes,
+                p.term_index_bytes,
             ]) {
                 b.append_value(i(v));
             }
@@ -346,7 +348,7 @@ impl TableFunctionImpl for ScryStats {
             }
         }
         let mut ints = ints.into_iter().map(|mut b| Arc::new(b.finish()) as _);
-        let mut next = || ints.next().expect("seven integer columns");
+        let mut next = || ints.next().expect("eight integer columns");
         let columns: Vec<datafusion::arrow::array::ArrayRef> = [
             Arc::new(signal.finish()) as datafusion::arrow::array::ArrayRef,
             Arc::new(start.finish()),
@@ -356,6 +358,7 @@ impl TableFunctionImpl for ScryStats {
             next(),
             next(),
             Arc::new(ratio.finish()),
+            next(),
             next(),
             next(),
             next(),

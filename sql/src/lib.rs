@@ -214,6 +214,10 @@ pub struct SessionOptions {
     /// `trace_id = ...` and `trace_id IN (...)` go through the per-segment trace indexes.
     /// Default: `true`.
     pub trace_index: bool,
+    /// `matches(...)` on indexed text columns and `attributes['k'] = 'v'` on `spans` and
+    /// `logs` read only the blocks the per-segment term indexes name
+    /// ([`table::term_query`]). Default: `true`.
+    pub term_index: bool,
     /// `time` predicates prune segments and memtable rows before files are opened.
     /// Default: `true`.
     pub time_pruning: bool,
@@ -233,6 +237,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
             trace_index: true,
+            term_index: true,
             time_pruning: true,
             memory_limit: default_memory_limit(),
             max_expression_depth: 1000,
@@ -354,6 +359,7 @@ impl Session {
             let table = Arc::new(
                 ScryTable::new(reader.clone(), signal)
                     .with_trace_index(options.trace_index)
+                    .with_term_index(options.term_index)
                     .with_time_pruning(options.time_pruning),
             );
             ctx.register_table(signal.name(), table.clone())

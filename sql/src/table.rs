@@ -54,6 +54,7 @@ use datafusion::physical_plan::{
 };
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use scrydb_engine::search::index::{Field, TermQuery};
 use scrydb_engine::segment::file::SegmentFile;
 use scrydb_engine::{Reader, SegmentMeta, Signal, Snapshot, TimeRange, schema};
 
@@ -102,6 +103,7 @@ pub struct ScryTable {
     signal: Signal,
     schema: SchemaRef,
     use_index: bool,
+    term_index: bool,
     time_pruning: bool,
 }
 
@@ -113,6 +115,7 @@ impl ScryTable {
             signal,
             schema: schema::schema(signal),
             use_index: true,
+            term_index: true,
             time_pruning: true,
         }
     }
@@ -129,6 +132,14 @@ impl ScryTable {
     /// (`true`, the default) or reading every segment's pages by statistics alone.
     pub fn with_trace_index(mut self, use_index: bool) -> Self {
         self.use_index = use_index;
+        self
+    }
+
+    /// The same table, with searches (`matches`, `attributes['k'] = 'v'`) reading only the
+    /// blocks the per-segment term indexes name (`true`, the default) or every segment
+    /// (the reference the index is tested against).
+    pub fn with_term_index(mut self, term_index: bool) -> Self {
+        self.term_index = term_index;
         self
     }
 
@@ -279,6 +290,104 @@ pub fn trace_ids(filters: &[Expr]) -> Option<Vec<[u8; 16]>> {
     None
 }
 
+/// The condition on a segment's terms that `filters` (a scan's top-level filters, all of
+/// which hold for every row returned) imply, for the term index of `signal`
+/// ([`scrydb_engine::search::index`]). Understood: `matches(<indexed text column>,
+/// '<query>')` (every token of the query), `<attributes column>['key'] = 'value'` and
+/// `IN ('v1', …)` (the `key=value` terms), and `AND` / `OR` of those; anything else
+/// narrows nothing. The filters are still applied to the rows the index selects.
+pub fn term_query(signal: Signal, filters: &[Expr]) -> TermQuery {
+    TermQuery::and(filters.iter().map(|f| term_condition(signal, f)).collect())
+}
+
+fn term_condition(signal: Signal, e: &Expr) -> TermQuery {
+    fn text(e: &Expr) -> Option<&str> {
+        match e {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)),
+                _,
+            ) => Some(s),
+            _ => None,
+        }
+    }
+    // `<column>['key']` on an indexed attribute column: (field, key).
+    let attribute = |e: &Expr| -> Option<(Field, String)> {
+        let Expr::ScalarFunction(f) = e else {
+            return None;
+        };
+        if f.name() != "get_field" || f.args.len() != 2 {
+            return None;
+        }
+        let Expr::Column(c) = &f.args[0] else {
+            return None;
+        };
+        let field = Field::of_column(signal, &c.name).filter(|f| !f.is_text())?;
+        Some((field, text(&f.args[1])?.to_string()))
+    };
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => TermQuery::and(vec![
+            term_condition(signal, left),
+            term_condition(signal, right),
+        ]),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => TermQuery::or(vec![
+            term_condition(signal, left),
+            term_condition(signal, right),
+        ]),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            let (a, v) = match (attribute(left), text(right)) {
+                (Some(a), Some(v)) => (a, v),
+                _ => match (attribute(right), text(left)) {
+                    (Some(a), Some(v)) => (a, v),
+                    _ => return TermQuery::All,
+                },
+            };
+            TermQuery::attribute(a.0, &a.1, v)
+        }
+        Expr::InList(datafusion::logical_expr::expr::InList {
+            expr,
+            list,
+            negated: false,
+        }) => {
+            let Some((field, key)) = attribute(expr) else {
+                return TermQuery::All;
+            };
+            let values: Option<Vec<&str>> = list.iter().map(text).collect();
+            match values {
+                Some(v) => TermQuery::or(
+                    v.into_iter()
+                        .map(|v| TermQuery::attribute(field, &key, v))
+                        .collect(),
+                ),
+                None => TermQuery::All,
+            }
+        }
+        Expr::ScalarFunction(f) if f.name() == "matches" && f.args.len() == 2 => {
+            let (Expr::Column(c), Some(q)) = (&f.args[0], text(&f.args[1])) else {
+                return TermQuery::All;
+            };
+            match Field::of_column(signal, &c.name) {
+                Some(field) => TermQuery::phrase(field, q),
+                None => TermQuery::All,
+            }
+        }
+        _ => TermQuery::All,
+    }
+}
+
 #[async_trait]
 impl TableProvider for ScryTable {
     fn schema(&self) -> SchemaRef {
@@ -323,8 +432,16 @@ impl TableProvider for ScryTable {
         } else {
             None
         };
+        // Without a trace-id lookup, the term indexes may narrow the rows to read.
+        let terms = match &lookup {
+            None if self.term_index && self.signal != Signal::Metrics => {
+                term_query(self.signal, filters)
+            }
+            _ => TermQuery::All,
+        };
         let mut index_info = IndexInfo {
             ids: lookup.as_ref().map_or(0, Vec::len),
+            terms: terms.terms(),
             ..IndexInfo::default()
         };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -356,7 +473,44 @@ impl TableProvider for ScryTable {
                 let rows = IndexedRows {
                     snapshot: snapshot.clone(),
                     signal: self.signal,
-                    ids: ids.clone(),
+                    ids: Some(ids.clone()),
+                    reads: Arc::new(reads),
+                    next: 0,
+                    pending: std::collections::VecDeque::new(),
+                };
+                let generator: Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> =
+                    Arc::new(parking_lot::RwLock::new(rows));
+                inputs.push(Arc::new(
+                    LazyMemoryExec::try_new(self.schema.clone(), vec![generator])?
+                        .with_projection(projection.cloned()),
+                ));
+            }
+        }
+        // A search reads the blocks the term indexes name the same way, newest segment
+        // first; segments without a usable term index are scanned below.
+        if !terms.is_all() {
+            let mut rest = Vec::new();
+            let mut reads = Vec::new();
+            for seg in segments {
+                match snapshot.search_rows(&seg, &terms) {
+                    Some(rows) if rows.is_empty() => index_info.pruned += 1,
+                    Some(rows) => {
+                        index_info.rows += rows.len();
+                        reads.push((seg, rows));
+                    }
+                    None => {
+                        index_info.unindexed += 1;
+                        rest.push(seg);
+                    }
+                }
+            }
+            segments = rest;
+            reads.sort_by_key(|(seg, _)| std::cmp::Reverse(seg.max_time));
+            if !reads.is_empty() {
+                let rows = IndexedRows {
+                    snapshot: snapshot.clone(),
+                    signal: self.signal,
+                    ids: None,
                     reads: Arc::new(reads),
                     next: 0,
                     pending: std::collections::VecDeque::new(),
@@ -430,13 +584,15 @@ impl TableProvider for ScryTable {
     }
 }
 
-/// The rows of a trace-id lookup that segments' trace indexes named, read segment by
-/// segment through the engine when the plan runs ([`Snapshot::read_rows`]).
+/// The rows of a trace-id lookup that segments' trace indexes named (kept when they hold
+/// one of `ids`), or the blocks of a search that term indexes named (`ids` is `None`: all
+/// kept, the query's filters apply above), read segment by segment through the engine
+/// when the plan runs ([`Snapshot::read_rows`], [`Snapshot::read_selected`]).
 #[derive(Debug)]
 struct IndexedRows {
     snapshot: Arc<Snapshot>,
     signal: Signal,
-    ids: Vec<[u8; 16]>,
+    ids: Option<Vec<[u8; 16]>>,
     /// Each segment to read and the rows its index named.
     reads: Arc<Vec<(Arc<SegmentMeta>, roaring::RoaringBitmap)>>,
     /// The next entry of `reads`.
@@ -447,9 +603,10 @@ struct IndexedRows {
 
 impl fmt::Display for IndexedRows {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let index = if self.ids.is_some() { "trace" } else { "term" };
         write!(
             f,
-            "trace-index rows of {} segment(s), read by the engine",
+            "{index}-index rows of {} segment(s), read by the engine",
             self.reads.len()
         )
     }
@@ -469,10 +626,11 @@ impl LazyBatchGenerator for IndexedRows {
                 return Ok(None);
             };
             self.next += 1;
-            let batches = self
-                .snapshot
-                .read_rows(seg, rows, self.signal, &self.ids)
-                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
+            let batches = match &self.ids {
+                Some(ids) => self.snapshot.read_rows(seg, rows, self.signal, ids),
+                None => self.snapshot.read_selected(seg, rows, self.signal),
+            }
+            .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
             self.pending.extend(batches);
         }
     }
@@ -668,12 +826,14 @@ impl PhysicalExprAdapter for DerivedColumnsAdapter {
     }
 }
 
-/// What the trace index did for a scan.
+/// What the trace or term indexes did for a scan.
 #[derive(Debug, Clone, Default)]
 struct IndexInfo {
     /// Trace ids looked up (0: no lookup).
     ids: usize,
-    /// Segments skipped because their index holds none of the ids.
+    /// Terms of a search's term-index condition (0: none).
+    terms: usize,
+    /// Segments skipped because their index holds none of the ids (or terms).
     pruned: usize,
     /// Rows the indexes selected.
     rows: u64,
@@ -746,6 +906,15 @@ impl DisplayAs for ScryScanExec {
                 f,
                 ", trace_index: ids={} segments_pruned={} rows_selected={}",
                 i.index.ids, i.index.pruned, i.index.rows
+            )?;
+            if i.index.unindexed > 0 {
+                write!(f, " unindexed_segments={}", i.index.unindexed)?;
+            }
+        } else if i.index.terms > 0 {
+            write!(
+                f,
+                ", term_index: terms={} segments_pruned={} rows_selected={}",
+                i.index.terms, i.index.pruned, i.index.rows
             )?;
             if i.index.unindexed > 0 {
                 write!(f, " unindexed_segments={}", i.index.unindexed)?;

@@ -312,6 +312,12 @@ fn answers(db: &Db, id: [u8; 16]) -> Vec<(String, Result<Vec<String>, String>)> 
             .map_err(|e| e.to_string()),
     ));
     out.push((
+        "sql search".into(),
+        db.sql_blocking("SELECT * FROM logs WHERE matches(body, 'handled')")
+            .map(|b| rows(&b))
+            .map_err(|e| e.to_string()),
+    ));
+    out.push((
         "sql trace".into(),
         db.sql_blocking(&format!("SELECT * FROM logs WHERE trace_id = '{hex}'"))
             .map(|b| rows(&b))
@@ -349,6 +355,8 @@ fn damage(path: &Path, op: Op) {
 /// - a segment: open fails naming it, or (flip) reads of its signal fail naming it; the
 ///   other signals answer as before; verify lists it;
 /// - a trace index: every answer is unchanged (lookups scan the segment); verify lists it;
+/// - a term index: every answer is unchanged (searches scan the segment); verify lists it
+///   unless it was deleted (as in a store from before term indexes);
 /// - the manifest or a log file: open fails with an error naming the file, or succeeds
 ///   (a design that quarantines a damaged log); then the signals the file does not hold
 ///   answer as before.
@@ -385,10 +393,17 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
     enum Kind {
         Segment,
         Index,
+        TermIndex,
         Manifest,
         Wal,
     }
-    for kind in [Kind::Segment, Kind::Index, Kind::Manifest, Kind::Wal] {
+    for kind in [
+        Kind::Segment,
+        Kind::Index,
+        Kind::TermIndex,
+        Kind::Manifest,
+        Kind::Wal,
+    ] {
         for op in [Op::Flip, Op::Truncate, Op::Delete, Op::Empty] {
             let case = format!("{kind:?} {op:?}");
             let copy = tempfile::tempdir().expect("tempdir");
@@ -397,6 +412,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
             let target = match kind {
                 Kind::Segment => files_with(&dir.join("spans"), "parquet").remove(0),
                 Kind::Index => files_with(&dir.join("logs"), "tidx").remove(0),
+                Kind::TermIndex => files_with(&dir.join("logs"), "sidx").remove(0),
                 Kind::Manifest => std::fs::read_dir(dir)
                     .expect("dir")
                     .map(|e| e.expect("entry").path())
@@ -412,10 +428,12 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
             };
 
             // verify lists the file (a deleted or shortened log file cannot be told from
-            // one that never held more).
+            // one that never held more; a missing term index is a store from before them).
             let report = scrydb::verify_dir(&scrydb::io::StdFs, dir).expect("verify runs");
             let listed = report.damaged.iter().any(|d| names(&d.error.to_string()));
-            if kind != Kind::Wal || matches!(op, Op::Flip) {
+            let unlisted = (kind == Kind::Wal && !matches!(op, Op::Flip))
+                || (kind == Kind::TermIndex && matches!(op, Op::Delete));
+            if !unlisted {
                 assert!(
                     listed,
                     "{case}: verify does not list it: {:?}",
@@ -426,7 +444,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
             let db = match Db::open(dir, small_opts()) {
                 Err(e) => {
                     assert!(
-                        kind != Kind::Index,
+                        !matches!(kind, Kind::Index | Kind::TermIndex),
                         "{case}: a damaged index must not stop open: {e}"
                     );
                     assert!(
@@ -441,7 +459,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
             for ((q, want), (_, got)) in want.iter().zip(&got) {
                 let damaged_signal = match kind {
                     Kind::Segment | Kind::Wal => q.contains("spans") || q == "trace",
-                    Kind::Index => false,
+                    Kind::Index | Kind::TermIndex => false,
                     Kind::Manifest => true,
                 };
                 match got {
@@ -490,7 +508,7 @@ fn random_flips_never_give_a_wrong_answer_without_an_error() {
         a
     };
     let mut files: Vec<PathBuf> = Vec::new();
-    for ext in ["parquet", "tidx", "wal"] {
+    for ext in ["parquet", "tidx", "sidx", "wal"] {
         files.extend(files_with(template.path(), ext));
     }
     files.extend(

@@ -8,6 +8,8 @@
 //!   as it was. It has no span rollups: they are computed from its rows.
 //! - `tests/fixtures/v2`: trace index format 2 and span rollups (`.rollup`, format 1).
 //! - `tests/fixtures/v3`: segment format 2 (span segments do not store `end_time`).
+//! - `tests/fixtures/v4`: term indexes (`.sidx`, format 1) beside span and log segments.
+//!   Earlier fixtures have none: searches scan them until `scry reindex` writes them.
 //!
 //! Write a new one (only when introducing a new format version, into a new folder) with
 //! `SCRY_WRITE_FIXTURE=v<N> cargo test --test it fixture`.
@@ -76,7 +78,13 @@ fn version_3_fixture_opens_with_every_row() {
     fixture_opens_with_every_row("v3", false);
 }
 
+#[test]
+fn version_4_fixture_opens_with_every_row() {
+    fixture_opens_with_every_row("v4", false);
+}
+
 fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
+    let with_term_indexes = !matches!(version, "v1" | "v2" | "v3");
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&fixture_dir(version).join("db"), dir.path());
     let db = open(dir.path());
@@ -119,14 +127,36 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
         groups(&format!("SELECT span_id FROM spans WHERE {late}"))
     );
 
+    // Searches answer the same before and after the term indexes exist.
+    let search =
+        "SELECT * FROM logs WHERE matches(body, 'handled') OR attributes['thread.id'] = '3'";
+    let before = groups(search);
+    assert!(!before.is_empty());
+
     // Every segment's index is there and usable, and lookups go through it. A store from
-    // before span rollups gets them written by the rebuild.
+    // before span rollups gets them written by the rebuild, one from before term indexes
+    // gets those.
     let span_segments = snap.segments(Signal::Spans, None).len();
+    let searchable = span_segments + snap.segments(Signal::Logs, None).len();
     assert_eq!(
         db.rebuild_indexes(false).expect("reindex"),
-        if without_rollups { span_segments } else { 0 },
+        if without_rollups { span_segments } else { 0 }
+            + if with_term_indexes { 0 } else { searchable },
         "no index to rebuild"
     );
+    for s in [Signal::Spans, Signal::Logs] {
+        for seg in snap.segments(s, None) {
+            assert!(
+                snap.index_cache()
+                    .term_index(&scrydb::io::StdFs, snap.dir(), &seg)
+                    .is_some(),
+                "{} has a usable term index",
+                seg.path
+            );
+        }
+    }
+    let session = scrydb::sql::Session::new(db.reader()).expect("session");
+    assert_eq!(rows(&session.sql_blocking(search).expect("search")), before);
     for s in Signal::ALL {
         for seg in snap.segments(s, None) {
             assert!(

@@ -307,3 +307,251 @@ fn scry_search_prints_matches_with_their_trace_ids_and_points_at_bad_queries() {
     assert!(!ok);
     assert!(err.contains("--since `soon` is not a duration"), "{err}");
 }
+
+/// Random text: words of several scripts, ids, numbers, tokens longer than the index keeps
+/// (sharing their first 64 bytes), joined by assorted separators.
+fn random_text(rng: &mut scrydb_workload::Rng) -> String {
+    const WORDS: &[&str] = &[
+        "alpha",
+        "Beta",
+        "GAMMA",
+        "delta",
+        "Straße",
+        "İstanbul",
+        "naïve",
+        "日本語",
+        "данные",
+        "x_y_z",
+        "0x1f",
+        "404",
+        "blk_42",
+        "retry",
+        "Retry",
+        "full",
+        "disk",
+    ];
+    let long = "k".repeat(70);
+    let n = 1 + rng.below(8) as usize;
+    let mut s = String::new();
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(rng.pick(&[" ", ", ", "-", "/", ":", "=", " — ", "."]));
+        }
+        match rng.below(10) {
+            0 => s.push_str(&format!("{}{}", long, rng.below(3))),
+            1 => s.push_str(&format!("id{}", rng.below(5000))),
+            _ => s.push_str(rng.pick(WORDS)),
+        }
+    }
+    s
+}
+
+/// Sorted `time|body|trace_id` of every row a query returns.
+fn result_rows(session: &scrydb::sql::Session, sql: &str) -> Vec<String> {
+    crate::common::rows(
+        &session
+            .sql_blocking(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}")),
+    )
+}
+
+/// The term index changes what is read, never what is returned: every query gives the
+/// same rows with the index as without it, over realistic log lines (web, HDFS, SSH,
+/// kernel, application), random multi-script text with over-long tokens, span names and
+/// attributes; segments, a compacted segment and the memtable all take part.
+#[test]
+fn term_index_returns_exactly_what_a_scan_returns() {
+    use scrydb::sql::{Session, SessionOptions};
+    use scrydb_workload::Rng;
+    use scrydb_workload::synth::realistic_logs;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(
+        dir.path(),
+        scrydb::Options::default().memtable_size(64 << 20),
+    )
+    .expect("open");
+    let mut rng = Rng::new(11);
+    let mut bodies: Vec<String> = Vec::new();
+    for round in 0..4 {
+        let base = BASE + round * 600_000_000_000;
+        let (mut batch, _) = realistic_logs(&mut rng, 6000, base);
+        if round == 1 {
+            // Random text in place of the bodies of this round.
+            let texts: Vec<String> = (0..batch.num_rows())
+                .map(|_| random_text(&mut rng))
+                .collect();
+            let body = batch.schema().index_of("body").expect("body");
+            let mut cols = batch.columns().to_vec();
+            cols[body] = std::sync::Arc::new(arrow::array::StringArray::from(texts));
+            batch = RecordBatch::try_new(batch.schema(), cols).expect("batch");
+        }
+        let body = batch
+            .column_by_name("body")
+            .expect("body")
+            .as_string::<i32>();
+        bodies.extend(body.iter().flatten().map(str::to_string));
+        db.append(Signal::Logs, &batch).expect("append");
+        db.append(
+            Signal::Spans,
+            &crate::common::synth(Signal::Spans, 50 + round as u64, 3000, base),
+        )
+        .expect("append spans");
+        if round < 3 {
+            db.flush().expect("flush");
+        }
+    }
+    let indexed = Session::new(db.reader()).expect("session");
+    let scanned = Session::with_options(
+        db.reader(),
+        SessionOptions {
+            term_index: false,
+            ..SessionOptions::default()
+        },
+    )
+    .expect("session");
+
+    // Terms and phrases drawn from the rows themselves (common and rare), plus some that
+    // are absent, over-long, or only in the memtable.
+    let mut queries: Vec<String> = Vec::new();
+    for i in 0..40 {
+        let b = &bodies[rng.below(bodies.len() as u64) as usize];
+        let toks: Vec<&str> = scrydb::search::tokens(b).collect();
+        if toks.is_empty() {
+            continue;
+        }
+        let at = rng.below(toks.len() as u64) as usize;
+        let n = if i % 3 == 0 {
+            3.min(toks.len() - at)
+        } else {
+            1
+        };
+        queries.push(toks[at..at + n].join(" "));
+    }
+    queries.extend(
+        [
+            "nosuchtermanywhere",
+            &format!("{}1", "K".repeat(70)),
+            &"k".repeat(64),
+            "connection refused",
+            "no space left",
+            "İSTANBUL",
+            "日本語",
+            "blk_42",
+        ]
+        .map(str::to_string),
+    );
+    let lit = |q: &str| format!("'{}'", q.replace('\'', "''"));
+    let mut conditions: Vec<String> = queries
+        .iter()
+        .map(|q| format!("matches(body, {})", lit(q)))
+        .collect();
+    for w in queries.windows(2).step_by(3) {
+        conditions.push(format!(
+            "(matches(body, {}) OR matches(body, {}))",
+            lit(&w[0]),
+            lit(&w[1])
+        ));
+        conditions.push(format!(
+            "matches(body, {}) AND NOT matches(body, {})",
+            lit(&w[0]),
+            lit(&w[1])
+        ));
+    }
+    conditions.extend(
+        [
+            "attributes['thread.id'] = '7'",
+            "attributes['thread.id'] IN ('1', '63', 'none')",
+            "attributes['code.function'] = 'handle' AND matches(body, 'refused')",
+            "resource_attributes['service.name'] = 'nosuch'",
+            "(attributes['thread.id'] = '3' OR matches(body, 'declined'))",
+            "matches(body, 'ssh2') AND severity_number >= 17",
+        ]
+        .map(str::to_string),
+    );
+    let mut narrowed = 0;
+    for c in &conditions {
+        for range in ["", " AND time >= to_timestamp_nanos(1764029400000000000)"] {
+            let sql = format!("SELECT time, body, trace_id FROM logs WHERE {c}{range}");
+            let got = result_rows(&indexed, &sql);
+            assert_eq!(got, result_rows(&scanned, &sql), "{sql}");
+        }
+        let plan = result_rows(&indexed, &format!("EXPLAIN SELECT * FROM logs WHERE {c}"));
+        let plan = plan.join("\n");
+        if plan.contains("term_index: terms=") {
+            narrowed += 1;
+        }
+    }
+    assert!(
+        narrowed > conditions.len() / 2,
+        "{narrowed} of {}",
+        conditions.len()
+    );
+
+    // Spans: names, status messages and attributes.
+    for c in [
+        "matches(name, 'GET')",
+        "matches(status_message, 'timeout')",
+        "attributes['http.route'] = '/api/cart'",
+        "attributes['http.method'] = 'POST' OR matches(name, 'SELECT')",
+        "resource_attributes['service.name'] = 'checkout'",
+    ] {
+        let sql = format!("SELECT span_id, name FROM spans WHERE {c}");
+        assert_eq!(
+            result_rows(&indexed, &sql),
+            result_rows(&scanned, &sql),
+            "{sql}"
+        );
+    }
+
+    // A rare term reads a few blocks, and a term no segment holds reads none.
+    let plan = result_rows(
+        &indexed,
+        "EXPLAIN SELECT * FROM logs WHERE matches(body, 'nosuchtermanywhere')",
+    )
+    .join("\n");
+    assert!(
+        plan.contains("term_index: terms=1 segments_pruned="),
+        "{plan}"
+    );
+    assert!(plan.contains("rows_selected=0"), "{plan}");
+    assert!(!plan.contains("segments_pruned=0"), "{plan}");
+    let plan = result_rows(
+        &indexed,
+        "EXPLAIN SELECT * FROM logs WHERE matches(body, 'oom') OR matches(body, 'Killed process')",
+    )
+    .join("\n");
+    let selected: u64 = plan
+        .split("rows_selected=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(selected < 18_000 / 2, "{plan}");
+
+    // After a compaction (one merged segment, its index built by the merge) and a rebuild
+    // from the rows, the answers stay the same.
+    db.flush().expect("flush");
+    db.compact().expect("compact");
+    let fresh = Session::new(db.reader()).expect("session");
+    for c in conditions.iter().take(20) {
+        let sql = format!("SELECT time, body, trace_id FROM logs WHERE {c}");
+        assert_eq!(
+            result_rows(&fresh, &sql),
+            result_rows(&scanned, &sql),
+            "{sql}"
+        );
+    }
+    assert!(db.rebuild_indexes(true).expect("reindex") > 0);
+    let rebuilt = Session::new(db.reader()).expect("session");
+    for c in conditions.iter().take(20) {
+        let sql = format!("SELECT time, body, trace_id FROM logs WHERE {c}");
+        assert_eq!(
+            result_rows(&rebuilt, &sql),
+            result_rows(&scanned, &sql),
+            "{sql}"
+        );
+    }
+    assert!(db.verify().expect("verify").is_ok());
+    db.close().expect("close");
+}

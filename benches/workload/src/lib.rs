@@ -7,6 +7,8 @@
 //!   populated (coverage and speed, no realism);
 //! - [`system`]: a twelve-service shop emitting OTLP traces, logs and metrics, with an
 //!   optional injected fault whose ground truth is recorded (the `scry demo` story);
+//! - [`logtext`]: log lines in the style of web, HDFS, SSH, kernel and application logs,
+//!   each with its ground-truth template;
 //! - [`otlp`]: OTLP requests shaped like real instrumentation output, for decode benchmarks.
 //!
 //! It is not part of the storage engine: `scrydb-engine` uses it only in its tests and
@@ -21,6 +23,7 @@
 mod proto;
 mod rng;
 
+pub mod logtext;
 pub mod otlp;
 pub mod synth;
 pub mod system;

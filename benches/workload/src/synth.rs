@@ -236,6 +236,33 @@ pub fn spans(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
 
 /// `n` log records starting at `base_ns`, most linked to a (random) trace and span.
 pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
+    logs_with(rng, n, base_ns, |rng| {
+        format!(
+            "request {} handled in {} ms",
+            rng.below(1_000_000),
+            rng.below(900)
+        )
+    })
+}
+
+/// `n` log records as [`logs`] makes them, with bodies from [`crate::logtext`] (web,
+/// HDFS, SSH, kernel and application lines); also returns each row's template index.
+pub fn realistic_logs(rng: &mut Rng, n: usize, base_ns: i64) -> (RecordBatch, Vec<usize>) {
+    let mut templates = Vec::with_capacity(n);
+    let batch = logs_with(rng, n, base_ns, |rng| {
+        let l = crate::logtext::line(rng);
+        templates.push(l.template);
+        l.text
+    });
+    (batch, templates)
+}
+
+fn logs_with(
+    rng: &mut Rng,
+    n: usize,
+    base_ns: i64,
+    mut make_body: impl FnMut(&mut Rng) -> String,
+) -> RecordBatch {
     let mut time = ts_builder();
     let mut observed = ts_builder();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
@@ -268,11 +295,7 @@ pub fn logs(rng: &mut Rng, n: usize, base_ns: i64) -> RecordBatch {
         };
         sev_num.append_value(num);
         sev_text.append_value(text);
-        body.append_value(format!(
-            "request {} handled in {} ms",
-            rng.below(1_000_000),
-            rng.below(900)
-        ));
+        body.append_value(make_body(rng));
         if rng.chance(0.01) {
             event_name.append_value("app.checkout.completed");
         } else {

@@ -39,6 +39,8 @@ struct Cached {
     rollup: OnceLock<arrow::array::RecordBatch>,
     /// Held while loading `rollup`.
     rollup_loading: Mutex<()>,
+    /// The term index of a span or log segment (or why it is not usable), set once.
+    terms: OnceLock<std::result::Result<Arc<crate::search::index::TermIndex>, String>>,
 }
 
 /// Open segment indexes, shared by every snapshot of a database. An index that cannot be
@@ -79,6 +81,46 @@ impl IndexCache {
                 })
         });
         index.as_ref().ok().cloned()
+    }
+
+    /// The term index of `seg` (opened through `fs` on first use), or `None` when it is
+    /// missing (a store from before term indexes), damaged or could not be read: searches
+    /// then scan the segment. Said once in the log.
+    pub fn term_index(
+        &self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        seg: &SegmentMeta,
+    ) -> Option<Arc<crate::search::index::TermIndex>> {
+        if !crate::search::index::indexed(seg.signal) {
+            return None;
+        }
+        let entry = self.entry(seg.id);
+        let terms = entry.terms.get_or_init(|| {
+            let path = crate::search::index::term_index_path(&dir.join(&seg.path));
+            crate::search::index::TermIndex::open(fs, &path, seg.signal, seg.rows)
+                .map(Arc::new)
+                .map_err(|e| {
+                    match &e {
+                        Error::Io { source, .. }
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            log::info!(
+                                "segment {} has no term index: searches scan it (`scry reindex` \
+                                 builds it)",
+                                seg.path
+                            )
+                        }
+                        _ => log::warn!(
+                            "term index unusable, searches scan segment {} instead: {e} \
+                             (`scry reindex` rebuilds it)",
+                            seg.path
+                        ),
+                    }
+                    e.to_string()
+                })
+        });
+        terms.as_ref().ok().cloned()
     }
 
     /// Checks, once per segment and process, the file of `seg` against the size and CRC-32

@@ -5,6 +5,7 @@
 //! for "Connection refused" and "REFUSED: 3 retries", false for "refusedly" (a different
 //! token). See [`tokenize`] for the rules.
 
+pub mod index;
 pub mod tokenize;
 
 pub use tokenize::{MAX_INDEXED_TOKEN_BYTES, Phrase, fold_token, tokens};

@@ -301,6 +301,8 @@ pub struct SegmentSink {
     tmp: std::path::PathBuf,
     writer: ArrowWriter<ChecksumWriter>,
     index: crate::index::IndexBuilder,
+    /// For spans and logs: the term index ([`crate::search::index`]).
+    terms: Option<crate::search::index::TermIndexBuilder>,
     /// For spans: the rollups of the rows pushed, or those [`SegmentSink::set_rollups`] gave.
     rollups: Option<crate::rollup::Rollups>,
     /// Whether `rollups` was given rather than computed from the rows.
@@ -357,6 +359,8 @@ impl SegmentSink {
             tmp,
             writer,
             index: crate::index::IndexBuilder::new(),
+            terms: crate::search::index::indexed(signal)
+                .then(|| crate::search::index::TermIndexBuilder::new(signal)),
             rollups: (signal == Signal::Spans).then(crate::rollup::Rollups::new),
             rollups_given: false,
             min_time: i64::MAX,
@@ -379,6 +383,9 @@ impl SegmentSink {
             self.max_time = self.max_time.max(t);
         }
         self.index.add(self.signal, batch)?;
+        if let Some(t) = self.terms.as_mut() {
+            t.add(batch)?;
+        }
         if let Some(r) = self.rollups.as_mut().filter(|_| !self.rollups_given) {
             r.add_spans(batch)?;
         }
@@ -410,7 +417,7 @@ impl SegmentSink {
     }
 
     /// Closes the Parquet file, fsyncs it, renames it to its final name, writes the trace
-    /// index the same way and fsyncs the directory; returns the manifest entry. On error,
+    /// index, the term index and the span rollup the same way and fsyncs the directory; returns the manifest entry. On error,
     /// files of the segment may remain under temporary or final names; none is named by a
     /// manifest, so readers never see it and the next open removes it.
     pub fn finish(self) -> Result<SegmentMeta> {
@@ -425,6 +432,7 @@ impl SegmentSink {
             tmp,
             mut writer,
             index,
+            terms,
             rollups,
             rollups_given: _,
             min_time,
@@ -454,7 +462,10 @@ impl SegmentSink {
             .map_err(|e| Error::io("rename", &tmp, e))?;
         // The trace index is durable before the segment can be published.
         index.write(&fs, &path, signal)?;
-        // So is the span rollup.
+        // So are the term index and the span rollup.
+        if let Some(t) = &terms {
+            t.write(&fs, &path)?;
+        }
         if let Some(r) = &rollups {
             crate::rollup::write(&fs, &path, r)?;
         }
