@@ -212,7 +212,10 @@ fn time_queries(session: &Session, w: (&str, &str)) -> Result<Vec<(String, f64)>
 
 /// Runs `script` (in `benches/py`) with the harness's Python, `input` as JSON on stdin; its
 /// JSON output, or `None` (said why) when it could not run.
-fn run_python(script: &str, input: &Value) -> Result<Option<Value>, Box<dyn std::error::Error>> {
+pub(crate) fn run_python(
+    script: &str,
+    input: &Value,
+) -> Result<Option<Value>, Box<dyn std::error::Error>> {
     let Some(py) = python() else {
         println!(
             "{script} skipped: no Python with duckdb (run tests/run.sh once, or set SCRY_PYTHON)"

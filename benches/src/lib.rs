@@ -4,3 +4,4 @@
 //! comes from `scrydb-workload`.
 
 pub mod harness;
+pub mod search_bench;

@@ -65,6 +65,7 @@ pub struct Options {
     pub(crate) compaction_zstd_level: i32,
     pub(crate) row_group_size: usize,
     pub(crate) data_page_row_limit: usize,
+    pub(crate) term_index: bool,
     pub(crate) retention: Option<Duration>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) keep_interesting: Option<Duration>,
@@ -90,6 +91,7 @@ impl Default for Options {
             compaction_zstd_level: 7,
             row_group_size: 32 * 1024,
             data_page_row_limit: 1024,
+            term_index: true,
             retention: None,
             max_bytes: None,
             keep_interesting: None,
@@ -184,6 +186,17 @@ impl Options {
         let mut o = self.clone();
         o.zstd_level = self.compaction_zstd_level;
         o
+    }
+
+    /// Whether span and log segments get a term index (`.sidx`, [`crate::search::index`]):
+    /// searches (`matches`, `attributes['k'] = 'v'`) then read only the blocks holding
+    /// their terms. Without it segments are written faster and searches scan them; `scry
+    /// reindex` can add the indexes later (it builds every missing one).
+    ///
+    /// Default: `true`.
+    pub fn term_index(mut self, on: bool) -> Self {
+        self.term_index = on;
+        self
     }
 
     /// Maximum rows per Parquet row group in a segment.

@@ -189,6 +189,90 @@ impl TableFunctionImpl for TraceSpans {
     }
 }
 
+/// `search(query [, table [, limit [, start [, end]]]])`: the rows of `table` (`'logs'`, the
+/// default, or `'spans'`) matching `query` in the search syntax ([`crate::search`]), newest
+/// first, at most `limit` (default 50), within `[start, end)` when given (timestamps or
+/// strings). The same rows as `Session::search` and `scry search`, as a table usable in
+/// joins; a query that does not parse is a planning error naming its column.
+#[derive(Debug)]
+pub struct SearchFunction {
+    /// The spans table.
+    pub spans: Arc<ScryTable>,
+    /// The logs table.
+    pub logs: Arc<ScryTable>,
+}
+
+impl TableFunctionImpl for SearchFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        use crate::search::{SearchQuery, Target};
+        const USAGE: &str = "search takes (query [, 'logs' | 'spans' [, limit [, start [, end]]]])";
+        let exprs = args.exprs();
+        if exprs.is_empty() || exprs.len() > 5 {
+            return plan_err!("{USAGE}");
+        }
+        let session = args.session();
+        let text = |e: &Expr, what: &str| -> Result<String> {
+            match constant(session, e)? {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => Ok(s),
+                other => plan_err!("search's {what} must be a string, not {other:?}"),
+            }
+        };
+        let query = text(&exprs[0], "query")?;
+        let target = match exprs.get(1) {
+            None => Target::Logs,
+            Some(e) => match text(e, "table")?.as_str() {
+                "logs" => Target::Logs,
+                "spans" => Target::Spans,
+                other => return plan_err!("search's table is 'logs' or 'spans', not '{other}'"),
+            },
+        };
+        let limit = match exprs.get(2).map(|e| constant(session, e)).transpose()? {
+            None => 50,
+            Some(v) => match v.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(n)) if n >= 0 => n as usize,
+                other => return plan_err!("search's limit must be a count, not {other:?}"),
+            },
+        };
+        let start = exprs
+            .get(3)
+            .map(|e| timestamp_arg(session, e, "search's start"))
+            .transpose()?;
+        let end = exprs
+            .get(4)
+            .map(|e| timestamp_arg(session, e, "search's end"))
+            .transpose()?;
+        let predicate = SearchQuery::parse(&query)
+            .and_then(|q| q.to_sql(target))
+            .or_else(|e| plan_err!("{e}\n{}", e.render(&query)))?;
+        let table = match target {
+            Target::Logs => self.logs.clone(),
+            Target::Spans => self.spans.clone(),
+        };
+        let Some(state) = session
+            .as_any()
+            .downcast_ref::<datafusion::execution::session_state::SessionState>()
+        else {
+            return plan_err!("search needs a DataFusion session state");
+        };
+        let schema = DFSchema::try_from_qualified_schema(target.table(), &table.schema())?;
+        let mut filter = state.create_logical_expr(&predicate, &schema)?;
+        if let Some(s) = start {
+            filter = col("time").gt_eq(ts_lit(s)).and(filter);
+        }
+        if let Some(e) = end {
+            filter = col("time").lt(ts_lit(e)).and(filter);
+        }
+        let plan = LogicalPlanBuilder::scan(target.table(), provider_as_source(table), None)?
+            .filter(filter)?
+            .sort(vec![col("time").sort(false, false)])?
+            .limit(0, Some(limit))?
+            .build()?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
 /// `service_graph(start, end)`: calls between services in `[start, end)`, derived from
 /// spans whose parent span is in another service. One row per (caller, callee): `calls`,
 /// `errors` (callee span status ERROR), and `p50_ms` / `p99_ms` of the callee spans'

@@ -387,6 +387,13 @@ impl Session {
             }),
         );
         ctx.register_udtf(
+            "search",
+            Arc::new(functions::SearchFunction {
+                spans: tables[0].clone(),
+                logs: tables[1].clone(),
+            }),
+        );
+        ctx.register_udtf(
             "service_graph",
             Arc::new(functions::ServiceGraph {
                 spans: tables[0].clone(),

@@ -26,6 +26,7 @@ use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfigBuilder, ParquetFileMetrics, ParquetFileReaderFactory, ParquetSource,
 };
@@ -473,7 +474,7 @@ impl TableProvider for ScryTable {
                 let rows = IndexedRows {
                     snapshot: snapshot.clone(),
                     signal: self.signal,
-                    ids: Some(ids.clone()),
+                    ids: ids.clone(),
                     reads: Arc::new(reads),
                     next: 0,
                     pending: std::collections::VecDeque::new(),
@@ -486,48 +487,46 @@ impl TableProvider for ScryTable {
                 ));
             }
         }
-        // A search reads the blocks the term indexes name the same way, newest segment
-        // first; segments without a usable term index are scanned below.
+        // A search reads, through the Parquet scan below, only the blocks the segments'
+        // term indexes name (a row selection per file: the pages holding them); a segment
+        // whose index holds none of the terms is not read at all, one without a usable
+        // index is read whole.
+        let mut selections: HashMap<u64, datafusion::parquet::arrow::arrow_reader::RowSelection> =
+            HashMap::new();
         if !terms.is_all() {
-            let mut rest = Vec::new();
-            let mut reads = Vec::new();
+            let mut kept = Vec::new();
             for seg in segments {
                 match snapshot.search_rows(&seg, &terms) {
                     Some(rows) if rows.is_empty() => index_info.pruned += 1,
                     Some(rows) => {
                         index_info.rows += rows.len();
-                        reads.push((seg, rows));
+                        // A selection of most of the file costs more to apply than it
+                        // saves: such a file is read whole.
+                        if rows.len() * 2 < seg.rows {
+                            selections.insert(
+                                seg.id,
+                                scrydb_engine::trace::row_selection(&rows, seg.rows),
+                            );
+                        }
+                        kept.push(seg);
                     }
                     None => {
                         index_info.unindexed += 1;
-                        rest.push(seg);
+                        kept.push(seg);
                     }
                 }
             }
-            segments = rest;
-            reads.sort_by_key(|(seg, _)| std::cmp::Reverse(seg.max_time));
-            if !reads.is_empty() {
-                let rows = IndexedRows {
-                    snapshot: snapshot.clone(),
-                    signal: self.signal,
-                    ids: None,
-                    reads: Arc::new(reads),
-                    next: 0,
-                    pending: std::collections::VecDeque::new(),
-                };
-                let generator: Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> =
-                    Arc::new(parking_lot::RwLock::new(rows));
-                inputs.push(Arc::new(
-                    LazyMemoryExec::try_new(self.schema.clone(), vec![generator])?
-                        .with_projection(projection.cloned()),
-                ));
-            }
+            segments = kept;
         }
         if !segments.is_empty() {
             let mut factory = SegmentReaderFactory {
                 snapshot: snapshot.clone(),
                 segments: HashMap::new(),
             };
+            // Newest segments first in every group: a `ORDER BY time DESC LIMIT n` (a search)
+            // finds its rows early, and DataFusion's top-k filter then skips the row groups
+            // and files too old to enter it by their statistics.
+            segments.sort_by_key(|seg| std::cmp::Reverse((seg.max_time, seg.id)));
             let groups = MAX_GROUPS.min(segments.len());
             let mut files: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
             for (i, seg) in segments.iter().enumerate() {
@@ -536,7 +535,11 @@ impl TableProvider for ScryTable {
                     .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
                 let location = path.to_string_lossy().trim_start_matches('/').to_string();
                 factory.segments.insert(location.clone(), seg.clone());
-                files[i % groups].push(PartitionedFile::new(location, seg.size));
+                let mut file = PartitionedFile::new(location, seg.size);
+                if let Some(selection) = selections.remove(&seg.id) {
+                    file.extensions.insert(ParquetRowSelection::new(selection));
+                }
+                files[i % groups].push(file);
             }
             files.retain(|g| !g.is_empty());
             if !files.is_empty() {
@@ -584,15 +587,13 @@ impl TableProvider for ScryTable {
     }
 }
 
-/// The rows of a trace-id lookup that segments' trace indexes named (kept when they hold
-/// one of `ids`), or the blocks of a search that term indexes named (`ids` is `None`: all
-/// kept, the query's filters apply above), read segment by segment through the engine
-/// when the plan runs ([`Snapshot::read_rows`], [`Snapshot::read_selected`]).
+/// The rows of a trace-id lookup that segments' trace indexes named, read segment by
+/// segment through the engine when the plan runs ([`Snapshot::read_rows`]).
 #[derive(Debug)]
 struct IndexedRows {
     snapshot: Arc<Snapshot>,
     signal: Signal,
-    ids: Option<Vec<[u8; 16]>>,
+    ids: Vec<[u8; 16]>,
     /// Each segment to read and the rows its index named.
     reads: Arc<Vec<(Arc<SegmentMeta>, roaring::RoaringBitmap)>>,
     /// The next entry of `reads`.
@@ -603,10 +604,9 @@ struct IndexedRows {
 
 impl fmt::Display for IndexedRows {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let index = if self.ids.is_some() { "trace" } else { "term" };
         write!(
             f,
-            "{index}-index rows of {} segment(s), read by the engine",
+            "trace-index rows of {} segment(s), read by the engine",
             self.reads.len()
         )
     }
@@ -626,11 +626,10 @@ impl LazyBatchGenerator for IndexedRows {
                 return Ok(None);
             };
             self.next += 1;
-            let batches = match &self.ids {
-                Some(ids) => self.snapshot.read_rows(seg, rows, self.signal, ids),
-                None => self.snapshot.read_selected(seg, rows, self.signal),
-            }
-            .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
+            let batches = self
+                .snapshot
+                .read_rows(seg, rows, self.signal, &self.ids)
+                .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
             self.pending.extend(batches);
         }
     }

@@ -57,6 +57,15 @@ struct Cli {
     /// temporary directory) and print each stage's time per span: a loop for `perf record`.
     #[arg(long, conflicts_with = "lookups_only")]
     otlp_only: bool,
+    /// Run the search benchmark instead: this many log records with realistic bodies,
+    /// ingested with and without term indexes (in `--db` or a temporary directory), then
+    /// searched with the index, with a scan and on DuckDB (`ILIKE`, and `fts` when
+    /// `duckdb-ext-fts` is installed). `--json` names its results file.
+    #[arg(long, conflicts_with_all = ["lookups_only", "otlp_only"])]
+    search: Option<usize>,
+    /// Runs of each search (p50 and p99 over them).
+    #[arg(long, default_value_t = 20)]
+    search_runs: usize,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +99,22 @@ fn main() -> ExitCode {
     };
     if cli.otlp_only {
         return match harness::otlp_only(&dir, cli.spans, cli.seed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(n) = cli.search {
+        let a = scrydb_benches::search_bench::SearchArgs {
+            logs: n,
+            seed: cli.seed,
+            json: args.json.clone(),
+            duckdb: args.duckdb,
+            runs: cli.search_runs.max(1),
+        };
+        return match scrydb_benches::search_bench::run(&dir, &a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -5,7 +5,7 @@ const BLOOM_BITS_PER_KEY: usize = 10;
 const BLOOM_PROBES: u64 = 7;
 
 /// Two independent 64-bit hashes of an id (ids are usually random, but not always).
-fn hashes(id: &[u8; 16]) -> (u64, u64) {
+pub(crate) fn hashes(id: &[u8; 16]) -> (u64, u64) {
     fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -1,8 +1,11 @@
 //! The term index of a segment (`<id:020>.sidx`, `docs/format.md` section 4c): for every
 //! *term* of a span or log segment — a token of a text column, or an attribute's
 //! `key=value` — the **blocks** of [`BLOCK_ROWS`] consecutive rows (in the segment's sorted
-//! order) that hold it, as a roaring bitmap of block numbers, behind a bloom filter over
-//! the segment's terms.
+//! order) that hold it, behind a bloom filter over the segment's terms. A term found in
+//! several blocks is in a sorted dictionary with a roaring bitmap of its block numbers; a
+//! term found in one block only — most ids and numbers of real logs, and most of an
+//! exact dictionary's bytes — is in that block's own bloom filter instead (about 0.05%
+//! false positives), which keeps the index at a few bytes per row.
 //!
 //! The index answers "which rows may match" and never "which rows match": a reader takes
 //! the candidate blocks and evaluates the query's predicate on their rows, so a phrase, a
@@ -244,17 +247,114 @@ impl TermQuery {
     }
 }
 
+/// A fast hasher for terms (FxHash's multiply-rotate over 8-byte words): building the
+/// index hashes every token of every row, where SipHash's cost shows.
+#[derive(Default, Clone, Copy)]
+struct TermHasher(u64);
+
+impl std::hash::Hasher for TermHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(last) ^ rest.len() as u64).wrapping_mul(K);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A hasher that passes a precomputed 64-bit hash through.
+#[derive(Default, Clone, Copy)]
+struct PassHasher(u64);
+
+impl std::hash::Hasher for PassHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn fx_hash(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = TermHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// The distinct terms of the block being read, collected in a small table (a block has a
+/// few thousand) before they go to the segment's table once each: most tokens of a block
+/// repeat, and the segment's table is too large to stay in cache.
+#[derive(Default)]
+struct BlockTerms {
+    block: u32,
+    /// Hash of a term → its bytes in `arena`.
+    slots: HashMap<u64, (u32, u32), std::hash::BuildHasherDefault<PassHasher>>,
+    arena: Vec<u8>,
+}
+
+impl std::fmt::Debug for BlockTerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockTerms")
+            .field("block", &self.block)
+            .field("terms", &self.slots.len())
+            .finish()
+    }
+}
+
+/// The blocks holding one term, ascending without repeats: the first inline (most terms
+/// of real logs, ids and numbers, are in one block only), the others after it.
+#[derive(Debug, Default)]
+struct Posting {
+    first: u32,
+    more: Vec<u32>,
+}
+
+impl Posting {
+    fn last(&self) -> u32 {
+        self.more.last().copied().unwrap_or(self.first)
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.first).chain(self.more.iter().copied())
+    }
+}
+
 /// Builds a segment's term index from its rows, pushed in segment order.
 #[derive(Debug)]
 pub struct TermIndexBuilder {
     signal: Signal,
     rows: u64,
-    /// Term → its number in `postings`.
-    ids: HashMap<Box<[u8]>, u32>,
-    /// Per term number: the blocks holding it, ascending, without repeats.
-    postings: Vec<Vec<u32>>,
+    /// Hash of a term ([`fx_hash`]) → its number in `postings`.
+    ids: HashMap<u64, u32, std::hash::BuildHasherDefault<PassHasher>>,
+    /// Terms whose hash another term already has → their numbers (rare).
+    collided: HashMap<Box<[u8]>, u32>,
+    /// Every term's bytes, concatenated; term `i` is `terms[spans[i]]`.
+    terms: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    /// Per term number: the blocks holding it.
+    postings: Vec<Posting>,
     /// The term being built.
     scratch: Vec<u8>,
+    /// The current block's distinct terms, not yet in `ids`.
+    local: BlockTerms,
 }
 
 impl TermIndexBuilder {
@@ -263,9 +363,13 @@ impl TermIndexBuilder {
         TermIndexBuilder {
             signal,
             rows: 0,
-            ids: HashMap::new(),
+            ids: HashMap::default(),
+            collided: HashMap::new(),
+            terms: Vec::new(),
+            spans: Vec::new(),
             postings: Vec::new(),
             scratch: Vec::new(),
+            local: BlockTerms::default(),
         }
     }
 
@@ -279,17 +383,80 @@ impl TermIndexBuilder {
         self.postings.len()
     }
 
-    fn note(&mut self, block: u32) {
-        if let Some(&id) = self.ids.get(self.scratch.as_slice()) {
-            let p = &mut self.postings[id as usize];
-            if p.last() != Some(&block) {
-                p.push(block);
-            }
-        } else {
-            let id = u32::try_from(self.postings.len()).expect("fewer than 2^32 terms");
-            self.ids.insert(self.scratch.as_slice().into(), id);
-            self.postings.push(vec![block]);
+    /// Notes the term in `scratch` for `block` (blocks arrive in ascending order).
+    fn see(&mut self, block: u32) {
+        if block != self.local.block {
+            self.flush_block();
+            self.local.block = block;
         }
+        let h = fx_hash(&self.scratch);
+        let collision = match self.local.slots.entry(h) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let (start, len) = *e.get();
+                self.local.arena[start as usize..(start + len) as usize] != self.scratch[..]
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let start = self.local.arena.len() as u32;
+                self.local.arena.extend_from_slice(&self.scratch);
+                e.insert((start, self.scratch.len() as u32));
+                false
+            }
+        };
+        if collision {
+            // Another term with the same hash is in the table: this one goes straight to
+            // the segment's table.
+            self.note(h, block);
+        }
+    }
+
+    /// Moves the current block's terms to the segment's table (keeping `scratch`).
+    fn flush_block(&mut self) {
+        let current = std::mem::take(&mut self.scratch);
+        let mut local = std::mem::take(&mut self.local);
+        for (&h, &(start, len)) in &local.slots {
+            self.scratch.clear();
+            self.scratch
+                .extend_from_slice(&local.arena[start as usize..(start + len) as usize]);
+            self.note(h, local.block);
+        }
+        local.slots.clear();
+        local.arena.clear();
+        self.local = local;
+        self.scratch = current;
+    }
+
+    /// Notes the term in `scratch`, whose hash is `h`, for `block`.
+    fn note(&mut self, h: u64, block: u32) {
+        let id = match self.ids.get(&h) {
+            Some(&id) if self.term(id) == self.scratch.as_slice() => Some(id),
+            Some(_) => self.collided.get(self.scratch.as_slice()).copied(),
+            None => None,
+        };
+        if let Some(id) = id {
+            let p = &mut self.postings[id as usize];
+            if p.last() != block {
+                p.more.push(block);
+            }
+            return;
+        }
+        let id = u32::try_from(self.postings.len()).expect("fewer than 2^32 terms");
+        if let std::collections::hash_map::Entry::Vacant(e) = self.ids.entry(h) {
+            e.insert(id);
+        } else {
+            self.collided.insert(self.scratch.as_slice().into(), id);
+        }
+        let start = self.terms.len();
+        self.terms.extend_from_slice(&self.scratch);
+        self.spans.push((start, self.scratch.len()));
+        self.postings.push(Posting {
+            first: block,
+            more: Vec::new(),
+        });
+    }
+
+    fn term(&self, id: u32) -> &[u8] {
+        let (start, len) = self.spans[id as usize];
+        &self.terms[start..start + len]
     }
 
     /// Adds `batch`, the segment's next rows, in the signal's canonical schema.
@@ -323,7 +490,7 @@ impl TermIndexBuilder {
                     self.scratch.clear();
                     self.scratch.push(field as u8);
                     push_token(&mut self.scratch, t);
-                    self.note(block);
+                    self.see(block);
                 }
             }
         }
@@ -356,53 +523,72 @@ impl TermIndexBuilder {
                     }
                     self.scratch.clear();
                     if push_attribute(&mut self.scratch, field, keys.value(e), values.value(e)) {
-                        self.note(block);
+                        self.see(block);
                     }
                 }
             }
         }
+        self.flush_block();
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
     /// The file's bytes (`docs/format.md` section 4c).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut order: Vec<(&[u8], u32)> = self.ids.iter().map(|(t, &id)| (&**t, id)).collect();
-        order.sort_unstable();
-        let n = order.len();
+        let blocks = usize::try_from(self.rows.div_ceil(u64::from(BLOCK_ROWS)))
+            .map_err(|_| Error::invalid(self.signal, "", None, "too many rows to term-index"))?;
+        // Terms in more than one block go to the dictionary with their postings; the others
+        // (most ids and numbers) only to the bloom filter of their block.
+        let mut head: Vec<(&[u8], &Posting)> = Vec::new();
+        let mut tail: Vec<Vec<&[u8]>> = vec![Vec::new(); blocks];
+        for (id, p) in self.postings.iter().enumerate() {
+            let t = self.term(id as u32);
+            if p.more.is_empty() {
+                tail[p.first as usize].push(t);
+            } else {
+                head.push((t, p));
+            }
+        }
+        head.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let n = self.postings.len();
         let mut bloom = Bloom::with_keys(n);
-        let terms_len: usize = order.iter().map(|(t, _)| t.len()).sum();
-        let mut body = Vec::with_capacity(8 * (n + 1) + terms_len + 16 * n);
-        let mut off: u32 = 0;
-        body.extend_from_slice(&off.to_le_bytes());
-        for (t, _) in &order {
-            bloom.insert(&term_key(t));
-            off = off.checked_add(t.len() as u32).ok_or_else(|| {
-                Error::invalid(self.signal, "", None, "a segment's terms exceed 4 GiB")
-            })?;
-            body.extend_from_slice(&off.to_le_bytes());
+        for id in 0..n {
+            bloom.insert(&term_key(self.term(id as u32)));
         }
-        for (t, _) in &order {
-            body.extend_from_slice(t);
+
+        let mut body = Vec::new();
+        let mut prev: &[u8] = &[];
+        for (t, _) in &head {
+            let shared = prev
+                .iter()
+                .zip(t.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
+            put_varint(&mut body, shared as u64);
+            put_varint(&mut body, (t.len() - shared) as u64);
+            body.extend_from_slice(&t[shared..]);
+            prev = t;
         }
-        let mut postings = Vec::new();
-        let mut offsets = Vec::with_capacity(n + 1);
-        offsets.push(0u32);
-        for (_, id) in &order {
-            let bitmap =
-                RoaringBitmap::from_sorted_iter(self.postings[*id as usize].iter().copied())
-                    .expect("blocks are pushed ascending without repeats");
-            bitmap
-                .serialize_into(&mut postings)
+        let mut bitmap = Vec::new();
+        for (_, p) in &head {
+            bitmap.clear();
+            RoaringBitmap::from_sorted_iter(p.blocks())
+                .expect("blocks are pushed ascending without repeats")
+                .serialize_into(&mut bitmap)
                 .expect("writing to a Vec cannot fail");
-            offsets.push(u32::try_from(postings.len()).map_err(|_| {
-                Error::invalid(self.signal, "", None, "a segment's postings exceed 4 GiB")
-            })?);
+            put_varint(&mut body, bitmap.len() as u64);
+            body.extend_from_slice(&bitmap);
         }
-        for o in offsets {
-            body.extend_from_slice(&o.to_le_bytes());
+        for terms in &tail {
+            let mut filter = BlockBloom::with_keys(terms.len());
+            for t in terms {
+                filter.insert(&term_key(t));
+            }
+            put_varint(&mut body, filter.words.len() as u64);
+            for w in &filter.words {
+                body.extend_from_slice(&w.to_le_bytes());
+            }
         }
-        body.extend_from_slice(&postings);
         let compressed =
             zstd::bulk::compress(&body, 3).map_err(|e| Error::io("compress", "term index", e))?;
         let words = bloom.words();
@@ -415,7 +601,7 @@ impl TermIndexBuilder {
         out.extend_from_slice(&BLOCK_ROWS.to_le_bytes());
         out.extend_from_slice(&(n as u32).to_le_bytes());
         out.extend_from_slice(&(words.len() as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(head.len() as u32).to_le_bytes());
         out.extend_from_slice(&(compressed.len() as u64).to_le_bytes());
         out.extend_from_slice(&(body.len() as u64).to_le_bytes());
         debug_assert_eq!(out.len(), HEADER_LEN);
@@ -460,12 +646,82 @@ pub fn term_key(term: &[u8]) -> [u8; 16] {
     k
 }
 
+/// Appends `v` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a LEB128 varint at `*at`, advancing it; `None` past the end or over 64 bits.
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Bits per term of a block's bloom filter, and its probes (about 0.05% false positives).
+const BLOCK_BLOOM_BITS_PER_KEY: usize = 16;
+const BLOCK_BLOOM_PROBES: u64 = 11;
+
+/// The bloom filter over the terms found in one block only: `16 × terms` bits rounded up
+/// to 64-bit words (none for a block without such terms), 11 probes placed as in the
+/// segment's filter ([`crate::index::bloom`]).
+struct BlockBloom {
+    words: Vec<u64>,
+}
+
+impl BlockBloom {
+    fn with_keys(n: usize) -> Self {
+        BlockBloom {
+            words: vec![0; (n * BLOCK_BLOOM_BITS_PER_KEY).div_ceil(64)],
+        }
+    }
+
+    fn insert(&mut self, key: &[u8; 16]) {
+        let bits = self.words.len() as u64 * 64;
+        let (h1, h2) = crate::index::bloom::hashes(key);
+        for i in 0..BLOCK_BLOOM_PROBES {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
+            self.words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+}
+
+/// Whether the block filter of `words` (little-endian `u64`s) may hold `key`; an empty
+/// filter holds nothing.
+fn block_may_contain(words: &[u8], key: &[u8; 16]) -> bool {
+    let n = words.len() / 8;
+    if n == 0 {
+        return false;
+    }
+    let bits = n as u64 * 64;
+    let (h1, h2) = crate::index::bloom::hashes(key);
+    (0..BLOCK_BLOOM_PROBES).all(|i| {
+        let bit = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
+        let w = (bit / 64) as usize * 8;
+        let word = u64::from_le_bytes(words[w..w + 8].try_into().expect("8 bytes"));
+        word & (1 << (bit % 64)) != 0
+    })
+}
+
 /// An open term index: checked, its bloom filter in memory, its body decompressed on the
 /// first query the bloom filter does not answer.
 pub struct TermIndex {
     path: PathBuf,
     rows: u64,
     terms: usize,
+    /// Terms in the dictionary (in more than one block).
+    head: usize,
     bloom: Bloom,
     /// The zstd frame of the body, until decompressed.
     compressed: bytes::Bytes,
@@ -482,84 +738,84 @@ impl std::fmt::Debug for TermIndex {
     }
 }
 
-/// A decompressed, checked body.
+/// A decompressed, checked body, decoded for lookups.
 struct Body {
-    bytes: Vec<u8>,
-    n: usize,
-    /// Where the terms start.
-    terms_at: usize,
-    /// Where the postings offsets start.
-    postings_offsets_at: usize,
-    /// Where the postings start.
-    postings_at: usize,
+    /// The dictionary's terms, concatenated in order.
+    terms: Vec<u8>,
+    /// `terms` offsets: term `i` is `terms[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<u32>,
+    /// The decompressed body.
+    raw: Vec<u8>,
+    /// Per dictionary term: its roaring bitmap's range in `raw`.
+    postings: Vec<(usize, usize)>,
+    /// Per block: its bloom filter's range in `raw`.
+    blocks: Vec<(usize, usize)>,
 }
 
 impl Body {
-    fn u32_at(&self, o: usize) -> usize {
-        u32::from_le_bytes(self.bytes[o..o + 4].try_into().expect("4 bytes")) as usize
-    }
-
     fn term(&self, i: usize) -> &[u8] {
-        let (a, b) = (self.u32_at(4 * i), self.u32_at(4 * (i + 1)));
-        &self.bytes[self.terms_at + a..self.terms_at + b]
+        &self.terms[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
-    fn postings(&self, i: usize) -> &[u8] {
-        let o = self.postings_offsets_at;
-        let (a, b) = (self.u32_at(o + 4 * i), self.u32_at(o + 4 * (i + 1)));
-        &self.bytes[self.postings_at + a..self.postings_at + b]
-    }
-
-    /// Decodes and checks the layout: offsets ascending and inside their areas, terms
-    /// strictly ascending, the postings ending the body.
-    fn decode(bytes: Vec<u8>, n: usize) -> std::result::Result<Body, String> {
-        let read = |o: usize| -> Option<usize> {
-            bytes
-                .get(o..o + 4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-        };
-        let ascending = |at: usize| -> std::result::Result<usize, String> {
-            let mut last = 0;
-            for i in 0..=n {
-                let v = read(at + 4 * i).ok_or("body shorter than its offsets")?;
-                if v < last || (i == 0 && v != 0) {
-                    return Err("offsets out of order".into());
-                }
-                last = v;
+    /// Decodes and checks the layout: the front-coded terms strictly ascending, each
+    /// length in range, the block filters ending the body.
+    fn decode(raw: Vec<u8>, head: usize, blocks: usize) -> std::result::Result<Body, String> {
+        let mut at = 0;
+        let short = || "body ends early".to_string();
+        let mut terms: Vec<u8> = Vec::new();
+        let mut offsets = Vec::with_capacity(head + 1);
+        offsets.push(0u32);
+        let mut prev = 0..0;
+        for i in 0..head {
+            let shared = get_varint(&raw, &mut at).ok_or_else(short)? as usize;
+            let len = get_varint(&raw, &mut at).ok_or_else(short)? as usize;
+            if shared > prev.len() || (i > 0 && len == 0) {
+                return Err(format!("term {i}: bad prefix length"));
             }
-            Ok(last)
-        };
-        let terms_len = ascending(0)?;
-        let terms_at = 4 * (n + 1);
-        let postings_offsets_at = terms_at
-            .checked_add(terms_len)
-            .ok_or("term area out of range")?;
-        let postings_len = ascending(postings_offsets_at)?;
-        let postings_at = postings_offsets_at + 4 * (n + 1);
-        if postings_at.checked_add(postings_len) != Some(bytes.len()) {
-            return Err(format!(
-                "postings end at {} but the body has {} bytes",
-                postings_at.saturating_add(postings_len),
-                bytes.len()
-            ));
-        }
-        let body = Body {
-            bytes,
-            n,
-            terms_at,
-            postings_offsets_at,
-            postings_at,
-        };
-        for i in 1..n {
-            if body.term(i - 1) >= body.term(i) {
+            let suffix = raw.get(at..at.saturating_add(len)).ok_or_else(short)?;
+            at += len;
+            let start = terms.len();
+            terms.extend_from_within(prev.start..prev.start + shared);
+            terms.extend_from_slice(suffix);
+            if i > 0 && terms[prev.clone()] >= terms[start..] {
                 return Err(format!("terms out of order at term {i}"));
             }
+            prev = start..terms.len();
+            offsets.push(u32::try_from(terms.len()).map_err(|_| "terms exceed 4 GiB")?);
         }
-        Ok(body)
+        let mut postings = Vec::with_capacity(head);
+        for _ in 0..head {
+            let len = get_varint(&raw, &mut at).ok_or_else(short)? as usize;
+            if raw.len() - at < len {
+                return Err(short());
+            }
+            postings.push((at, at + len));
+            at += len;
+        }
+        let mut filters = Vec::with_capacity(blocks);
+        for _ in 0..blocks {
+            let words = get_varint(&raw, &mut at).ok_or_else(short)? as usize;
+            let len = words.checked_mul(8).ok_or_else(short)?;
+            if raw.len() - at < len {
+                return Err(short());
+            }
+            filters.push((at, at + len));
+            at += len;
+        }
+        if at != raw.len() {
+            return Err(format!("{} bytes after the block filters", raw.len() - at));
+        }
+        Ok(Body {
+            terms,
+            offsets,
+            raw,
+            postings,
+            blocks: filters,
+        })
     }
 
     fn find(&self, term: &[u8]) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.n);
+        let (mut lo, mut hi) = (0, self.postings.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
             match self.term(mid).cmp(term) {
@@ -620,6 +876,7 @@ impl TermIndex {
         }
         let terms = u32_at(28) as usize;
         let words = u32_at(32) as usize;
+        let head = u32_at(36) as usize;
         let compressed_len = u64_at(40);
         let raw_len = u64_at(48);
         if words == 0 {
@@ -633,15 +890,20 @@ impl TermIndex {
                 data.len()
             )));
         }
-        // The smallest body: the two offset arrays of `terms + 1` entries.
-        if raw_len < 8 * (terms as u64 + 1) || raw_len > (1 << 32) {
-            return Err(bad(format!("body of {raw_len} bytes for {terms} terms")));
+        // Each dictionary term takes at least 3 bytes, each block 1.
+        let blocks = rows.div_ceil(u64::from(BLOCK_ROWS));
+        if head > terms || raw_len < 3 * head as u64 + blocks || raw_len > (1 << 32) {
+            return Err(bad(format!(
+                "body of {raw_len} bytes for {head} of {terms} terms in the dictionary and \
+                 {blocks} blocks"
+            )));
         }
         let bloom = Bloom::from_words((0..words).map(|i| u64_at(HEADER_LEN + 8 * i)).collect());
         Ok(TermIndex {
             path: path.to_path_buf(),
             rows,
             terms,
+            head,
             bloom,
             compressed: bytes.slice(body_at..data.len()),
             raw_len: raw_len as usize,
@@ -657,7 +919,13 @@ impl TermIndex {
     /// Bytes held in memory (bloom filter, compressed body, and the body once decompressed).
     pub fn memory(&self) -> usize {
         let body = match self.body.get() {
-            Some(Ok(b)) => b.bytes.len(),
+            Some(Ok(b)) => {
+                b.raw.len()
+                    + b.terms.len()
+                    + 4 * b.offsets.len()
+                    + 16 * b.postings.len()
+                    + 16 * b.blocks.len()
+            }
             _ => 0,
         };
         self.bloom.size() + self.compressed.len() + body
@@ -675,7 +943,8 @@ impl TermIndex {
                         self.raw_len
                     ));
                 }
-                Body::decode(raw, self.terms)
+                let blocks = self.rows.div_ceil(u64::from(BLOCK_ROWS)) as usize;
+                Body::decode(raw, self.head, blocks)
             })
             .as_ref()
             .map_err(|e| format!("{}: term index: {e}", self.path.display()))
@@ -697,12 +966,21 @@ impl TermIndex {
             return Ok(None);
         }
         let body = self.body()?;
-        let Some(i) = body.find(term) else {
-            return Ok(None);
-        };
-        RoaringBitmap::deserialize_from(body.postings(i))
-            .map(Some)
-            .map_err(|e| format!("{}: term index: bad postings: {e}", self.path.display()))
+        if let Some(i) = body.find(term) {
+            let (a, b) = body.postings[i];
+            return RoaringBitmap::deserialize_from(&body.raw[a..b])
+                .map(Some)
+                .map_err(|e| format!("{}: term index: bad postings: {e}", self.path.display()));
+        }
+        // Not in the dictionary: in one block at most, if any filter holds it.
+        let key = term_key(term);
+        let mut found = RoaringBitmap::new();
+        for (i, &(a, b)) in body.blocks.iter().enumerate() {
+            if block_may_contain(&body.raw[a..b], &key) {
+                found.insert(i as u32);
+            }
+        }
+        Ok((!found.is_empty()).then_some(found))
     }
 
     /// The blocks `q` selects: `Ok(None)` for every block ([`TermQuery::All`]).
@@ -807,6 +1085,133 @@ mod tests {
         assert_eq!(t.len(), 1 + 64);
         assert!(std::str::from_utf8(&t[1..]).is_ok());
         assert_eq!(token_term(Field::Name, "İ"), "\x02i\u{307}".as_bytes());
+    }
+
+    /// A log batch with `bodies` and one attribute `k` = the row number modulo 3.
+    fn logs(bodies: &[String]) -> RecordBatch {
+        use arrow::array::{ArrayRef, MapBuilder, StringBuilder};
+        let schema = crate::schema::schema(Signal::Logs);
+        let mut attrs = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for i in 0..bodies.len() {
+            attrs.keys().append_value("k");
+            attrs.values().append_value((i % 3).to_string());
+            attrs.append(true).expect("map");
+        }
+        let body: ArrayRef = std::sync::Arc::new(arrow::array::StringArray::from(bodies.to_vec()));
+        let attrs: ArrayRef = std::sync::Arc::new(attrs.finish());
+        let cols = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "body" => body.clone(),
+                "attributes" => attrs.clone(),
+                _ => arrow::array::new_null_array(f.data_type(), bodies.len()),
+            })
+            .collect();
+        RecordBatch::try_new_with_options(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_nullable(true))
+                    .collect::<Vec<_>>(),
+            )),
+            cols,
+            &Default::default(),
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn dictionary_terms_block_filter_terms_and_absent_terms_are_found_exactly_or_not_at_all() {
+        // 3000 rows = blocks 0, 1, 2: "common" everywhere, "id<i>" once each, "second"
+        // in block 1 only (many times), "edge" in the first and last row.
+        let bodies: Vec<String> = (0..3000)
+            .map(|i| {
+                let mut b = format!("common id{i}");
+                if (1024..2048).contains(&i) {
+                    b.push_str(" second");
+                }
+                if i == 0 || i == 2999 {
+                    b.push_str(" EDGE");
+                }
+                b
+            })
+            .collect();
+        let mut builder = TermIndexBuilder::new(Signal::Logs);
+        builder.add(&logs(&bodies[..1500])).expect("add");
+        builder.add(&logs(&bodies[1500..])).expect("add");
+        let bytes = builder.encode().expect("encode");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.sidx");
+        std::fs::write(&path, &bytes).expect("write");
+        let fs = crate::io::StdFs;
+        let idx = TermIndex::open(&fs, &path, Signal::Logs, 3000).expect("open");
+        idx.check().expect("body checks");
+        let blocks = |t: &str| -> Vec<u32> {
+            idx.blocks(&token_term(Field::Body, t))
+                .expect("readable")
+                .map(|b| b.iter().collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(blocks("common"), [0, 1, 2]);
+        assert_eq!(blocks("edge"), [0, 2]);
+        assert_eq!(blocks("second"), [1]);
+        for i in (0..3000).step_by(97) {
+            assert!(blocks(&format!("ID{i}")).contains(&(i / 1024)), "id{i}");
+        }
+        assert_eq!(blocks("nothere"), Vec::<u32>::new());
+        let kv = attribute_term(Field::Attributes, "k", "2").expect("short");
+        assert_eq!(idx.blocks(&kv).expect("readable").map(|b| b.len()), Some(3));
+        let q = TermQuery::and(vec![
+            TermQuery::phrase(Field::Body, "common second"),
+            TermQuery::or(vec![
+                TermQuery::phrase(Field::Body, "id1500"),
+                TermQuery::phrase(Field::Body, "edge"),
+            ]),
+        ]);
+        let c = idx.candidates(&q).expect("readable").expect("narrowed");
+        assert_eq!(c.iter().collect::<Vec<_>>(), [1]);
+        assert_eq!(idx.rows_of(&c).len(), 1024);
+        let last = RoaringBitmap::from_iter([2u32]);
+        assert_eq!(idx.rows_of(&last).len(), 3000 - 2048);
+
+        // Another segment's row count, signal, or any flipped byte is refused.
+        assert!(TermIndex::open(&fs, &path, Signal::Logs, 2999).is_err());
+        assert!(TermIndex::open(&fs, &path, Signal::Spans, 3000).is_err());
+        for at in [0, 12, 40, bytes.len() / 2, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).expect("write");
+            assert!(
+                TermIndex::open(&fs, &path, Signal::Logs, 3000).is_err(),
+                "flip at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn terms_with_equal_hashes_keep_their_own_blocks() {
+        let mut b = TermIndexBuilder::new(Signal::Logs);
+        for (term, block) in [("\x01aa", 0), ("\x01bb", 0), ("\x01aa", 1), ("\x01bb", 2)] {
+            b.scratch.clear();
+            b.scratch.extend_from_slice(term.as_bytes());
+            b.note(7, block);
+        }
+        b.rows = 3 * u64::from(BLOCK_ROWS);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.sidx");
+        std::fs::write(&path, b.encode().expect("encode")).expect("write");
+        let idx = TermIndex::open(&crate::io::StdFs, &path, Signal::Logs, b.rows).expect("open");
+        let blocks = |t: &str| -> Vec<u32> {
+            idx.blocks(t.as_bytes())
+                .expect("ok")
+                .expect("found")
+                .iter()
+                .collect()
+        };
+        assert_eq!(blocks("\x01aa"), [0, 1]);
+        assert_eq!(blocks("\x01bb"), [0, 2]);
     }
 
     #[test]

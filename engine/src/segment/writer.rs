@@ -359,7 +359,7 @@ impl SegmentSink {
             tmp,
             writer,
             index: crate::index::IndexBuilder::new(),
-            terms: crate::search::index::indexed(signal)
+            terms: (opts.term_index && crate::search::index::indexed(signal))
                 .then(|| crate::search::index::TermIndexBuilder::new(signal)),
             rollups: (signal == Signal::Spans).then(crate::rollup::Rollups::new),
             rollups_given: false,

@@ -884,8 +884,17 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let parts = db.snapshot().partition_stats();
     writeln!(
         out,
-        "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9} {:>6} {:>10} {:>9}  time range",
-        "signal", "partition", "segs", "rows", "bytes", "bytes/row", "ratio", "index", "bloom"
+        "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9} {:>6} {:>10} {:>9} {:>10}  time range",
+        "signal",
+        "partition",
+        "segs",
+        "rows",
+        "bytes",
+        "bytes/row",
+        "ratio",
+        "index",
+        "bloom",
+        "terms"
     )?;
     let when = |ns: i64| {
         chrono::DateTime::from_timestamp_nanos(ns)
@@ -895,7 +904,7 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     for p in &parts {
         writeln!(
             out,
-            "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9.1} {:>6.1} {:>10} {:>9}  {} .. {}",
+            "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9.1} {:>6.1} {:>10} {:>9} {:>10}  {} .. {}",
             p.signal.name(),
             scrydb::partition::partition_dir_name(p.partition_start),
             p.segments,
@@ -905,6 +914,7 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             p.uncompressed_bytes as f64 / p.bytes.max(1) as f64,
             p.index_bytes,
             p.bloom_bytes,
+            p.term_index_bytes,
             when(p.min_time),
             when(p.max_time)
         )?;
