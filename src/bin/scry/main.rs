@@ -421,7 +421,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Reindex { all } => {
             let db = Db::open(&db_dir, Options::default())?;
             let n = db.rebuild_indexes(all)?;
-            say!("{n} trace index(es) and span rollup(s) rebuilt");
+            say!("{n} index file(s) rebuilt (trace indexes, term indexes, span rollups)");
             db.close().map(|()| true)
         }
         Command::Serve {
