@@ -173,7 +173,8 @@ fn hex(id: &[u8]) -> String {
     scrydb::sql::ids::hex(id)
 }
 
-fn files_size(dir: &Path, ext: &str) -> u64 {
+/// Bytes of the files named `*.<ext>` under `dir`, recursively.
+pub(crate) fn files_size(dir: &Path, ext: &str) -> u64 {
     let mut total = 0;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -119,19 +119,6 @@ fn ingest(dir: &Path, batches: &[RecordBatch], term_index: bool) -> Result<f64, 
     Ok(secs)
 }
 
-fn files_size(dir: &Path, ext: &str) -> u64 {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            total += files_size(&p, ext);
-        } else if p.extension().is_some_and(|x| x == ext) {
-            total += e.metadata().map_or(0, |m| m.len());
-        }
-    }
-    total
-}
-
 fn timed(session: &Session, sql: &str, runs: usize) -> Result<(Vec<f64>, usize), String> {
     let mut ms = Vec::with_capacity(runs);
     let mut rows = 0;
@@ -221,8 +208,8 @@ pub fn run(dir: &Path, a: &SearchArgs) -> Result<(), Box<dyn std::error::Error>>
     let indexed_secs = ingest(&indexed_dir, &batches, true)?;
     drop(batches);
     let rate = |s: f64| a.logs as f64 / s;
-    let parquet = files_size(&indexed_dir.join("logs"), "parquet");
-    let sidx = files_size(&indexed_dir.join("logs"), "sidx");
+    let parquet = crate::harness::files_size(&indexed_dir.join("logs"), "parquet");
+    let sidx = crate::harness::files_size(&indexed_dir.join("logs"), "sidx");
     println!(
         "ingest (append + flush, {} records): without term index {:.0} records/s, with {:.0} \
          records/s ({:+.1}%)",

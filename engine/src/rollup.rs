@@ -20,7 +20,6 @@
 //! counts only the spans thinning kept (the file itself is rewritten by `scry reindex`).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -709,15 +708,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<RecordBatch> {
 /// rename; the caller fsyncs the directory); returns its size.
 pub fn write(fs: &Arc<dyn FileSystem>, segment_path: &Path, rollups: &Rollups) -> Result<u64> {
     let bytes = encode(&rollups.to_batch())?;
-    let path = rollup_path(segment_path);
-    let tmp = path.with_extension("rollup.tmp");
-    let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(&bytes)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
-    drop(f);
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
+    crate::io::write_durably(fs.as_ref(), &rollup_path(segment_path), &bytes)?;
     Ok(bytes.len() as u64)
 }
 

@@ -232,10 +232,13 @@ impl Snapshot {
             Ok(Some(blocks)) => Some(idx.rows_of(&blocks)),
             Ok(None) => None,
             Err(e) => {
-                log::warn!(
-                    "term index of segment {} unusable, scanning it instead: {e}",
-                    seg.path
-                );
+                if idx.first_report() {
+                    log::warn!(
+                        "term index of segment {} unusable, searches scan it instead: {e} \
+                         (`scry reindex` rebuilds it)",
+                        seg.path
+                    );
+                }
                 None
             }
         }

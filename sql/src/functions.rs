@@ -231,8 +231,12 @@ impl TableFunctionImpl for SearchFunction {
         let limit = match exprs.get(2).map(|e| constant(session, e)).transpose()? {
             None => 50,
             Some(v) => match v.cast_to(&DataType::Int64)? {
-                ScalarValue::Int64(Some(n)) if n >= 0 => n as usize,
-                other => return plan_err!("search's limit must be a count, not {other:?}"),
+                ScalarValue::Int64(Some(n)) if n >= 1 => n as usize,
+                other => {
+                    return plan_err!(
+                        "search's limit must be a count of at least 1, not {other:?}"
+                    );
+                }
             },
         };
         let start = exprs
@@ -243,6 +247,11 @@ impl TableFunctionImpl for SearchFunction {
             .get(4)
             .map(|e| timestamp_arg(session, e, "search's end"))
             .transpose()?;
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            return plan_err!("search's start must be before its end");
+        }
         let predicate = SearchQuery::parse(&query)
             .and_then(|q| q.to_sql(target))
             .or_else(|e| plan_err!("{e}\n{}", e.render(&query)))?;

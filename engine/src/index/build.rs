@@ -115,15 +115,7 @@ impl IndexBuilder {
         signal: Signal,
     ) -> Result<u64> {
         let bytes = encode(signal, self.rows, &self.map)?;
-        let path = index_path(segment_path);
-        let tmp = path.with_extension("tidx.tmp");
-        let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&bytes)
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
-        drop(f);
-        fs.rename(&tmp, &path)
-            .map_err(|e| Error::io("rename", &tmp, e))?;
+        crate::io::write_durably(fs.as_ref(), &index_path(segment_path), &bytes)?;
         Ok(bytes.len() as u64)
     }
 }

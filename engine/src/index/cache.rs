@@ -85,7 +85,9 @@ impl IndexCache {
 
     /// The term index of `seg` (opened through `fs` on first use), or `None` when it is
     /// missing (a store from before term indexes), damaged or could not be read: searches
-    /// then scan the segment. Said once in the log.
+    /// then scan the segment. An index that opened, or one found damaged, is remembered
+    /// (damage is logged once); a missing file or an I/O error is not, so the next search
+    /// tries again (after `scry reindex`, or once the error is gone).
     pub fn term_index(
         &self,
         fs: &dyn FileSystem,
@@ -96,31 +98,41 @@ impl IndexCache {
             return None;
         }
         let entry = self.entry(seg.id);
-        let terms = entry.terms.get_or_init(|| {
-            let path = crate::search::index::term_index_path(&dir.join(&seg.path));
-            crate::search::index::TermIndex::open(fs, &path, seg.signal, seg.rows)
-                .map(Arc::new)
-                .map_err(|e| {
-                    match &e {
-                        Error::Io { source, .. }
-                            if source.kind() == std::io::ErrorKind::NotFound =>
-                        {
-                            log::info!(
-                                "segment {} has no term index: searches scan it (`scry reindex` \
-                                 builds it)",
-                                seg.path
-                            )
-                        }
-                        _ => log::warn!(
-                            "term index unusable, searches scan segment {} instead: {e} \
-                             (`scry reindex` rebuilds it)",
-                            seg.path
-                        ),
-                    }
-                    e.to_string()
-                })
-        });
-        terms.as_ref().ok().cloned()
+        if let Some(known) = entry.terms.get() {
+            return known.as_ref().ok().cloned();
+        }
+        let path = crate::search::index::term_index_path(&dir.join(&seg.path));
+        match crate::search::index::TermIndex::open(fs, &path, seg.signal, seg.rows) {
+            Ok(idx) => entry
+                .terms
+                .get_or_init(|| Ok(Arc::new(idx)))
+                .as_ref()
+                .ok()
+                .cloned(),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                log::debug!(
+                    "segment {} has no term index: searches scan it (`scry reindex` builds it)",
+                    seg.path
+                );
+                None
+            }
+            Err(e @ Error::Corrupted { .. }) => {
+                log::warn!(
+                    "term index unusable, searches scan segment {} instead: {e} (`scry \
+                     reindex` rebuilds it)",
+                    seg.path
+                );
+                let _ = entry.terms.set(Err(e.to_string()));
+                None
+            }
+            Err(e) => {
+                log::warn!(
+                    "term index of segment {} not read, scanning it: {e}",
+                    seg.path
+                );
+                None
+            }
+        }
     }
 
     /// Checks, once per segment and process, the file of `seg` against the size and CRC-32

@@ -258,3 +258,20 @@ impl FileSystem for StdFs {
         }
     }
 }
+
+/// Writes `bytes` to `path` durably through `<path>.tmp`: created, written, fsynced, then
+/// renamed over `path`. The caller fsyncs the directory when the name must be durable too.
+/// A failure leaves at most the temporary file, which open removes as a leftover.
+pub(crate) fn write_durably(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> crate::Result<()> {
+    use crate::Error;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    let tmp = PathBuf::from(name);
+    let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+    drop(f);
+    fs.rename(&tmp, path)
+        .map_err(|e| Error::io("rename", &tmp, e))
+}

@@ -25,7 +25,6 @@
 //! for one reads every block). Metrics have no term index.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -268,7 +267,12 @@ impl std::hash::Hasher for TermHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // Mixed so that the low bits, which pick a hash table's bucket, depend on every
+        // byte (short numbers and ids otherwise differ only in their high bits).
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }
 
@@ -305,8 +309,8 @@ fn fx_hash(bytes: &[u8]) -> u64 {
 #[derive(Default)]
 struct BlockTerms {
     block: u32,
-    /// Hash of a term → its bytes in `arena`.
-    slots: HashMap<u64, (u32, u32), std::hash::BuildHasherDefault<PassHasher>>,
+    /// Hash of a term → its bytes in `arena` (start, length).
+    slots: HashMap<u64, (usize, usize), std::hash::BuildHasherDefault<PassHasher>>,
     arena: Vec<u8>,
 }
 
@@ -393,12 +397,12 @@ impl TermIndexBuilder {
         let collision = match self.local.slots.entry(h) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let (start, len) = *e.get();
-                self.local.arena[start as usize..(start + len) as usize] != self.scratch[..]
+                self.local.arena[start..start + len] != self.scratch[..]
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                let start = self.local.arena.len() as u32;
+                let start = self.local.arena.len();
                 self.local.arena.extend_from_slice(&self.scratch);
-                e.insert((start, self.scratch.len() as u32));
+                e.insert((start, self.scratch.len()));
                 false
             }
         };
@@ -416,7 +420,7 @@ impl TermIndexBuilder {
         for (&h, &(start, len)) in &local.slots {
             self.scratch.clear();
             self.scratch
-                .extend_from_slice(&local.arena[start as usize..(start + len) as usize]);
+                .extend_from_slice(&local.arena[start..start + len]);
             self.note(h, local.block);
         }
         local.slots.clear();
@@ -618,15 +622,7 @@ impl TermIndexBuilder {
     /// fsync, rename; the caller fsyncs the directory); returns its size in bytes.
     pub fn write(&self, fs: &Arc<dyn FileSystem>, segment_path: &Path) -> Result<u64> {
         let bytes = self.encode()?;
-        let path = term_index_path(segment_path);
-        let tmp = path.with_extension("sidx.tmp");
-        let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&bytes)
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
-        drop(f);
-        fs.rename(&tmp, &path)
-            .map_err(|e| Error::io("rename", &tmp, e))?;
+        crate::io::write_durably(fs.as_ref(), &term_index_path(segment_path), &bytes)?;
         Ok(bytes.len() as u64)
     }
 }
@@ -727,6 +723,8 @@ pub struct TermIndex {
     compressed: bytes::Bytes,
     raw_len: usize,
     body: OnceLock<std::result::Result<Body, String>>,
+    /// Set once an unusable body has been reported.
+    reported: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TermIndex {
@@ -766,6 +764,8 @@ impl Body {
         let mut offsets = Vec::with_capacity(head + 1);
         offsets.push(0u32);
         let mut prev = 0..0;
+        // Front coding expands terms; more than this many bytes is damage, not data.
+        let most = raw.len().saturating_mul(64);
         for i in 0..head {
             let shared = get_varint(&raw, &mut at).ok_or_else(short)? as usize;
             let len = get_varint(&raw, &mut at).ok_or_else(short)? as usize;
@@ -775,6 +775,9 @@ impl Body {
             let suffix = raw.get(at..at.saturating_add(len)).ok_or_else(short)?;
             at += len;
             let start = terms.len();
+            if start + shared + len > most {
+                return Err(format!("term {i}: terms expand past {most} bytes"));
+            }
             terms.extend_from_within(prev.start..prev.start + shared);
             terms.extend_from_slice(suffix);
             if i > 0 && terms[prev.clone()] >= terms[start..] {
@@ -890,9 +893,12 @@ impl TermIndex {
                 data.len()
             )));
         }
-        // Each dictionary term takes at least 3 bytes, each block 1.
+        // Each dictionary term takes at least 3 bytes, each block 1; the body is not
+        // allowed to claim more than zstd could plausibly have compressed into the frame,
+        // so a damaged (CRC-matching) header cannot make a reader allocate gigabytes.
         let blocks = rows.div_ceil(u64::from(BLOCK_ROWS));
-        if head > terms || raw_len < 3 * head as u64 + blocks || raw_len > (1 << 32) {
+        let most = compressed_len.saturating_mul(256).saturating_add(16 << 20);
+        if head > terms || raw_len < 3 * head as u64 + blocks || raw_len > most.min(1 << 32) {
             return Err(bad(format!(
                 "body of {raw_len} bytes for {head} of {terms} terms in the dictionary and \
                  {blocks} blocks"
@@ -908,6 +914,7 @@ impl TermIndex {
             compressed: bytes.slice(body_at..data.len()),
             raw_len: raw_len as usize,
             body: OnceLock::new(),
+            reported: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -948,6 +955,14 @@ impl TermIndex {
             })
             .as_ref()
             .map_err(|e| format!("{}: term index: {e}", self.path.display()))
+    }
+
+    /// Whether a failure of this index is being reported for the first time (the caller
+    /// logs it then, and not on every later query).
+    pub fn first_report(&self) -> bool {
+        !self
+            .reported
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Decompresses and checks the body now (what `scry verify` does; queries do it on

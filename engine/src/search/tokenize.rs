@@ -9,8 +9,10 @@
 //!    emoji.
 //! 2. Tokens are compared **folded**: lowercased character by character
 //!    (`char::to_lowercase`), so `Refused`, `REFUSED` and `refused` are one term, and so are
-//!    `İstanbul` and `i̇stanbul`. Nothing else is normalized (no stemming, no accent folding:
-//!    `café` and `cafe` differ).
+//!    `İSTANBUL` and `İstanbul`. Nothing else is normalized: no stemming, no accent folding
+//!    (`café` and `cafe` differ), and no Unicode normalization — a combining mark is not
+//!    alphanumeric, so text written in decomposed form (`e` + U+0301) splits there, and
+//!    so does `İ` once lowercased (`i` + U+0307).
 //! 3. Identifiers and numbers stay whole: `a1b2c3`, `user_id`, `blk_1073741825`, `8080`
 //!    and `0x1f` (as `0x1f`) are one token each. Text joined by separators splits:
 //!    `10.0.0.1` is the tokens `10 0 0 1`, `order-42` is `order 42`. A query for such text
