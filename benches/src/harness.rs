@@ -110,7 +110,8 @@ const ROLLUP_QUERIES: [(&str, &str); 2] = [
     ),
 ];
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+/// The `p` quantile (0–1) of `v` by nearest rank (sorts `v`); NaN when empty.
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

@@ -134,11 +134,7 @@ fn timed(session: &Session, sql: &str, runs: usize) -> Result<(Vec<f64>, usize),
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or(f64::NAN)
+    crate::harness::percentile(&mut v.to_vec(), p)
 }
 
 fn count_of(session: &Session, sql: &str) -> Result<i64, String> {

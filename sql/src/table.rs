@@ -900,20 +900,18 @@ impl DisplayAs for ScryScanExec {
         if let Some(r) = i.range {
             write!(f, ", time=[{}, {})", r.start, r.end)?;
         }
-        if i.index.ids > 0 {
-            write!(
-                f,
-                ", trace_index: ids={} segments_pruned={} rows_selected={}",
-                i.index.ids, i.index.pruned, i.index.rows
-            )?;
-            if i.index.unindexed > 0 {
-                write!(f, " unindexed_segments={}", i.index.unindexed)?;
-            }
+        let used = if i.index.ids > 0 {
+            Some(("trace_index: ids", i.index.ids))
         } else if i.index.terms > 0 {
+            Some(("term_index: terms", i.index.terms))
+        } else {
+            None
+        };
+        if let Some((index, n)) = used {
             write!(
                 f,
-                ", term_index: terms={} segments_pruned={} rows_selected={}",
-                i.index.terms, i.index.pruned, i.index.rows
+                ", {index}={n} segments_pruned={} rows_selected={}",
+                i.index.pruned, i.index.rows
             )?;
             if i.index.unindexed > 0 {
                 write!(f, " unindexed_segments={}", i.index.unindexed)?;
