@@ -115,6 +115,7 @@ pub struct DiagnoseOptions {
     max_services: usize,
     max_candidates: usize,
     max_logs: usize,
+    max_patterns: usize,
     min_log_severity: i32,
 }
 
@@ -129,6 +130,7 @@ impl Default for DiagnoseOptions {
             max_services: 6,
             max_candidates: 5,
             max_logs: 6,
+            max_patterns: 5,
             min_log_severity: 13,
         }
     }
@@ -180,6 +182,14 @@ impl DiagnoseOptions {
         self
     }
 
+    /// How many new, surging or gone log templates are returned at most.
+    ///
+    /// Default: 5.
+    pub fn max_log_patterns(mut self, n: usize) -> Self {
+        self.max_patterns = n;
+        self
+    }
+
     /// The lowest OTLP severity number of the logs returned.
     ///
     /// Default: 13 (WARN).
@@ -203,6 +213,8 @@ pub enum Step {
     ExampleTrace,
     /// The logs of the affected traces.
     Logs,
+    /// Log templates new, surging or gone in the anomaly window.
+    LogPatterns,
     /// From the latency histogram to a trace.
     Exemplar,
 }
@@ -215,6 +227,7 @@ impl fmt::Display for Step {
             Step::RootCause => "root cause",
             Step::ExampleTrace => "example trace",
             Step::Logs => "logs",
+            Step::LogPatterns => "log patterns",
             Step::Exemplar => "exemplar",
         })
     }
@@ -414,6 +427,22 @@ pub struct LogLine {
     pub trace_id: Option<[u8; 16]>,
 }
 
+/// A log template new, surging or gone in the anomaly window (`log_patterns`,
+/// [`scrydb_engine::Snapshot::log_patterns`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternFinding {
+    /// The service that logged it.
+    pub service: String,
+    /// The template (`<*>` for variables).
+    pub template: String,
+    /// Lines in the anomaly window.
+    pub count: u64,
+    /// Lines in the window before it.
+    pub baseline_count: u64,
+    /// `new`, `surging` or `gone`.
+    pub status: String,
+}
+
 /// The slowest exemplar of the latency histogram in the window, and its span.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExemplarFinding {
@@ -458,6 +487,9 @@ pub struct Diagnosis {
     pub example_trace: Option<[u8; 16]>,
     /// Warnings and errors of the affected traces, by time.
     pub logs: Vec<LogLine>,
+    /// Log templates new, surging or gone in the anomaly window against the window of the
+    /// same length before it: new ones first, then surging, then gone, each by lines.
+    pub log_patterns: Vec<PatternFinding>,
     /// The slowest exemplar in the window.
     pub exemplar: Option<ExemplarFinding>,
     /// Every query run, in order.
@@ -895,7 +927,39 @@ async fn steps(
             .collect();
     }
 
-    // 6. The exemplar.
+    // 6. What is new in the logs: templates new, surging or gone in the window against
+    // the window of the same length before it.
+    let step = Step::LogPatterns;
+    let sql = format!(
+        "SELECT service_name, template, \"count\", baseline_count, status\n\
+         FROM log_patterns({}, {})\n\
+         WHERE status IN ('new', 'surging', 'gone')\n\
+         ORDER BY CASE status WHEN 'new' THEN 0 WHEN 'surging' THEN 1 ELSE 2 END,\n         \
+         \"count\" + baseline_count DESC, service_name, template LIMIT {}",
+        sql_timestamp_literal(window_range.start),
+        sql_timestamp_literal(window_range.end),
+        opts.max_patterns
+    );
+    let r = run.query(step, sql).await?;
+    let c = Columns { step, batches: &r };
+    let (svc, template, n, base, status) = (
+        c.texts(0)?,
+        c.texts(1)?,
+        c.ints(2)?,
+        c.ints(3)?,
+        c.texts(4)?,
+    );
+    d.log_patterns = (0..svc.len())
+        .map(|i| PatternFinding {
+            service: svc[i].clone().unwrap_or_default(),
+            template: template[i].clone().unwrap_or_default(),
+            count: count(n[i]),
+            baseline_count: count(base[i]),
+            status: status[i].clone().unwrap_or_default(),
+        })
+        .collect();
+
+    // 7. The exemplar.
     let step = Step::Exemplar;
     let sql = format!(
         "SELECT m.service_name, m.e['value'] AS value, s.name, m.e['trace_id'] AS trace_id,\n       \

@@ -101,13 +101,21 @@ fn count_sql(predicate: &str) -> String {
     format!("SELECT count(*) FROM logs WHERE {predicate}")
 }
 
-/// Ingests `batches` into a fresh store at `dir` (term indexes on or off); returns the
-/// seconds from the first append to the end of the final flush.
-fn ingest(dir: &Path, batches: &[RecordBatch], term_index: bool) -> Result<f64, scrydb::Error> {
+/// Ingests `batches` into a fresh store at `dir` (term indexes and log patterns on or
+/// off); returns the seconds from the first append to the end of the final flush.
+fn ingest(
+    dir: &Path,
+    batches: &[RecordBatch],
+    term_index: bool,
+    log_patterns: bool,
+) -> Result<f64, scrydb::Error> {
     let _ = std::fs::remove_dir_all(dir);
     let db = Db::open(
         dir,
-        Options::default().term_index(term_index).compaction(false),
+        Options::default()
+            .term_index(term_index)
+            .log_patterns(log_patterns)
+            .compaction(false),
     )?;
     let t = Instant::now();
     for b in batches {
@@ -117,6 +125,82 @@ fn ingest(dir: &Path, batches: &[RecordBatch], term_index: bool) -> Result<f64, 
     let secs = t.elapsed().as_secs_f64();
     db.close()?;
     Ok(secs)
+}
+
+/// Pattern mining alone: the miner's time per record over every line, and its grouping
+/// accuracy against the true (service, template) of each line — mined whole, and mined in
+/// pieces of 128k lines (one miner per segment) merged as a query merges them.
+fn mine(
+    batches: &[RecordBatch],
+    truth: &[(String, usize)],
+) -> Result<Value, Box<dyn std::error::Error>> {
+    use scrydb::search::patterns::{Merger, Miner, grouping_accuracy};
+    const PIECE: usize = 128 * 1024;
+    let mut whole = Miner::new();
+    let mut ids = Vec::with_capacity(truth.len());
+    let mut builder = scrydb::search::log_patterns::PatternBuilder::new();
+    let mut pieces: Vec<scrydb::search::log_patterns::SegmentPatterns> = Vec::new();
+    let (mut mine_s, mut build_s) = (0.0, 0.0);
+    for b in batches {
+        let service = arrow::compute::cast(
+            b.column_by_name("service_name").expect("service_name"),
+            &arrow::datatypes::DataType::Utf8,
+        )?;
+        let service = service.as_string::<i32>();
+        let body = b.column_by_name("body").expect("body").as_string::<i32>();
+        let t = Instant::now();
+        for r in 0..b.num_rows() {
+            ids.push(whole.add(service.value(r), body.value(r)));
+        }
+        mine_s += t.elapsed().as_secs_f64();
+        // The flush's work: mining plus per-template summaries and row templates, in
+        // segments of 128k rows, encoded.
+        let t = Instant::now();
+        builder.add(b)?;
+        if builder.rows() as usize >= PIECE {
+            let done = std::mem::take(&mut builder).finish();
+            done.encode()?;
+            pieces.push(done);
+        }
+        build_s += t.elapsed().as_secs_f64();
+    }
+    if builder.rows() > 0 {
+        pieces.push(builder.finish());
+    }
+    let truth: Vec<(&str, usize)> = truth.iter().map(|(s, t)| (s.as_str(), *t)).collect();
+    let whole_ga = grouping_accuracy(&ids, &truth);
+    let mut merger = Merger::new();
+    let mut merged = Vec::with_capacity(truth.len());
+    for p in &pieces {
+        let to: Vec<u32> = p
+            .templates
+            .iter()
+            .map(|t| merger.add(&t.service, &t.template))
+            .collect();
+        merged.extend(p.rows.iter().map(|&id| to[id as usize]));
+    }
+    let pieces_ga = grouping_accuracy(&merged, &truth);
+    let n = truth.len() as f64;
+    println!(
+        "log pattern mining alone: {:.2} µs per record (with summaries and encoding {:.2} µs); \
+         grouping accuracy {whole_ga:.4} mined whole ({} templates), {pieces_ga:.4} mined in \
+         {} pieces of {PIECE} and merged ({} templates)",
+        mine_s * 1e6 / n,
+        build_s * 1e6 / n,
+        whole.len(),
+        pieces.len(),
+        merger.miner().len()
+    );
+    Ok(json!({
+        "mine_us_per_record": mine_s * 1e6 / n,
+        "build_us_per_record": build_s * 1e6 / n,
+        "grouping_accuracy_whole": whole_ga,
+        "grouping_accuracy_pieces_merged": pieces_ga,
+        "templates_whole": whole.len(),
+        "templates_merged": merger.miner().len(),
+        "pieces": pieces.len(),
+        "true_groups": truth.iter().collect::<std::collections::HashSet<_>>().len(),
+    }))
 }
 
 fn timed(session: &Session, sql: &str, runs: usize) -> Result<(Vec<f64>, usize), String> {
@@ -153,11 +237,24 @@ pub fn run(dir: &Path, a: &SearchArgs) -> Result<(), Box<dyn std::error::Error>>
     println!("generating {} log records ({n_batches} batches)...", a.logs);
     let mut rng = Rng::new(a.seed);
     let mut batches = Vec::with_capacity(n_batches);
+    // Each row's true group for pattern mining: (service, template).
+    let mut truth: Vec<(String, usize)> = Vec::with_capacity(a.logs);
     let mut rare = None;
     for i in 0..n_batches {
         let n = BATCH.min(a.logs - i * BATCH);
         let base = BASE + SPREAD_NS / n_batches as i64 * i as i64;
-        let (b, _) = realistic_logs(&mut rng, n, base);
+        let (b, templates) = realistic_logs(&mut rng, n, base);
+        let service = arrow::compute::cast(
+            b.column_by_name("service_name").expect("service_name"),
+            &arrow::datatypes::DataType::Utf8,
+        )?;
+        let service = service.as_string::<i32>();
+        truth.extend(
+            templates
+                .into_iter()
+                .enumerate()
+                .map(|(r, t)| (service.value(r).to_string(), t)),
+        );
         if rare.is_none() && i == n_batches / 2 {
             // The number of a block id of one row, half-way through: the "find this id"
             // search.
@@ -198,21 +295,34 @@ pub fn run(dir: &Path, a: &SearchArgs) -> Result<(), Box<dyn std::error::Error>>
         encode_s * 1e6 / a.logs as f64
     );
 
+    let patterns = mine(&batches, &truth)?;
+
     let plain_dir = dir.join("without-term-index");
-    let plain_secs = ingest(&plain_dir, &batches, false)?;
+    let plain_secs = ingest(&plain_dir, &batches, false, false)?;
+    let terms_dir = dir.join("term-index-only");
+    let terms_secs = ingest(&terms_dir, &batches, true, false)?;
+    let _ = std::fs::remove_dir_all(&terms_dir);
     let indexed_dir = dir.join("with-term-index");
-    let indexed_secs = ingest(&indexed_dir, &batches, true)?;
+    let indexed_secs = ingest(&indexed_dir, &batches, true, true)?;
     drop(batches);
     let rate = |s: f64| a.logs as f64 / s;
     let parquet = crate::harness::files_size(&indexed_dir.join("logs"), "parquet");
     let sidx = crate::harness::files_size(&indexed_dir.join("logs"), "sidx");
+    let lpat = crate::harness::files_size(&indexed_dir.join("logs"), "lpat");
     println!(
-        "ingest (append + flush, {} records): without term index {:.0} records/s, with {:.0} \
-         records/s ({:+.1}%)",
+        "ingest (append + flush, {} records): without term index or log patterns {:.0} \
+         records/s, with the term index {:.0} records/s ({:+.1}%), with both {:.0} records/s \
+         ({:+.1}%)",
         a.logs,
         rate(plain_secs),
+        rate(terms_secs),
+        (rate(terms_secs) / rate(plain_secs) - 1.0) * 100.0,
         rate(indexed_secs),
         (rate(indexed_secs) / rate(plain_secs) - 1.0) * 100.0
+    );
+    println!(
+        "log patterns: {lpat} bytes, {:.2} bytes per record",
+        lpat as f64 / a.logs as f64
     );
     println!(
         "term index: {sidx} bytes, {:.2} bytes per record, {:.1}% of the segments' {parquet} bytes",
@@ -266,6 +376,38 @@ pub fn run(dir: &Path, a: &SearchArgs) -> Result<(), Box<dyn std::error::Error>>
             "count_all_with_index_ms_p50": pct(&count_ms, 0.5),
         }));
     }
+    // log_patterns over the last 10 minutes, the last hour (windows that straddle
+    // segments: their `time` columns are read) and all the data, each against the window
+    // before; the first run reads the pattern files, later ones find them in memory.
+    let mut pattern_queries = Vec::new();
+    println!(
+        "{:<30} {:>9} {:>10} {:>10} {:>10}",
+        "log_patterns", "templates", "first ms", "p50 ms", "p99 ms"
+    );
+    for (name, start) in [
+        ("last 10 minutes", latest - 600_000_000_000),
+        ("last hour", latest - 3_600_000_000_000),
+        ("all 2 hours", BASE - 1),
+    ] {
+        let sql = format!("SELECT * FROM log_patterns({start}, {})", latest + 1);
+        let (first, _) = timed(&indexed, &sql, 1)?;
+        let (ms, rows) = timed(&indexed, &sql, a.runs.min(10))?;
+        println!(
+            "{:<30} {:>9} {:>10.1} {:>10.1} {:>10.1}",
+            name,
+            rows,
+            first[0],
+            pct(&ms, 0.5),
+            pct(&ms, 0.99)
+        );
+        pattern_queries.push(json!({
+            "name": name,
+            "sql": sql,
+            "templates": rows,
+            "first_ms": first[0],
+            "ms": {"p50": pct(&ms, 0.5), "p99": pct(&ms, 0.99)},
+        }));
+    }
     drop((indexed, scanned));
     db.close()?;
 
@@ -315,7 +457,17 @@ pub fn run(dir: &Path, a: &SearchArgs) -> Result<(), Box<dyn std::error::Error>>
         "runs": a.runs,
         "machine_cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "index_build_us_per_record": {"collect": add_s * 1e6 / a.logs as f64, "encode": encode_s * 1e6 / a.logs as f64},
-        "ingest_records_per_s": {"without_term_index": rate(plain_secs), "with_term_index": rate(indexed_secs)},
+        "ingest_records_per_s": {
+            "without_term_index_or_patterns": rate(plain_secs),
+            "with_term_index": rate(terms_secs),
+            "with_term_index_and_patterns": rate(indexed_secs),
+        },
+        "log_patterns": {
+            "mining": patterns,
+            "pattern_file_bytes": lpat,
+            "pattern_file_bytes_per_record": lpat as f64 / a.logs as f64,
+            "queries": pattern_queries,
+        },
         "term_index_bytes": sidx,
         "segment_bytes": parquet,
         "term_index_bytes_per_record": sidx as f64 / a.logs as f64,

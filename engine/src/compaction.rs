@@ -646,6 +646,7 @@ fn remove_output(shared: &Shared, signal: Signal, partition_start: i64, id: u64)
         path.with_extension("parquet.tmp"),
         path.with_extension("tidx.tmp"),
         path.with_extension("sidx.tmp"),
+        path.with_extension("lpat.tmp"),
         path.with_extension("rollup.tmp"),
     ];
     for f in crate::segment::segment_files(&path).into_iter().chain(tmp) {

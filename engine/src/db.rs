@@ -434,8 +434,9 @@ impl Db {
         self.snapshot().trace(trace_id, true)
     }
 
-    /// Rebuilds the trace index of every segment and the term index of every span and log
-    /// segment (all, or only those whose index is missing or damaged when `all` is false),
+    /// Rebuilds the trace index of every segment, the term index of every span and log
+    /// segment and the log patterns of every log segment (all, or only those missing or
+    /// damaged when `all` is false),
     /// and writes the span rollup of every span
     /// segment whose rollup file is missing or damaged (a valid one is always kept: after
     /// thinning or a compaction it counts spans the rows no longer hold); returns how many
@@ -474,16 +475,35 @@ impl Db {
                 n += 1;
             }
         }
-        for signal in Signal::ALL {
-            if !crate::search::index::indexed(signal) {
-                continue;
-            }
+        // Term indexes of span and log segments, then log patterns of log segments: each
+        // written durably, then its partition directory fsynced.
+        let (fs, dir) = (&self.shared.fs, &self.shared.dir);
+        type Rebuild =
+            fn(&Arc<dyn crate::io::FileSystem>, &Path, &crate::SegmentMeta) -> Result<u64>;
+        type Check = fn(&dyn crate::io::FileSystem, &Path, &crate::SegmentMeta) -> Result<bool>;
+        let derived: [(Signal, Check, Rebuild); 3] = [
+            (
+                Signal::Spans,
+                crate::search::index::needs_rebuild,
+                crate::search::index::build_for_segment,
+            ),
+            (
+                Signal::Logs,
+                crate::search::index::needs_rebuild,
+                crate::search::index::build_for_segment,
+            ),
+            (
+                Signal::Logs,
+                crate::search::log_patterns::needs_rebuild,
+                crate::search::log_patterns::rebuild,
+            ),
+        ];
+        for (signal, needs, rebuild) in derived {
             for seg in snap.segments(signal, None) {
-                let (fs, dir) = (&self.shared.fs, &self.shared.dir);
-                if !all && !crate::search::index::needs_rebuild(fs.as_ref(), dir, &seg)? {
+                if !all && !needs(fs.as_ref(), dir, &seg)? {
                     continue;
                 }
-                crate::search::index::build_for_segment(fs, dir, &seg)?;
+                rebuild(fs, dir, &seg)?;
                 let path = dir.join(&seg.path);
                 let part = path
                     .parent()

@@ -66,6 +66,7 @@ pub struct Options {
     pub(crate) row_group_size: usize,
     pub(crate) data_page_row_limit: usize,
     pub(crate) term_index: bool,
+    pub(crate) log_patterns: bool,
     pub(crate) retention: Option<Duration>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) keep_interesting: Option<Duration>,
@@ -92,6 +93,7 @@ impl Default for Options {
             row_group_size: 32 * 1024,
             data_page_row_limit: 1024,
             term_index: true,
+            log_patterns: true,
             retention: None,
             max_bytes: None,
             keep_interesting: None,
@@ -196,6 +198,17 @@ impl Options {
     /// Default: `true`.
     pub fn term_index(mut self, on: bool) -> Self {
         self.term_index = on;
+        self
+    }
+
+    /// Whether log segments get a log pattern file (`.lpat`,
+    /// [`crate::search::log_patterns`]): each row's template, mined at flush. Without it
+    /// `log_patterns` queries mine the segments they read from their rows (slower); `scry
+    /// reindex` writes the missing files.
+    ///
+    /// Default: `true`.
+    pub fn log_patterns(mut self, on: bool) -> Self {
+        self.log_patterns = on;
         self
     }
 

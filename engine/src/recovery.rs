@@ -371,7 +371,7 @@ fn partition_dirs(
 }
 
 /// A name the engine gives files in a partition directory:
-/// `<id:020>.parquet`, `.tidx`, `.sidx`, `.rollup`, and their `.tmp` forms.
+/// `<id:020>.parquet`, `.tidx`, `.sidx`, `.lpat`, `.rollup`, and their `.tmp` forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SegmentFileName {
     id: u64,
@@ -388,6 +388,7 @@ fn parse_segment_file_name(path: &Path) -> Option<SegmentFileName> {
         .strip_suffix(".parquet")
         .or_else(|| name.strip_suffix(".tidx"))
         .or_else(|| name.strip_suffix(".sidx"))
+        .or_else(|| name.strip_suffix(".lpat"))
         .or_else(|| name.strip_suffix(".rollup"))?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -402,9 +403,10 @@ fn parse_segment_file_name(path: &Path) -> Option<SegmentFileName> {
 /// partition directory, and reports the rest:
 ///
 /// - a file whose name the engine does not generate (anything but `<id:020>.parquet`,
-///   `.tidx`, `.sidx`, `.rollup` and their `.tmp` forms), and any subdirectory, is left alone with a
+///   `.tidx`, `.sidx`, `.lpat`, `.rollup` and their `.tmp` forms), and any subdirectory, is left alone with a
 ///   warning;
-/// - temporary files (`*.parquet.tmp`, `*.tidx.tmp`, `*.sidx.tmp`, `*.rollup.tmp`) were
+/// - temporary files (`*.parquet.tmp`, `*.tidx.tmp`, `*.sidx.tmp`, `*.lpat.tmp`,
+///   `*.rollup.tmp`) were
 ///   never published:
 ///   removed;
 /// - a segment, index or rollup the manifest does not name with an id below its

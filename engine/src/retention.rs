@@ -177,12 +177,12 @@ pub fn retain(
 }
 
 /// Bytes a segment takes on disk: its Parquet file, its trace index, its term index (spans
-/// and logs) and (spans) its rollup.
+/// and logs), its log patterns (logs) and (spans) its rollup.
 fn segment_bytes(shared: &Shared, s: &SegmentMeta) -> u64 {
     let path = shared.dir.join(&s.path);
-    let [index, terms, rollup, _] = crate::segment::segment_files(&path);
+    let [index, terms, patterns, rollup, _] = crate::segment::segment_files(&path);
     let size = |p: &Path| shared.fs.file_size(p).unwrap_or(0);
-    s.size + size(&index) + size(&terms) + size(&rollup)
+    s.size + size(&index) + size(&terms) + size(&patterns) + size(&rollup)
 }
 
 /// Bytes the segments of `m`, their trace and term indexes and span rollups take on disk (what a

@@ -24,9 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Int32Array, Int64Array, ListBuilder,
-    RecordBatch, StringArray, StringDictionaryBuilder, TimestampNanosecondArray, UInt64Array,
-    UInt64Builder,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListBuilder, RecordBatch,
+    StringArray, StringDictionaryBuilder, TimestampNanosecondArray, UInt64Array, UInt64Builder,
 };
 use arrow::datatypes::{
     DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimestampNanosecondType,
@@ -34,7 +33,7 @@ use arrow::datatypes::{
 
 use crate::io::FileSystem;
 use crate::manifest::SegmentMeta;
-use crate::schema::{SPAN_KINDS, STATUS_CODES, dict_type, list_of, timestamp_type};
+use crate::schema::{SPAN_KINDS, STATUS_CODES, Strings, dict_type, list_of, timestamp_type};
 use crate::{Error, Result, Signal};
 
 /// The exponential-histogram scale of every rollup: bucket `i` holds durations in
@@ -344,45 +343,6 @@ impl Acc {
     }
 }
 
-/// A string column read either as `Utf8` or as `Dictionary(Int32, Utf8)`.
-enum Strings<'a> {
-    Plain(&'a StringArray),
-    Dict(&'a DictionaryArray<Int32Type>, &'a StringArray),
-}
-
-impl<'a> Strings<'a> {
-    fn of(batch: &'a RecordBatch, name: &str) -> Result<Self> {
-        let a = column(batch, name)?;
-        match a.data_type() {
-            DataType::Utf8 => Ok(Strings::Plain(a.as_string::<i32>())),
-            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
-                let d = a.as_dictionary::<Int32Type>();
-                Ok(Strings::Dict(d, d.values().as_string::<i32>()))
-            }
-            other => Err(bad_column(name, format!("is {other}, not a string"))),
-        }
-    }
-
-    fn get(&self, i: usize) -> &'a str {
-        match self {
-            Strings::Plain(a) => {
-                if a.is_null(i) {
-                    ""
-                } else {
-                    a.value(i)
-                }
-            }
-            Strings::Dict(d, values) => {
-                if d.is_null(i) {
-                    ""
-                } else {
-                    values.value(d.keys().value(i) as usize)
-                }
-            }
-        }
-    }
-}
-
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
     batch
         .column_by_name(name)
@@ -445,12 +405,12 @@ impl Rollups {
             .ok_or_else(|| bad_column("duration_ns", "is not Int64"))?;
         let parent = column(batch, "parent_span_id")?;
         let (service, name) = (
-            Strings::of(batch, "service_name")?,
-            Strings::of(batch, "name")?,
+            Strings::of(batch, Signal::Spans, "service_name")?,
+            Strings::of(batch, Signal::Spans, "name")?,
         );
         let (kind, status) = (
-            Strings::of(batch, "kind")?,
-            Strings::of(batch, "status_code")?,
+            Strings::of(batch, Signal::Spans, "kind")?,
+            Strings::of(batch, Signal::Spans, "status_code")?,
         );
         let code =
             |values: &[&str], s: &str| values.iter().position(|v| *v == s).unwrap_or(0) as u8;
@@ -511,10 +471,10 @@ impl Rollups {
         }
         let c = |i: usize| batch.column(i);
         let time = c(0).as_primitive::<TimestampNanosecondType>();
-        let service = Strings::of(batch, "service_name")?;
-        let name = Strings::of(batch, "name")?;
-        let kind = Strings::of(batch, "kind")?;
-        let status = Strings::of(batch, "status_code")?;
+        let service = Strings::of(batch, Signal::Spans, "service_name")?;
+        let name = Strings::of(batch, Signal::Spans, "name")?;
+        let kind = Strings::of(batch, Signal::Spans, "kind")?;
+        let status = Strings::of(batch, Signal::Spans, "status_code")?;
         let root = c(5).as_boolean();
         let ints = |i: usize| c(i).as_primitive::<Int64Type>();
         let (count, errors, sum, min, max) = (ints(6), ints(7), ints(8), ints(9), ints(10));
@@ -642,56 +602,14 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
         w.write(batch)?;
         w.finish()?;
     }
-    let payload = zstd::bulk::compress(&ipc, 3).map_err(|e| Error::Io {
-        op: "compress",
-        path: PathBuf::from("<span rollups>"),
-        source: e,
-    })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + 4);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(ipc.len() as u64).to_le_bytes());
-    out.extend_from_slice(&payload);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    crate::io::seal(MAGIC, VERSION, &ipc)
 }
 
 /// Decodes a rollup file read from `path` (for messages); damage is
 /// [`Error::Corrupted`], a newer format [`Error::UnsupportedVersion`].
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<RecordBatch> {
     let corrupt = |at: Option<u64>, why: &str| Error::corrupted(path, at, why.to_string());
-    if bytes.len() < HEADER_LEN + 4 || &bytes[..8] != MAGIC {
-        return Err(corrupt(
-            Some(0),
-            "not a span rollup file (bad magic or too short)",
-        ));
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-        return Err(corrupt(None, "checksum mismatch"));
-    }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
-        return Err(Error::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found: version,
-            supported: VERSION,
-        });
-    }
-    let ipc_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-    // zstd allocates the stated size up front: a size no compression ratio explains is
-    // damage, not an allocation to attempt.
-    let payload_len = (body.len() - HEADER_LEN) as u64;
-    if ipc_len > payload_len.saturating_mul(1024).saturating_add(1 << 20) {
-        return Err(corrupt(
-            Some(16),
-            "payload size out of proportion to the file",
-        ));
-    }
-    let ipc = zstd::bulk::decompress(&body[HEADER_LEN..], ipc_len as usize)
-        .map_err(|e| corrupt(Some(HEADER_LEN as u64), &format!("payload: {e}")))?;
+    let ipc = crate::io::unseal(path, bytes, MAGIC, VERSION, "span rollup")?;
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
         .map_err(|e| corrupt(Some(HEADER_LEN as u64), &format!("payload: {e}")))?;
     if reader.schema().fields() != schema().fields() {

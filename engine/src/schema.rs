@@ -12,8 +12,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{MapBuilder, MapFieldNames, StringBuilder};
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::array::{
+    Array, AsArray, DictionaryArray, MapBuilder, MapFieldNames, RecordBatch, StringArray,
+    StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef, TimeUnit};
 
 use crate::Signal;
 
@@ -378,6 +381,50 @@ pub fn page_statistics_columns(signal: Signal) -> &'static [&'static str] {
 /// Whether `signal`'s sort starts with the minute of `time` ([`SORT_BUCKET_NS`]).
 pub fn sorts_by_minute(signal: Signal) -> bool {
     matches!(signal, Signal::Spans | Signal::Logs)
+}
+
+/// A string column read either as `Utf8` or as `Dictionary(Int32, Utf8)`.
+pub(crate) enum Strings<'a> {
+    Plain(&'a StringArray),
+    Dict(&'a DictionaryArray<Int32Type>, &'a StringArray),
+}
+
+impl<'a> Strings<'a> {
+    /// Column `name` of `batch` (rows of `signal`, for messages).
+    pub(crate) fn of(batch: &'a RecordBatch, signal: Signal, name: &str) -> crate::Result<Self> {
+        let bad = |what: String| crate::Error::invalid(signal, name, None, what);
+        let a = batch
+            .column_by_name(name)
+            .ok_or_else(|| bad("is missing".to_string()))?;
+        match a.data_type() {
+            DataType::Utf8 => Ok(Strings::Plain(a.as_string::<i32>())),
+            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+                let d = a.as_dictionary::<Int32Type>();
+                Ok(Strings::Dict(d, d.values().as_string::<i32>()))
+            }
+            other => Err(bad(format!("is {other}, not a string"))),
+        }
+    }
+
+    /// Row `i`'s value; null reads as "".
+    pub(crate) fn get(&self, i: usize) -> &'a str {
+        match self {
+            Strings::Plain(a) => {
+                if a.is_null(i) {
+                    ""
+                } else {
+                    a.value(i)
+                }
+            }
+            Strings::Dict(d, values) => {
+                if d.is_null(i) {
+                    ""
+                } else {
+                    values.value(d.keys().value(i) as usize)
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct PartitionStats {
     /// Bytes of the segments' term index files (`spans` and `logs`,
     /// [`crate::search::index`]).
     pub term_index_bytes: u64,
+    /// Bytes of the segments' log pattern files (`logs` only,
+    /// [`crate::search::log_patterns`]).
+    pub pattern_bytes: u64,
     /// Bytes of the segments' span rollup files (`spans` only, [`crate::rollup`]).
     pub rollup_bytes: u64,
     /// Memory the segments' bloom filters hold while their indexes are open.
@@ -159,6 +162,25 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The largest `time` of `signal`'s rows (segments and unflushed), `None` when there is
+    /// none.
+    pub fn newest_time(&self, signal: Signal) -> Result<Option<i64>> {
+        use arrow::array::AsArray;
+        let mut newest = self
+            .segments(signal, None)
+            .iter()
+            .filter(|s| s.rows > 0)
+            .map(|s| s.max_time)
+            .max();
+        for b in self.memtable_batches(signal, None)? {
+            let t = b
+                .column(0)
+                .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+            newest = newest.max(arrow::compute::max(t));
+        }
+        Ok(newest)
+    }
+
     /// The span rollups ([`crate::rollup`], the `span_metrics` table) of every span whose
     /// 10-second interval overlaps `range` (all for `None`): the rollup rows of each span segment
     /// (read once per segment and process, then kept in memory), then one batch computed
@@ -276,6 +298,7 @@ impl Snapshot {
                     uncompressed_bytes: 0,
                     index_bytes: 0,
                     term_index_bytes: 0,
+                    pattern_bytes: 0,
                     rollup_bytes: 0,
                     bloom_bytes: 0,
                     min_time: i64::MAX,
@@ -295,9 +318,10 @@ impl Snapshot {
                 p.max_time = p.max_time.max(seg.max_time);
             }
             let path = self.segment_path(seg);
-            let [index, terms, rollup, _] = segment::segment_files(&path);
+            let [index, terms, patterns, rollup, _] = segment::segment_files(&path);
             p.index_bytes += self.fs.file_size(&index).unwrap_or(0);
             p.term_index_bytes += self.fs.file_size(&terms).unwrap_or(0);
+            p.pattern_bytes += self.fs.file_size(&patterns).unwrap_or(0);
             p.rollup_bytes += self.fs.file_size(&rollup).unwrap_or(0);
             if let Some(index) = self.indexes.index(self.fs.as_ref(), &self.dir, seg) {
                 p.bloom_bytes += index.memory() as u64;

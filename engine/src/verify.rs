@@ -26,6 +26,8 @@ pub enum FileKind {
     SpanRollup,
     /// A span or log segment's term index (`.sidx`, [`crate::search::index`]).
     TermIndex,
+    /// A log segment's patterns (`.lpat`, [`crate::search::log_patterns`]).
+    LogPatterns,
     /// A write-ahead log file.
     Wal,
 }
@@ -38,6 +40,7 @@ impl fmt::Display for FileKind {
             FileKind::TraceIndex => "trace index",
             FileKind::SpanRollup => "span rollup",
             FileKind::TermIndex => "term index",
+            FileKind::LogPatterns => "log patterns",
             FileKind::Wal => "log file",
         })
     }
@@ -226,6 +229,14 @@ pub(crate) fn check_segments(
                         }
                     }
                 }
+            }
+            // A missing pattern file is not damage (stores from before them, or written
+            // without: queries mine the rows); a damaged one is.
+            if signal == Signal::Logs
+                && let Err(e) = crate::search::log_patterns::read(fs, dir, seg)
+            {
+                let path = crate::search::log_patterns::pattern_path(&path);
+                report.damage(FileKind::LogPatterns, Some(signal), &path, e);
             }
             // A missing rollup is not damage (stores from before rollups; it is computed
             // from the rows); a damaged one is.

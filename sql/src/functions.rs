@@ -365,7 +365,7 @@ impl TableFunctionImpl for ServiceGraph {
 /// library's [`scrydb_engine::Snapshot::partition_stats`] as a table (columns `signal`,
 /// `partition_start`, `partition_end`, `segments`, `rows`, `bytes`, `uncompressed_bytes`,
 /// `compression_ratio`, `index_bytes`, `bloom_bytes`, `rollup_bytes` (span rollups, the
-/// `span_metrics` table), `term_index_bytes` (search indexes), `min_time`, `max_time`, and for
+/// `span_metrics` table), `term_index_bytes` (search indexes), `pattern_bytes` (log pattern files), `min_time`, `max_time`, and for
 /// partitions retention thinned — null elsewhere — `kept_traces`, `kept_errors`,
 /// `kept_slow`, `kept_warn_logs`, `kept_exemplars`: the traces kept and why). Read when the
 /// statement is planned; unflushed rows are not included.
@@ -399,6 +399,7 @@ impl TableFunctionImpl for ScryStats {
             Field::new("bloom_bytes", DataType::Int64, false),
             Field::new("rollup_bytes", DataType::Int64, false),
             Field::new("term_index_bytes", DataType::Int64, false),
+            Field::new("pattern_bytes", DataType::Int64, false),
             Field::new("min_time", ts(), false),
             Field::new("max_time", ts(), false),
             Field::new("kept_traces", DataType::Int64, true),
@@ -410,7 +411,7 @@ impl TableFunctionImpl for ScryStats {
         let mut signal = StringBuilder::new();
         let time = || TimestampNanosecondBuilder::new().with_timezone("UTC");
         let (mut start, mut end, mut min, mut max) = (time(), time(), time(), time());
-        let mut ints: Vec<Int64Builder> = (0..8).map(|_| Int64Builder::new()).collect();
+        let mut ints: Vec<Int64Builder> = (0..9).map(|_| Int64Builder::new()).collect();
         let mut ratio = Float64Builder::new();
         let mut kept: Vec<Int64Builder> = (0..5).map(|_| Int64Builder::new()).collect();
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -427,6 +428,7 @@ impl TableFunctionImpl for ScryStats {
                 p.bloom_bytes,
                 p.rollup_bytes,
                 p.term_index_bytes,
+                p.pattern_bytes,
             ]) {
                 b.append_value(i(v));
             }
@@ -441,7 +443,7 @@ impl TableFunctionImpl for ScryStats {
             }
         }
         let mut ints = ints.into_iter().map(|mut b| Arc::new(b.finish()) as _);
-        let mut next = || ints.next().expect("eight integer columns");
+        let mut next = || ints.next().expect("nine integer columns");
         let columns: Vec<datafusion::arrow::array::ArrayRef> = [
             Arc::new(signal.finish()) as datafusion::arrow::array::ArrayRef,
             Arc::new(start.finish()),
@@ -451,6 +453,7 @@ impl TableFunctionImpl for ScryStats {
             next(),
             next(),
             Arc::new(ratio.finish()),
+            next(),
             next(),
             next(),
             next(),
@@ -466,5 +469,90 @@ impl TableFunctionImpl for ScryStats {
             schema,
             vec![vec![batch]],
         )?))
+    }
+}
+
+/// `log_patterns(start, end [, baseline_start, baseline_end])`: the log templates of
+/// `[start, end)` with their lines there and in the baseline window (default: the window's
+/// length just before it) — `service_name`, `template`, `count`, `first_seen`,
+/// `last_seen`, `example`, `baseline_count`, `change` (rate over baseline rate, null when
+/// the baseline has none) and `status` (`new`, `surging`, `steady`, `declining`, `gone`,
+/// `no baseline`), new and surging templates first
+/// ([`scrydb_engine::Snapshot::log_patterns`], `docs/search.md`). Computed when the
+/// statement runs, from the snapshot it reads.
+#[derive(Debug)]
+pub struct LogPatternsFunction {
+    /// Snapshots of the database.
+    pub reader: scrydb_engine::Reader,
+}
+
+impl TableFunctionImpl for LogPatternsFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const USAGE: &str = "log_patterns takes (start, end [, baseline_start, baseline_end])";
+        let exprs = args.exprs();
+        if !matches!(exprs.len(), 2 | 4) {
+            return plan_err!("{USAGE}");
+        }
+        let session = args.session();
+        let names = ["start", "end", "baseline_start", "baseline_end"];
+        let mut t = Vec::new();
+        for (e, name) in exprs.iter().zip(names) {
+            t.push(timestamp_arg(session, e, &format!("log_patterns' {name}"))?);
+        }
+        if t[0] >= t[1] {
+            return plan_err!("log_patterns' start must be before its end");
+        }
+        let baseline = match t[..] {
+            [_, _, s, e] if s >= e => {
+                return plan_err!("log_patterns' baseline_start must be before its baseline_end");
+            }
+            [_, _, s, e] => Some(scrydb_engine::TimeRange::new(s, e)),
+            _ => None,
+        };
+        Ok(Arc::new(LogPatternsTable {
+            reader: self.reader.clone(),
+            window: scrydb_engine::TimeRange::new(t[0], t[1]),
+            baseline,
+        }))
+    }
+}
+
+/// The rows of one `log_patterns` call, computed when scanned.
+#[derive(Debug)]
+struct LogPatternsTable {
+    reader: scrydb_engine::Reader,
+    window: scrydb_engine::TimeRange,
+    baseline: Option<scrydb_engine::TimeRange>,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for LogPatternsTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        scrydb_engine::search::log_patterns::patterns_schema()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let snapshot = crate::table::statement_snapshot(state, &self.reader);
+        let patterns = snapshot
+            .log_patterns(self.window, self.baseline)
+            .map_err(crate::Error::from)?;
+        let batch = scrydb_engine::search::log_patterns::patterns_batch(&patterns);
+        Ok(
+            datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                self.schema(),
+                projection.cloned(),
+            )?,
+        )
     }
 }

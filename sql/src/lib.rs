@@ -394,6 +394,12 @@ impl Session {
             }),
         );
         ctx.register_udtf(
+            "log_patterns",
+            Arc::new(functions::LogPatternsFunction {
+                reader: reader.clone(),
+            }),
+        );
+        ctx.register_udtf(
             "service_graph",
             Arc::new(functions::ServiceGraph {
                 spans: tables[0].clone(),

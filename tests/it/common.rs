@@ -117,3 +117,16 @@ pub fn single_i64(batches: &[RecordBatch]) -> i64 {
         .as_primitive::<arrow::datatypes::Int64Type>()
         .value(0)
 }
+
+/// Runs the `scry` binary with `args`: (success, stdout, stderr).
+pub fn run_scry<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .args(args)
+        .output()
+        .expect("scry runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -216,7 +216,9 @@ fn a_disk_budget_drops_the_oldest_partitions_and_frees_disk_when_snapshots_go() 
             parts
                 .iter()
                 .filter(|p| p.partition_start == BASE + h * HOUR)
-                .map(|p| p.bytes + p.index_bytes + p.term_index_bytes + p.rollup_bytes)
+                .map(|p| {
+                    p.bytes + p.index_bytes + p.term_index_bytes + p.pattern_bytes + p.rollup_bytes
+                })
                 .sum()
         })
         .collect();

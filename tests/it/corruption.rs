@@ -318,6 +318,15 @@ fn answers(db: &Db, id: [u8; 16]) -> Vec<(String, Result<Vec<String>, String>)> 
             .map_err(|e| e.to_string()),
     ));
     out.push((
+        "log patterns".into(),
+        db.sql_blocking(
+            "SELECT service_name, template, count, baseline_count, status \
+             FROM log_patterns(0, 4000000000000000000)",
+        )
+        .map(|b| rows(&b))
+        .map_err(|e| e.to_string()),
+    ));
+    out.push((
         "sql trace".into(),
         db.sql_blocking(&format!("SELECT * FROM logs WHERE trace_id = '{hex}'"))
             .map(|b| rows(&b))
@@ -394,6 +403,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
         Segment,
         Index,
         TermIndex,
+        LogPatterns,
         Manifest,
         Wal,
     }
@@ -401,6 +411,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
         Kind::Segment,
         Kind::Index,
         Kind::TermIndex,
+        Kind::LogPatterns,
         Kind::Manifest,
         Kind::Wal,
     ] {
@@ -413,6 +424,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
                 Kind::Segment => files_with(&dir.join("spans"), "parquet").remove(0),
                 Kind::Index => files_with(&dir.join("logs"), "tidx").remove(0),
                 Kind::TermIndex => files_with(&dir.join("logs"), "sidx").remove(0),
+                Kind::LogPatterns => files_with(&dir.join("logs"), "lpat").remove(0),
                 Kind::Manifest => std::fs::read_dir(dir)
                     .expect("dir")
                     .map(|e| e.expect("entry").path())
@@ -432,7 +444,8 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
             let report = scrydb::verify_dir(&scrydb::io::StdFs, dir).expect("verify runs");
             let listed = report.damaged.iter().any(|d| names(&d.error.to_string()));
             let unlisted = (kind == Kind::Wal && !matches!(op, Op::Flip))
-                || (kind == Kind::TermIndex && matches!(op, Op::Delete));
+                || (matches!(kind, Kind::TermIndex | Kind::LogPatterns)
+                    && matches!(op, Op::Delete));
             if !unlisted {
                 assert!(
                     listed,
@@ -444,7 +457,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
             let db = match Db::open(dir, small_opts()) {
                 Err(e) => {
                     assert!(
-                        !matches!(kind, Kind::Index | Kind::TermIndex),
+                        !matches!(kind, Kind::Index | Kind::TermIndex | Kind::LogPatterns),
                         "{case}: a damaged index must not stop open: {e}"
                     );
                     assert!(
@@ -459,7 +472,7 @@ fn every_file_kind_under_every_damage_has_its_documented_outcome() {
             for ((q, want), (_, got)) in want.iter().zip(&got) {
                 let damaged_signal = match kind {
                     Kind::Segment | Kind::Wal => q.contains("spans") || q == "trace",
-                    Kind::Index | Kind::TermIndex => false,
+                    Kind::Index | Kind::TermIndex | Kind::LogPatterns => false,
                     Kind::Manifest => true,
                 };
                 match got {
@@ -508,7 +521,7 @@ fn random_flips_never_give_a_wrong_answer_without_an_error() {
         a
     };
     let mut files: Vec<PathBuf> = Vec::new();
-    for ext in ["parquet", "tidx", "sidx", "wal"] {
+    for ext in ["parquet", "tidx", "sidx", "lpat", "wal"] {
         files.extend(files_with(template.path(), ext));
     }
     files.extend(

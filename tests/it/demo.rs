@@ -171,9 +171,17 @@ mod diagnosis {
                     Step::RootCause,
                     Step::ExampleTrace,
                     Step::Logs,
+                    Step::LogPatterns,
                     Step::Exemplar
                 ],
                 "{kind}"
+            );
+            // The logs say it too: a template of the faulty service is new, surging or
+            // gone during the anomaly.
+            assert!(
+                d.log_patterns.iter().any(|p| p.service == truth.service),
+                "{kind}: {:#?}",
+                d.log_patterns
             );
             assert!(
                 d.summary()

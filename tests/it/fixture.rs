@@ -10,6 +10,8 @@
 //! - `tests/fixtures/v3`: segment format 2 (span segments do not store `end_time`).
 //! - `tests/fixtures/v4`: term indexes (`.sidx`, format 1) beside span and log segments.
 //!   Earlier fixtures have none: searches scan them until `scry reindex` writes them.
+//! - `tests/fixtures/v5`: log patterns (`.lpat`, format 1) beside log segments. Earlier
+//!   fixtures have none: `log_patterns` mines their rows until `scry reindex` writes them.
 //!
 //! Write a new one (only when introducing a new format version, into a new folder) with
 //! `SCRY_WRITE_FIXTURE=v<N> cargo test --test it fixture`.
@@ -83,8 +85,14 @@ fn version_4_fixture_opens_with_every_row() {
     fixture_opens_with_every_row("v4", false);
 }
 
+#[test]
+fn version_5_fixture_opens_with_every_row() {
+    fixture_opens_with_every_row("v5", false);
+}
+
 fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
     let with_term_indexes = !matches!(version, "v1" | "v2" | "v3");
+    let with_patterns = !matches!(version, "v1" | "v2" | "v3" | "v4");
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&fixture_dir(version).join("db"), dir.path());
     let db = open(dir.path());
@@ -127,6 +135,12 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
         groups(&format!("SELECT span_id FROM spans WHERE {late}"))
     );
 
+    // Log patterns count every log row once, from pattern files or mined from the rows.
+    let all = scrydb::TimeRange::all();
+    let logs = count(&snap.scan(Signal::Logs, None).expect("scan")) as u64;
+    let patterns = snap.log_patterns(all, None).expect("patterns");
+    assert_eq!(patterns.iter().map(|p| p.count).sum::<u64>(), logs);
+
     // Searches answer the same before and after the term indexes exist.
     let search =
         "SELECT * FROM logs WHERE matches(body, 'handled') OR attributes['thread.id'] = '3'";
@@ -137,11 +151,13 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
     // before span rollups gets them written by the rebuild, one from before term indexes
     // gets those.
     let span_segments = snap.segments(Signal::Spans, None).len();
-    let searchable = span_segments + snap.segments(Signal::Logs, None).len();
+    let log_segments = snap.segments(Signal::Logs, None).len();
+    let searchable = span_segments + log_segments;
     assert_eq!(
         db.rebuild_indexes(false).expect("reindex"),
         if without_rollups { span_segments } else { 0 }
-            + if with_term_indexes { 0 } else { searchable },
+            + if with_term_indexes { 0 } else { searchable }
+            + if with_patterns { 0 } else { log_segments },
         "no index to rebuild"
     );
     for s in [Signal::Spans, Signal::Logs] {
@@ -157,6 +173,10 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
     }
     let session = scrydb::sql::Session::new(db.reader()).expect("session");
     assert_eq!(rows(&session.sql_blocking(search).expect("search")), before);
+    assert_eq!(
+        db.snapshot().log_patterns(all, None).expect("patterns"),
+        patterns
+    );
     for s in Signal::ALL {
         for seg in snap.segments(s, None) {
             assert!(

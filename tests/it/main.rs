@@ -14,6 +14,7 @@ mod fuzz;
 mod ingest;
 mod otlp;
 mod partitions;
+mod patterns;
 mod powercut;
 mod recovery;
 mod retention;

@@ -267,18 +267,10 @@ fn scry_search_prints_matches_with_their_trace_ids_and_points_at_bad_queries() {
     let all = logs(200);
     store(dir.path(), &all).close().expect("close");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
-            .arg("search")
-            .arg("--db")
-            .arg(dir.path())
-            .args(args)
-            .output()
-            .expect("scry runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let db = dir.path().to_string_lossy().into_owned();
+        let mut all = vec!["search", "--db", db.as_str()];
+        all.extend_from_slice(args);
+        crate::common::run_scry(&all)
     };
     let (ok, out, err) = run(&["service:checkout refused", "--limit", "3", "--show-sql"]);
     assert!(ok, "{err}");

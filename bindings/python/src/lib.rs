@@ -296,6 +296,50 @@ impl Db {
         result_table(py, schema, batches, hex)
     }
 
+    /// The log templates (log lines grouped, variables as `<*>`) of `[start, end)` (ns since
+    /// the epoch) with their lines there and in the baseline window (default: the window's
+    /// length just before it), new and surging ones first — the rows of SQL's
+    /// `log_patterns` (docs/search.md), as a `pyarrow.Table`.
+    #[pyo3(signature = (start, end, *, baseline_start=None, baseline_end=None))]
+    fn log_patterns<'py>(
+        &self,
+        py: Python<'py>,
+        start: i64,
+        end: i64,
+        baseline_start: Option<i64>,
+        baseline_end: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        use pyo3::exceptions::PyValueError;
+        if start >= end {
+            return Err(PyValueError::new_err(
+                "log_patterns: start must be before end",
+            ));
+        }
+        let baseline = match (baseline_start, baseline_end) {
+            (None, None) => None,
+            (Some(s), Some(e)) if s < e => Some(scrydb::TimeRange::new(s, e)),
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "log_patterns: baseline_start must be before baseline_end",
+                ));
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "log_patterns: give both baseline_start and baseline_end, or neither",
+                ));
+            }
+        };
+        let db = self.db()?;
+        let patterns = py
+            .detach(|| {
+                db.snapshot()
+                    .log_patterns(scrydb::TimeRange::new(start, end), baseline)
+            })
+            .map_err(|e| engine_err(&e))?;
+        let batch = scrydb::search::log_patterns::patterns_batch(&patterns);
+        table(py, batch.schema(), vec![batch])
+    }
+
     /// Runs one SQL statement and returns a `pyarrow.RecordBatchReader` that computes its
     /// result batch by batch as it is read (for results larger than memory). The reader
     /// reads the snapshot the statement started on; it does not keep the database open

@@ -245,6 +245,17 @@ pub fn diagnosis(py: Python<'_>, d: &scrydb::diagnose::Diagnosis) -> PyResult<Py
         logs.append(x)?;
     }
     out.set_item("logs", logs)?;
+    let patterns = PyList::empty(py);
+    for p in &d.log_patterns {
+        let x = PyDict::new(py);
+        x.set_item("service", &p.service)?;
+        x.set_item("template", &p.template)?;
+        x.set_item("count", p.count)?;
+        x.set_item("baseline_count", p.baseline_count)?;
+        x.set_item("status", &p.status)?;
+        patterns.append(x)?;
+    }
+    out.set_item("log_patterns", patterns)?;
     match &d.exemplar {
         Some(e) => {
             let x = PyDict::new(py);

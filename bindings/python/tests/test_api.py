@@ -296,3 +296,36 @@ def test_search_finds_terms_newest_first_and_names_bad_queries(db):
     assert window.num_rows == 10
     with pytest.raises(scrydb.QueryError, match="column 6: unclosed parenthesis"):
         db.search("cart (x", spans=True)
+
+
+def test_log_patterns_group_lines_and_compare_windows(db):
+    ts = pa.timestamp("ns", tz="UTC")
+    minute = 60_000_000_000
+    rows = []
+    # Before: connections accepted; during: the same, plus a new failure.
+    for i in range(60):
+        rows.append((BASE + i * 1_000_000_000, "db", f"accepted connection from 10.0.0.{i % 9} port {4000 + i}"))
+    for i in range(60):
+        t = BASE + minute + i * 1_000_000_000
+        rows.append((t, "db", f"accepted connection from 10.0.1.{i % 7} port {5000 + i}"))
+        if i % 3 == 0:
+            rows.append((t, "db", f"could not write block {i * 17} of relation base/{i}: No space left on device"))
+    db.ingest("logs", pa.table({
+        "time": pa.array([r[0] for r in rows], ts),
+        "service_name": [r[1] for r in rows],
+        "body": [r[2] for r in rows],
+    }))
+    t = db.log_patterns(BASE + minute, BASE + 2 * minute)
+    got = list(zip(t.column("status").to_pylist(), t.column("template").to_pylist(),
+                   t.column("count").to_pylist(), t.column("baseline_count").to_pylist()))
+    assert got == [
+        ("new", "could not write block <*> of relation <*>: No space left on device", 20, 0),
+        ("steady", "accepted connection from <*> port <*>", 60, 60),
+    ]
+    # The same through SQL, with an explicit baseline.
+    s = db.sql(f"SELECT status, count FROM log_patterns({BASE + minute}, {BASE + 2 * minute}, {BASE}, {BASE + minute})")
+    assert s.column("count").to_pylist() == [20, 60]
+    with pytest.raises(ValueError, match="start must be before end"):
+        db.log_patterns(BASE, BASE)
+    with pytest.raises(ValueError, match="both"):
+        db.log_patterns(BASE, BASE + 1, baseline_start=BASE)

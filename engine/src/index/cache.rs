@@ -41,6 +41,11 @@ struct Cached {
     rollup_loading: Mutex<()>,
     /// The term index of a span or log segment (or why it is not usable), set once.
     terms: OnceLock<std::result::Result<Arc<crate::search::index::TermIndex>, String>>,
+    /// The log patterns of a log segment, once read (or mined from its rows); a failure is
+    /// not kept.
+    patterns: OnceLock<Arc<crate::search::log_patterns::SegmentPatterns>>,
+    /// Held while loading `patterns`.
+    patterns_loading: Mutex<()>,
 }
 
 /// Open segment indexes, shared by every snapshot of a database. An index that cannot be
@@ -230,6 +235,30 @@ impl IndexCache {
         }
         let batch = crate::rollup::batch_of_segment(fs, dir, seg)?;
         Ok(entry.rollup.get_or_init(|| batch).clone())
+    }
+
+    /// The log patterns of log segment `seg`, read once per segment and process: its
+    /// pattern file, or mined from its rows when that is missing or damaged
+    /// ([`crate::search::log_patterns::of_segment`]).
+    pub fn log_patterns(
+        &self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        seg: &SegmentMeta,
+    ) -> Result<Arc<crate::search::log_patterns::SegmentPatterns>> {
+        let entry = self.entry(seg.id);
+        if let Some(p) = entry.patterns.get() {
+            return Ok(p.clone());
+        }
+        let _loading = entry
+            .patterns_loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = entry.patterns.get() {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(crate::search::log_patterns::of_segment(fs, dir, seg)?);
+        Ok(entry.patterns.get_or_init(|| p).clone())
     }
 
     /// Forgets segments no longer in the manifest (their files are going away).

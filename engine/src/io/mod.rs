@@ -275,3 +275,70 @@ pub(crate) fn write_durably(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> c
     fs.rename(&tmp, path)
         .map_err(|e| Error::io("rename", &tmp, e))
 }
+
+/// Length of the header [`seal`] writes: magic (8 bytes), version (u32), flags (u32, zero),
+/// size of the uncompressed payload (u64), all little-endian.
+const SEALED_HEADER_LEN: usize = 24;
+
+/// A side file's bytes (span rollups, log patterns; `docs/format.md`): the header, the
+/// zstd-compressed `payload`, and a CRC-32 of everything before it.
+pub(crate) fn seal(magic: &[u8; 8], version: u32, payload: &[u8]) -> crate::Result<Vec<u8>> {
+    let packed = zstd::bulk::compress(payload, 3).map_err(|e| crate::Error::Io {
+        op: "compress",
+        path: PathBuf::from("<side file>"),
+        source: e,
+    })?;
+    let mut out = Vec::with_capacity(SEALED_HEADER_LEN + packed.len() + 4);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&packed);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// The payload of a file [`seal`] wrote, read from `path` (for messages) and holding a
+/// `what` (for messages). Damage is [`crate::Error::Corrupted`], another version than
+/// `version` [`crate::Error::UnsupportedVersion`].
+pub(crate) fn unseal(
+    path: &Path,
+    bytes: &[u8],
+    magic: &[u8; 8],
+    version: u32,
+    what: &str,
+) -> crate::Result<Vec<u8>> {
+    use crate::Error;
+    let corrupt = |at: Option<u64>, why: String| Error::corrupted(path, at, why);
+    if bytes.len() < SEALED_HEADER_LEN + 4 || &bytes[..8] != magic {
+        return Err(corrupt(
+            Some(0),
+            format!("not a {what} file (bad magic or too short)"),
+        ));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+        return Err(corrupt(None, "checksum mismatch".to_string()));
+    }
+    let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if found != version {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: version,
+        });
+    }
+    let raw_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    // zstd allocates the stated size up front: a size no compression ratio explains is
+    // damage, not an allocation to attempt.
+    let packed_len = (body.len() - SEALED_HEADER_LEN) as u64;
+    if raw_len > packed_len.saturating_mul(1024).saturating_add(1 << 20) {
+        return Err(corrupt(
+            Some(16),
+            "payload size out of proportion to the file".to_string(),
+        ));
+    }
+    zstd::bulk::decompress(&body[SEALED_HEADER_LEN..], raw_len as usize)
+        .map_err(|e| corrupt(Some(SEALED_HEADER_LEN as u64), format!("payload: {e}")))
+}

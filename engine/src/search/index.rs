@@ -296,7 +296,7 @@ impl std::hash::Hasher for PassHasher {
     }
 }
 
-fn fx_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn fx_hash(bytes: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = TermHasher::default();
     h.write(bytes);

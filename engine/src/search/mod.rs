@@ -6,6 +6,8 @@
 //! token). See [`tokenize`] for the rules.
 
 pub mod index;
+pub mod log_patterns;
+pub mod patterns;
 pub mod tokenize;
 
 pub use tokenize::{MAX_INDEXED_TOKEN_BYTES, Phrase, fold_token, tokens};

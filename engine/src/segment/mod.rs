@@ -18,11 +18,13 @@ pub mod writer;
 pub use crate::manifest::SegmentMeta;
 
 /// Every file of the segment at `path`: its trace index, its term index (spans and logs),
-/// its span rollup (spans) and the Parquet file itself, in the order they are deleted.
-pub fn segment_files(path: &std::path::Path) -> [std::path::PathBuf; 4] {
+/// its log patterns (logs), its span rollup (spans) and the Parquet file itself, in the
+/// order they are deleted.
+pub fn segment_files(path: &std::path::Path) -> [std::path::PathBuf; 5] {
     [
         crate::index::index_path(path),
         crate::search::index::term_index_path(path),
+        crate::search::log_patterns::pattern_path(path),
         crate::rollup::rollup_path(path),
         path.to_path_buf(),
     ]

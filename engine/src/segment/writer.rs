@@ -303,6 +303,8 @@ pub struct SegmentSink {
     index: crate::index::IndexBuilder,
     /// For spans and logs: the term index ([`crate::search::index`]).
     terms: Option<crate::search::index::TermIndexBuilder>,
+    /// For logs: the log patterns ([`crate::search::log_patterns`]).
+    patterns: Option<crate::search::log_patterns::PatternBuilder>,
     /// For spans: the rollups of the rows pushed, or those [`SegmentSink::set_rollups`] gave.
     rollups: Option<crate::rollup::Rollups>,
     /// Whether `rollups` was given rather than computed from the rows.
@@ -361,6 +363,8 @@ impl SegmentSink {
             index: crate::index::IndexBuilder::new(),
             terms: (opts.term_index && crate::search::index::indexed(signal))
                 .then(|| crate::search::index::TermIndexBuilder::new(signal)),
+            patterns: (opts.log_patterns && signal == Signal::Logs)
+                .then(crate::search::log_patterns::PatternBuilder::new),
             rollups: (signal == Signal::Spans).then(crate::rollup::Rollups::new),
             rollups_given: false,
             min_time: i64::MAX,
@@ -385,6 +389,9 @@ impl SegmentSink {
         self.index.add(self.signal, batch)?;
         if let Some(t) = self.terms.as_mut() {
             t.add(batch)?;
+        }
+        if let Some(p) = self.patterns.as_mut() {
+            p.add(batch)?;
         }
         if let Some(r) = self.rollups.as_mut().filter(|_| !self.rollups_given) {
             r.add_spans(batch)?;
@@ -417,7 +424,7 @@ impl SegmentSink {
     }
 
     /// Closes the Parquet file, fsyncs it, renames it to its final name, writes the trace
-    /// index, the term index and the span rollup the same way and fsyncs the directory; returns the manifest entry. On error,
+    /// index, the term index, the log patterns and the span rollup the same way and fsyncs the directory; returns the manifest entry. On error,
     /// files of the segment may remain under temporary or final names; none is named by a
     /// manifest, so readers never see it and the next open removes it.
     pub fn finish(self) -> Result<SegmentMeta> {
@@ -433,6 +440,7 @@ impl SegmentSink {
             mut writer,
             index,
             terms,
+            mut patterns,
             rollups,
             rollups_given: _,
             min_time,
@@ -462,9 +470,12 @@ impl SegmentSink {
             .map_err(|e| Error::io("rename", &tmp, e))?;
         // The trace index is durable before the segment can be published.
         index.write(&fs, &path, signal)?;
-        // So are the term index and the span rollup.
+        // So are the term index, the log patterns and the span rollup.
         if let Some(t) = &terms {
             t.write(&fs, &path)?;
+        }
+        if let Some(p) = patterns.as_mut() {
+            p.write(&fs, &path)?;
         }
         if let Some(r) = &rollups {
             crate::rollup::write(&fs, &path, r)?;

@@ -247,9 +247,29 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         say!("  (no warnings or errors logged)");
     }
 
-    // 6. The exemplar.
+    // 6. What is new in the logs.
     ui.heading(
         6,
+        "What changed in the logs: templates new, surging or gone in the window, against the window before",
+    );
+    ui.queries(&d, Step::LogPatterns);
+    for p in &d.log_patterns {
+        say!(
+            "  {:<8} {:>5} (before {:>4})  {:<12} {}",
+            p.status,
+            p.count,
+            p.baseline_count,
+            p.service,
+            p.template
+        );
+    }
+    if d.log_patterns.is_empty() {
+        say!("  (no log template is new, surging or gone)");
+    }
+
+    // 7. The exemplar.
+    ui.heading(
+        7,
         "From the latency histogram to a trace: the slowest exemplar in the window",
     );
     ui.queries(&d, Step::Exemplar);

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod out;
 mod demo;
 mod ingest;
+mod patterns;
 mod search;
 mod serve;
 mod sql;
@@ -127,14 +128,19 @@ enum Command {
     /// -term, NOT, OR, parentheses. Newest matches first, at most --limit, with the trace
     /// id for `scry trace`.
     Search(search::Args),
+    /// Log patterns: log lines grouped into templates (variables as <*>), counted in a
+    /// window and in the window of the same length before it; new and surging templates
+    /// first. "What is new in the logs during the incident?"
+    Patterns(patterns::Args),
     /// Show one trace as a waterfall: spans as a tree with offsets and duration bars,
     /// their logs, and a summary. Found through the trace index, with no time hint.
     Trace {
         /// The trace id, 32 hex digits.
         trace_id: String,
     },
-    /// Rebuild the trace indexes of segments whose index is missing or damaged (`--all`:
-    /// every segment).
+    /// Rebuild the trace indexes, term indexes, log patterns and span rollups of segments
+    /// where they are missing or damaged (`--all`: every trace index, term index and log
+    /// pattern file).
     Reindex {
         /// Rebuild every index, not only the unusable ones.
         #[arg(long)]
@@ -412,6 +418,12 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close()?;
             Ok(ok)
         }
+        Command::Patterns(args) => {
+            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let ok = patterns::run(&db, &args)?;
+            db.close()?;
+            Ok(ok)
+        }
         Command::Trace { trace_id } => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
             let found = trace::run(&db, &trace_id)?;
@@ -421,7 +433,10 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Reindex { all } => {
             let db = Db::open(&db_dir, Options::default())?;
             let n = db.rebuild_indexes(all)?;
-            say!("{n} index file(s) rebuilt (trace indexes, term indexes, span rollups)");
+            say!(
+                "{n} index file(s) rebuilt (trace indexes, term indexes, log patterns, span \
+                 rollups)"
+            );
             db.close().map(|()| true)
         }
         Command::Serve {
@@ -884,7 +899,7 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let parts = db.snapshot().partition_stats();
     writeln!(
         out,
-        "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9} {:>6} {:>10} {:>9} {:>10}  time range",
+        "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9} {:>6} {:>10} {:>9} {:>10} {:>9}  time range",
         "signal",
         "partition",
         "segs",
@@ -894,7 +909,8 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         "ratio",
         "index",
         "bloom",
-        "terms"
+        "terms",
+        "patterns"
     )?;
     let when = |ns: i64| {
         chrono::DateTime::from_timestamp_nanos(ns)
@@ -904,7 +920,7 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     for p in &parts {
         writeln!(
             out,
-            "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9.1} {:>6.1} {:>10} {:>9} {:>10}  {} .. {}",
+            "{:<8} {:<16} {:>4} {:>11} {:>12} {:>9.1} {:>6.1} {:>10} {:>9} {:>10} {:>9}  {} .. {}",
             p.signal.name(),
             scrydb::partition::partition_dir_name(p.partition_start),
             p.segments,
@@ -915,6 +931,7 @@ fn print_stats(db: &Db, out: &mut dyn std::io::Write) -> std::io::Result<()> {
             p.index_bytes,
             p.bloom_bytes,
             p.term_index_bytes,
+            p.pattern_bytes,
             when(p.min_time),
             when(p.max_time)
         )?;

@@ -15,15 +15,8 @@ pub struct Args {
     /// Search spans instead of logs.
     #[arg(long)]
     pub spans: bool,
-    /// Only the last this long: 90s, 15m, 1h, 7d.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// From this time on (RFC 3339 or ns since the epoch).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Before this time (RFC 3339 or ns since the epoch).
-    #[arg(long)]
-    pub to: Option<String>,
+    #[command(flatten)]
+    pub time: TimeArgs,
     /// Most matches printed.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -33,6 +26,42 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+}
+
+/// The time window of a command: `--since`, or `--from` and `--to`.
+#[derive(clap::Args)]
+pub struct TimeArgs {
+    /// Only the last this long before now: 90s, 15m, 1h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// From this time on (RFC 3339 or ns since the epoch).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Before this time (RFC 3339 or ns since the epoch).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+impl TimeArgs {
+    /// (from, to) in ns since the epoch, each if given; `--since` counts back from `--to`
+    /// or now.
+    pub fn bounds(&self) -> Result<(Option<i64>, Option<i64>), String> {
+        let to = self
+            .to
+            .as_deref()
+            .map(|t| parse_time("--to", t))
+            .transpose()?;
+        let from = match (&self.since, &self.from) {
+            (Some(_), Some(_)) => return Err("give --since or --from, not both".into()),
+            (Some(since), None) => Some(
+                to.unwrap_or_else(now_ns)
+                    .saturating_sub(parse_since(since)?),
+            ),
+            (None, Some(from)) => Some(parse_time("--from", from)?),
+            (None, None) => None,
+        };
+        Ok((from, to))
+    }
 }
 
 /// A time argument in ns since the epoch: RFC 3339 (`2025-11-25T10:00:00Z`) or ns.
@@ -64,6 +93,13 @@ fn parse_since(s: &str) -> Result<i64, String> {
     n.checked_mul(scale).ok_or_else(bad)
 }
 
+/// The clock, in ns since the epoch.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// The request `args` describe.
 fn request(args: &Args) -> Result<SearchRequest, String> {
     let target = if args.spans {
@@ -73,21 +109,7 @@ fn request(args: &Args) -> Result<SearchRequest, String> {
     };
     let mut r = SearchRequest::new(args.query.clone(), target);
     r.limit = args.limit.max(1);
-    if let Some(since) = &args.since {
-        if args.from.is_some() {
-            return Err("give --since or --from, not both".into());
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        r.from_ns = Some(now.saturating_sub(parse_since(since)?));
-    }
-    if let Some(from) = &args.from {
-        r.from_ns = Some(parse_time("--from", from)?);
-    }
-    if let Some(to) = &args.to {
-        r.to_ns = Some(parse_time("--to", to)?);
-    }
+    (r.from_ns, r.to_ns) = args.time.bounds()?;
     Ok(r)
 }
 
