@@ -185,8 +185,8 @@ fn segment_bytes(shared: &Shared, s: &SegmentMeta) -> u64 {
     s.size + size(&index) + size(&terms) + size(&patterns) + size(&rollup)
 }
 
-/// Bytes the segments of `m`, their trace and term indexes and span rollups take on disk (what a
-/// disk budget counts).
+/// Bytes the segments of `m`, their trace and term indexes, log patterns and span rollups
+/// take on disk (what a disk budget counts).
 pub fn store_bytes(shared: &Shared, m: &Manifest) -> u64 {
     m.segments.iter().map(|s| segment_bytes(shared, s)).sum()
 }

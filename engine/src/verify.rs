@@ -180,8 +180,8 @@ fn current_manifest(
     }
 }
 
-/// Every segment of `m` (size and CRC), its trace index, (spans and logs) its term index
-/// and (spans) its rollup.
+/// Every segment of `m` (size and CRC), its trace index, (spans and logs) its term index,
+/// (logs) its log patterns and (spans) its rollup.
 pub(crate) fn check_segments(
     fs: &dyn FileSystem,
     dir: &Path,

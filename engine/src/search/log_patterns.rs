@@ -10,7 +10,7 @@
 //! unflushed logs the same way, and merges the templates of all of them ([`Merger`]).
 //!
 //! A segment whose file is missing (written with `Options::log_patterns(false)` or before
-//! format 5) or damaged is mined from its rows when a query needs it.
+//! log patterns existed) or damaged is mined from its rows when a query needs it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampNanosecondTy
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::patterns::{Merger, Miner};
+use super::patterns::{Merger, Miner, WILDCARD};
 use crate::io::FileSystem;
 use crate::manifest::SegmentMeta;
 use crate::schema::{Strings, timestamp_type};
@@ -403,7 +403,8 @@ pub enum PatternChange {
     /// At least [`SURGE_FACTOR`] times its baseline rate, with at least
     /// [`SURGE_MIN_COUNT`] lines.
     Surging,
-    /// Within a factor of [`SURGE_FACTOR`] of its baseline rate either way.
+    /// Neither surging nor declining: within a factor of [`SURGE_FACTOR`] of its baseline
+    /// rate, or above it with fewer than [`SURGE_MIN_COUNT`] lines.
     Steady,
     /// At most 1/[`SURGE_FACTOR`] of its baseline rate, but seen.
     Declining,
@@ -552,7 +553,9 @@ impl Snapshot {
     /// rest by lines in the window, then the gone. Reads every log segment overlapping
     /// either window: its pattern file (mined from its rows when missing or damaged), plus
     /// its `time` column when it straddles a window's edge; the unflushed logs are mined
-    /// now. Memory grows with the number of templates, not of lines.
+    /// now. Each segment's patterns stay in memory for the process once read (4 bytes per
+    /// row plus its templates, [`crate::index::IndexCache::log_patterns`]); a straddling
+    /// segment's `time` column is held while it is counted.
     pub fn log_patterns(
         &self,
         window: TimeRange,
@@ -668,10 +671,19 @@ fn merge(
     window_len: i64,
     baseline: TimeRange,
 ) -> Vec<LogPattern> {
-    // Larger templates first: a merged template takes the shape of the first one.
+    // Templates whose first word is a variable first (so that the specific forms other
+    // segments kept find them), then larger ones: a merged template takes the shape of the
+    // first one.
+    let general = |template: &str| {
+        template
+            .split(' ')
+            .next()
+            .is_some_and(|w| w.contains(WILDCARD))
+    };
     parts.sort_by(|a, b| {
-        (b.3.count + b.3.base)
-            .cmp(&(a.3.count + a.3.base))
+        general(&b.1)
+            .cmp(&general(&a.1))
+            .then_with(|| (b.3.count + b.3.base).cmp(&(a.3.count + a.3.base)))
             .then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1)))
     });
     let baseline_total: u64 = parts.iter().map(|p| p.3.base).sum();

@@ -18,17 +18,21 @@
 //!    [`MAX_CHILDREN`] of them, routes as `<*>`.
 //! 3. **Matching.** In its leaf, a line joins the template with the most positions equal
 //!    to its tokens (ties: the older template), if at least [`SIMILARITY`] of the positions are
-//!    equal; positions where they differ become `<*>`. Otherwise the line starts a new
+//!    equal; positions where they differ become `<*>`. A `<*>` of the template equals a
+//!    `<*>` of the line (a masked token), never a word. Otherwise the line starts a new
 //!    template.
 //!
 //! A template only ever generalises, so a line stays a member of the template it joined.
 //! Each segment's miner starts empty: the same kind of line can be a more or a less general
 //! template in different segments. [`Merger`] reconciles them when a query reads many
-//! segments: it runs the same routing and matching over the segments' templates, where
-//! `<*>` equals only `<*>`.
+//! segments: it runs the same routing and matching over the segments' templates (`<*>`
+//! equals only `<*>`), and a template that matches nothing under its first word also tries
+//! those whose first word is `<*>` — one miner may have generalised a first word (past
+//! [`MAX_CHILDREN`]) that another kept.
 //!
-//! A miner holds at most [`MAX_TEMPLATES`] templates; later lines that would start a new one
-//! join the catch-all template `<*>` of their service instead.
+//! A miner starts at most [`MAX_TEMPLATES`] templates; later lines that would start a new
+//! one join the catch-all template `<*>` of their service instead (one more template per
+//! service).
 
 use std::collections::HashMap;
 
@@ -40,7 +44,7 @@ pub const MAX_BODY_BYTES: usize = 4096;
 pub const SIMILARITY: f64 = 0.4;
 /// First tokens routed separately per (service, token count); beyond, they route as `<*>`.
 pub const MAX_CHILDREN: usize = 100;
-/// Templates one miner holds at most.
+/// Templates one miner starts at most (then one catch-all per service).
 pub const MAX_TEMPLATES: usize = 50_000;
 /// The variable marker in templates.
 pub const WILDCARD: &str = "<*>";
@@ -112,9 +116,9 @@ impl Tokens {
         while !body.is_char_boundary(cut) {
             cut -= 1;
         }
-        let mut words = body[..cut].split_whitespace();
-        for w in words.by_ref() {
-            if self.ends.len() == MAX_TOKENS - 1 {
+        let mut words = body[..cut].split_whitespace().peekable();
+        while let Some(w) = words.next() {
+            if self.ends.len() == MAX_TOKENS - 1 && words.peek().is_some() {
                 // The rest of the line (this word included) is one variable.
                 self.text.push_str(WILDCARD);
                 self.ends.push(self.text.len() as u32);
@@ -165,13 +169,17 @@ struct Template {
 }
 
 impl Template {
-    /// Equal positions with `line` (a `None` position never counts: it would let a general
-    /// template absorb everything of its length).
+    /// Equal positions with `line`: the same word, or a variable (`None`) where the line
+    /// has `<*>` too. A variable never equals a word: that would let a general template
+    /// absorb every line of its length.
     fn equal_positions(&self, line: &Tokens) -> usize {
         self.tokens
             .iter()
             .enumerate()
-            .filter(|(i, t)| t.as_deref() == Some(line.get(*i)))
+            .filter(|(i, t)| match t.as_deref() {
+                Some(t) => t == line.get(*i),
+                None => line.get(*i) == WILDCARD,
+            })
             .count()
     }
 
@@ -207,6 +215,10 @@ pub struct Miner {
     leaves: HashMap<(u32, u32, u64), Vec<u32>>,
     /// Most templates; beyond, [`Miner::overflow`].
     limit: usize,
+    /// Whether a line that matches nothing in its first word's leaf tries the `<*>` leaf
+    /// of its length (merging: a template generalised at its first word in one miner
+    /// takes the specific forms of other miners).
+    fallback: bool,
     templates: Vec<Template>,
     /// Per service: its catch-all template once the miner is full.
     overflow: HashMap<u32, u32>,
@@ -230,6 +242,7 @@ impl Miner {
             templates: Vec::new(),
             overflow: HashMap::new(),
             limit: MAX_TEMPLATES,
+            fallback: false,
             scratch: Tokens::default(),
         }
     }
@@ -283,19 +296,27 @@ impl Miner {
                 }
             }
         };
-        let leaf = self.leaves.entry((service, len, first)).or_default();
-        let mut best: Option<(usize, u32)> = None;
-        for &id in leaf.iter() {
-            let eq = self.templates[id as usize].equal_positions(tokens);
-            if best.is_none_or(|(b, _)| eq > b) {
-                best = Some((eq, id));
-            }
+        let mut leaves = vec![first];
+        if self.fallback && first != wildcard {
+            leaves.push(wildcard);
         }
-        if let Some((eq, id)) = best {
-            // An empty line matches the empty template.
-            if len == 0 || eq as f64 >= SIMILARITY * f64::from(len) {
-                self.templates[id as usize].generalise(tokens);
-                return id;
+        for key in leaves {
+            let Some(leaf) = self.leaves.get(&(service, len, key)) else {
+                continue;
+            };
+            let mut best: Option<(usize, u32)> = None;
+            for &id in leaf {
+                let eq = self.templates[id as usize].equal_positions(tokens);
+                if best.is_none_or(|(b, _)| eq > b) {
+                    best = Some((eq, id));
+                }
+            }
+            if let Some((eq, id)) = best {
+                // An empty line matches the empty template.
+                if len == 0 || eq as f64 >= SIMILARITY * f64::from(len) {
+                    self.templates[id as usize].generalise(tokens);
+                    return id;
+                }
             }
         }
         if self.templates.len() >= self.limit {
@@ -311,7 +332,10 @@ impl Miner {
             return id;
         }
         let id = self.templates.len() as u32;
-        leaf.push(id);
+        self.leaves
+            .entry((service, len, first))
+            .or_default()
+            .push(id);
         self.templates.push(Template {
             service,
             tokens: tokens
@@ -333,20 +357,22 @@ impl Miner {
     }
 
     /// Template `id` as text: its tokens separated by single spaces, `<*>` for variables.
+    /// Panics if `id` is not one [`Miner::add`] returned.
     pub fn template(&self, id: u32) -> String {
         self.templates[id as usize].text()
     }
 
-    /// The service of template `id`.
+    /// The service of template `id`. Panics if `id` is not one [`Miner::add`] returned.
     pub fn service(&self, id: u32) -> &str {
         &self.service_names[self.templates[id as usize].service as usize]
     }
 }
 
 /// Reconciles templates mined separately (one miner per segment, and one for unflushed
-/// logs) into one set by mining the templates themselves: routed as lines are, templates
-/// whose positions are at least [`SIMILARITY`] equal (`<*>` equal only to `<*>`) become
-/// one, generalised.
+/// logs) into one set by mining the templates themselves: routed as lines are (and, when
+/// nothing matches under their first word, against the templates whose first word is
+/// `<*>`), templates whose positions are at least [`SIMILARITY`] equal (`<*>` equal only
+/// to `<*>`) become one, generalised.
 #[derive(Debug, Clone)]
 pub struct Merger {
     miner: Miner,
@@ -362,13 +388,18 @@ impl Merger {
     /// An empty merger.
     pub fn new() -> Self {
         Merger {
-            miner: Miner::new(),
+            miner: Miner {
+                fallback: true,
+                ..Miner::new()
+            },
         }
     }
 
     /// Adds `template` (text as [`Miner::template`] gives it) of `service`; returns the id
-    /// of the merged template. Add larger templates first: a template takes the shape of the
-    /// first one added.
+    /// of the merged template. A template that matches nothing under its first word tries
+    /// the templates whose first word is `<*>`: add those first (then larger ones before
+    /// smaller: a merged template takes the shape of the first one added), so every
+    /// specific form finds them.
     pub fn add(&mut self, service: &str, template: &str) -> u32 {
         let mut tokens = std::mem::take(&mut self.miner.scratch);
         tokens.of_template(template);
@@ -522,6 +553,50 @@ mod tests {
             merged.miner().template(ma),
             "Failed password for invalid user <*> from <*> port <*> ssh2"
         );
+    }
+
+    #[test]
+    fn lines_that_are_mostly_variables_still_share_a_template() {
+        let mut m = Miner::new();
+        let a = m.add("web", "GET 200 12ms 1KB");
+        assert_eq!(m.add("web", "GET 404 3ms 20KB"), a);
+        assert_eq!(m.template(a), "GET <*> <*> <*>");
+        let n = m.add("app", "42");
+        assert_eq!(m.add("app", "1234567"), n);
+        // Identical templates of two miners merge, catch-alls too.
+        let mut merged = Merger::new();
+        assert_eq!(
+            merged.add("web", "GET <*> <*> <*>"),
+            merged.add("web", "GET <*> <*> <*>")
+        );
+        assert_eq!(merged.add("app", "<*>"), merged.add("app", "<*>"));
+        // A line of exactly MAX_TOKENS words keeps its last word.
+        let words: Vec<String> = (0..MAX_TOKENS).map(|i| format!("w{}", letter(i))).collect();
+        let mut t = Tokens::default();
+        t.parse(&words.join(" "));
+        assert_eq!(t.len(), MAX_TOKENS);
+        assert_eq!(t.get(MAX_TOKENS - 1), words[MAX_TOKENS - 1]);
+    }
+
+    fn letter(i: usize) -> String {
+        format!(
+            "{}{}",
+            (b'a' + (i % 26) as u8) as char,
+            (b'a' + (i / 26) as u8) as char
+        )
+    }
+
+    #[test]
+    fn merging_joins_a_first_word_generalised_in_one_miner_to_its_specific_forms() {
+        let mut merged = Merger::new();
+        // Templates whose first word is `<*>` go first (as `log_patterns` orders them).
+        let general = merged.add("inventory", "<*> handled");
+        assert_eq!(merged.add("inventory", "ReserveStock handled"), general);
+        assert_eq!(merged.add("inventory", "CheckStock handled"), general);
+        // Specific forms with nothing general to join stay apart.
+        let a = merged.add("cart", "GetCart handled");
+        let b = merged.add("cart", "AddItem handled");
+        assert_ne!(a, b);
     }
 
     #[test]

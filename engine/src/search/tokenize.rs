@@ -33,9 +33,58 @@ fn is_token_char(c: char) -> bool {
 }
 
 /// The tokens of `text`, as slices of it (not folded), in order.
-pub fn tokens(text: &str) -> impl Iterator<Item = &str> + Clone + '_ {
-    text.split(|c: char| !is_token_char(c))
-        .filter(|t| !t.is_empty())
+pub fn tokens(text: &str) -> TokenIter<'_> {
+    TokenIter { text, at: 0 }
+}
+
+/// The iterator [`tokens`] returns. ASCII bytes are classified directly; other characters
+/// are decoded and asked `char::is_alphanumeric`.
+#[derive(Debug, Clone)]
+pub struct TokenIter<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> TokenIter<'a> {
+    /// Whether the character starting at byte `i` is a token character, and its length.
+    fn class(&self, i: usize) -> (bool, usize) {
+        let b = self.text.as_bytes()[i];
+        if b < 0x80 {
+            return (b == b'_' || b.is_ascii_alphanumeric(), 1);
+        }
+        let c = self.text[i..].chars().next().expect("a char starts here");
+        (is_token_char(c), c.len_utf8())
+    }
+}
+
+impl<'a> Iterator for TokenIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let len = self.text.len();
+        let mut i = self.at;
+        while i < len {
+            let (token, n) = self.class(i);
+            if token {
+                break;
+            }
+            i += n;
+        }
+        if i >= len {
+            self.at = len;
+            return None;
+        }
+        let start = i;
+        while i < len {
+            let (token, n) = self.class(i);
+            if !token {
+                break;
+            }
+            i += n;
+        }
+        self.at = i;
+        Some(&self.text[start..i])
+    }
 }
 
 /// `token` folded (lowercased character by character); borrowed when it already is.
@@ -163,6 +212,27 @@ mod tests {
         assert!(matches!(fold_token("already_lower"), Cow::Borrowed(_)));
         // No accent folding.
         assert_ne!(toks("café"), toks("cafe"));
+    }
+
+    #[test]
+    fn the_byte_scanner_splits_as_a_split_on_non_token_characters_does() {
+        let alphabet: Vec<char> = "aZ09_ -.:/=\"'éÜ東٤🚀\u{301}\t\n№İ".chars().collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..400 {
+            let text: String = (0..len % 40)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let want: Vec<&str> = text
+                .split(|c: char| !is_token_char(c))
+                .filter(|t| !t.is_empty())
+                .collect();
+            assert_eq!(tokens(&text).collect::<Vec<_>>(), want, "{text:?}");
+        }
     }
 
     #[test]

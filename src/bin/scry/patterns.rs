@@ -79,7 +79,7 @@ pub fn run(db: &scrydb::Db, args: &Args) -> scrydb::Result<bool> {
         .iter()
         .filter(|p| args.service.as_ref().is_none_or(|s| &p.service == s))
         .collect();
-    let len = w.end - w.start;
+    let len = w.end.saturating_sub(w.start);
     say!(
         "log patterns {} .. {} against the {} before ({} templates{})",
         time(w.start),

@@ -31,7 +31,7 @@ pub struct Args {
 /// The time window of a command: `--since`, or `--from` and `--to`.
 #[derive(clap::Args)]
 pub struct TimeArgs {
-    /// Only the last this long before now: 90s, 15m, 1h, 7d.
+    /// Only the last this long before --to (default: now): 90s, 15m, 1h, 7d.
     #[arg(long)]
     pub since: Option<String>,
     /// From this time on (RFC 3339 or ns since the epoch).
