@@ -547,3 +547,76 @@ fn term_index_returns_exactly_what_a_scan_returns() {
     assert!(db.verify().expect("verify").is_ok());
     db.close().expect("close");
 }
+
+/// A search newest first with a limit stops reading once it has its rows: the segments are
+/// listed newest first and the top-k's dynamic filter on `time` then skips the older ones
+/// (and their row groups) by their statistics, so far fewer rows are decoded than match —
+/// with the term index and without it — and the answer is the newest matches.
+#[test]
+fn a_newest_first_search_decodes_a_fraction_of_its_matches() {
+    use scrydb::sql::{Session, SessionOptions};
+    use scrydb_workload::Rng;
+    use scrydb_workload::synth::realistic_logs;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), scrydb::Options::default()).expect("open");
+    let mut rng = Rng::new(21);
+    // Eight segments a minute apart in one partition, each 5,000 records.
+    for i in 0..8 {
+        let (b, _) = realistic_logs(&mut rng, 5_000, BASE + i * 60_000_000_000);
+        db.append(Signal::Logs, &b).expect("append");
+        db.flush().expect("flush");
+    }
+    let predicate = "matches(body, 'block')";
+    for term_index in [true, false] {
+        let session = Session::with_options(
+            db.reader(),
+            SessionOptions {
+                term_index,
+                ..SessionOptions::default()
+            },
+        )
+        .expect("session");
+        let all = result_rows(
+            &session,
+            &format!("SELECT time FROM logs WHERE {predicate} ORDER BY time DESC"),
+        );
+        let matches = all.len();
+        assert!(matches > 10_000, "{matches}");
+        let query = format!("SELECT time FROM logs WHERE {predicate} ORDER BY time DESC LIMIT 10");
+        let newest = result_rows(&session, &query);
+        let mut want = all.clone();
+        want.sort_by(|a, b| b.cmp(a));
+        want.truncate(10);
+        want.sort();
+        assert_eq!(newest, want);
+        // What the scan decoded: the Parquet source's output rows in EXPLAIN ANALYZE.
+        let plan = session
+            .sql_blocking(&format!("EXPLAIN ANALYZE {query}"))
+            .expect("explain analyze");
+        let text = crate::common::rows(&plan).join("\n");
+        // Metrics print humanized: `output_rows=3.33 K`.
+        let decoded: f64 = text
+            .lines()
+            .filter(|l| l.contains("DataSourceExec"))
+            .filter_map(|l| {
+                let at = l.find("output_rows=")? + "output_rows=".len();
+                let value: String = l[at..]
+                    .chars()
+                    .take_while(|c| *c != ',' && *c != ']')
+                    .collect();
+                let (number, scale) = match value.split_once(' ') {
+                    Some((n, "K")) => (n, 1e3),
+                    Some((n, "M")) => (n, 1e6),
+                    _ => (value.as_str(), 1.0),
+                };
+                number.parse::<f64>().ok().map(|n| n * scale)
+            })
+            .sum();
+        assert!(decoded >= 10.0, "{text}");
+        assert!(
+            decoded * 2.0 < matches as f64,
+            "term index {term_index}: decoded {decoded} rows for {matches} matches\n{text}"
+        );
+    }
+}
