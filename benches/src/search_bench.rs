@@ -74,6 +74,12 @@ fn searches(rare: &str, latest: i64) -> Vec<Search> {
             fts: None,
         },
         Search {
+            name: "numeric range",
+            scry: "TRY_CAST(attributes['thread.id'] AS DOUBLE) >= 63".into(),
+            duckdb: "TRY_CAST(attributes['thread.id'] AS DOUBLE) >= 63".into(),
+            fts: None,
+        },
+        Search {
             name: "term + time range + service",
             scry: format!(
                 "matches(body, 'insufficient funds') AND time >= to_timestamp_nanos({recent}) \

@@ -435,9 +435,9 @@ impl Db {
     }
 
     /// Rebuilds the trace index of every segment, the term index of every span and log
-    /// segment and the log patterns of every log segment (all, or only those missing or
-    /// damaged when `all` is false),
-    /// and writes the span rollup of every span
+    /// segment and the log patterns of every log segment (all, or only those missing,
+    /// damaged or — term indexes — of an older format when `all` is false), and writes the
+    /// span rollup of every span
     /// segment whose rollup file is missing or damaged (a valid one is always kept: after
     /// thinning or a compaction it counts spans the rows no longer hold); returns how many
     /// files were written.

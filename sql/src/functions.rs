@@ -49,60 +49,161 @@ pub fn duration_ms() -> ScalarUDF {
 /// case, consecutively — one token is a term, several a phrase
 /// ([`scrydb_engine::search::tokenize`] defines tokens: `matches(body, 'refused')` is true
 /// for "Connection REFUSED" and false for "refusedly"; `matches(body, '10.0.0.1')` needs
-/// the four numbers in a row). NULL when `text` or `query` is NULL; an error when `query`
-/// has no letters or digits.
+/// the four numbers in a row). `text` may also be `spans.events` (a list of events): then
+/// whether any event's name contains the query (false for a span without events). NULL
+/// when `text` or `query` is NULL; an error when `query` has no letters or digits.
 pub fn matches() -> ScalarUDF {
-    create_udf(
-        "matches",
-        vec![DataType::Utf8, DataType::Utf8],
-        DataType::Boolean,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let phrase = |q: &str| {
-                scrydb_engine::search::Phrase::new(q).ok_or_else(|| {
-                    datafusion::error::DataFusionError::Execution(format!(
-                        "matches: the query '{q}' has no letters or digits to search for"
-                    ))
-                })
-            };
-            let n = args
+    ScalarUDF::from(Matches {
+        signature: datafusion::logical_expr::Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Matches {
+    signature: datafusion::logical_expr::Signature,
+}
+
+/// Whether `t` is a list of structs with a string `name` field (`spans.events`).
+fn is_event_list(t: &DataType) -> bool {
+    match t {
+        DataType::List(item) => match item.data_type() {
+            DataType::Struct(fields) => fields
                 .iter()
-                .find_map(|a| match a {
-                    ColumnarValue::Array(a) => Some(a.len()),
-                    ColumnarValue::Scalar(_) => None,
-                })
-                .unwrap_or(1);
-            let text = args[0].clone().into_array(n)?;
-            let text = text.as_string::<i32>();
-            let out: BooleanArray = match &args[1] {
-                ColumnarValue::Scalar(ScalarValue::Utf8(None)) => BooleanArray::new_null(n),
-                ColumnarValue::Scalar(ScalarValue::Utf8(Some(q))) => {
-                    let p = phrase(q)?;
-                    text.iter().map(|t| t.map(|t| p.matches(t))).collect()
+                .any(|f| f.name() == "name" && f.data_type() == &DataType::Utf8),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The texts `matches` searches: one per row, or the names of each row's events.
+enum Texts {
+    Strings(datafusion::arrow::array::StringArray),
+    Events(
+        datafusion::arrow::array::ListArray,
+        datafusion::arrow::array::StringArray,
+    ),
+}
+
+impl Texts {
+    /// Whether row `i` (one of its texts) contains `p`; `None` for a NULL row.
+    fn matches(&self, i: usize, p: &scrydb_engine::search::Phrase) -> Option<bool> {
+        match self {
+            Texts::Strings(s) => s.is_valid(i).then(|| p.matches(s.value(i))),
+            Texts::Events(list, names) => {
+                if list.is_null(i) {
+                    return None;
                 }
-                ColumnarValue::Scalar(other) => {
-                    return plan_err!("matches takes a string query, not {other:?}");
-                }
-                ColumnarValue::Array(queries) => {
-                    let queries = queries.as_string::<i32>();
-                    text.iter()
-                        .zip(queries.iter())
-                        .map(|(t, q)| match (t, q) {
-                            (Some(t), Some(q)) => Ok(Some(phrase(q)?.matches(t))),
-                            _ => Ok(None),
-                        })
-                        .collect::<Result<_>>()?
-                }
-            };
-            Ok(
-                if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-                    ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-                } else {
-                    ColumnarValue::Array(Arc::new(out))
-                },
+                let o = list.value_offsets();
+                Some(
+                    (o[i] as usize..o[i + 1] as usize)
+                        .any(|e| names.is_valid(e) && p.matches(names.value(e))),
+                )
+            }
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Matches {
+    fn name(&self) -> &str {
+        "matches"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let text = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
             )
-        }),
-    )
+        };
+        match args {
+            [t, q] if text(q) && (text(t) || is_event_list(t)) => Ok(vec![
+                if is_event_list(t) {
+                    t.clone()
+                } else {
+                    DataType::Utf8
+                },
+                DataType::Utf8,
+            ]),
+            [t, q] => plan_err!(
+                "matches takes a text column (or spans.events) and a string query, not {t} \
+                 and {q}"
+            ),
+            _ => plan_err!("matches takes 2 arguments, not {}", args.len()),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<ColumnarValue> {
+        let args = args.args;
+        let phrase = |q: &str| {
+            scrydb_engine::search::Phrase::new(q).ok_or_else(|| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "matches: the query '{q}' has no letters or digits to search for"
+                ))
+            })
+        };
+        let n = args
+            .iter()
+            .find_map(|a| match a {
+                ColumnarValue::Array(a) => Some(a.len()),
+                ColumnarValue::Scalar(_) => None,
+            })
+            .unwrap_or(1);
+        let text = args[0].clone().into_array(n)?;
+        let texts = if is_event_list(text.data_type()) {
+            let list = text.as_list::<i32>().clone();
+            let names = list
+                .values()
+                .as_struct()
+                .column_by_name("name")
+                .expect("an event list has names")
+                .as_string::<i32>()
+                .clone();
+            Texts::Events(list, names)
+        } else {
+            Texts::Strings(text.as_string::<i32>().clone())
+        };
+        let row_matches = |i: usize, p: &scrydb_engine::search::Phrase| texts.matches(i, p);
+        let out: BooleanArray = match &args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(None)) => BooleanArray::new_null(n),
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(q))) => {
+                let p = phrase(q)?;
+                (0..n).map(|i| row_matches(i, &p)).collect()
+            }
+            ColumnarValue::Scalar(other) => {
+                return plan_err!("matches takes a string query, not {other:?}");
+            }
+            ColumnarValue::Array(queries) => {
+                let queries = queries.as_string::<i32>();
+                (0..n)
+                    .map(|i| {
+                        if queries.is_null(i) {
+                            return Ok(None);
+                        }
+                        Ok(row_matches(i, &phrase(queries.value(i))?))
+                    })
+                    .collect::<Result<_>>()?
+            }
+        };
+        Ok(
+            if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+            } else {
+                ColumnarValue::Array(Arc::new(out))
+            },
+        )
+    }
 }
 
 /// Evaluates a constant argument of a table function (a literal, `now() - interval '1

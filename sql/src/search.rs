@@ -11,6 +11,7 @@
 //! | `status:error` | `severity_number >= 17` | `status_code = 'ERROR'` (`ok`, `unset`) |
 //! | `name:GET*`, `operation:…` | – | `name LIKE 'GET%'` |
 //! | `kind:server` | – | `kind = 'SERVER'` |
+//! | `event:exception`, `event:"cache miss"` | – | `matches(events, …)`: an event's name has the term or phrase |
 //! | `duration>500ms` (`ns us ms s m h`; `>= < <= :`) | – | `duration_ns > 500000000` |
 //! | `trace:<32 hex>`, `span:<16 hex>` | `trace_id = '…'` | the same |
 //! | `@http.route:/cart` | `attributes['http.route'] = '/cart'` or the resource's | the same |
@@ -631,6 +632,23 @@ fn duration_ns(value: &str, at: usize) -> Result<i64> {
     Ok(ns.round() as i64)
 }
 
+/// `matches(<column>, value)` for `field:value`.
+fn phrase_sql(column: &str, op: Op, value: &str, at: usize) -> Result<String> {
+    if op != Op::Eq {
+        return Err(SearchError::at(
+            at,
+            format!("`{column}` compares with `:` only"),
+        ));
+    }
+    if Phrase::new(value).is_none() {
+        return Err(SearchError::at(
+            at,
+            format!("`{value}` has no letters or digits to search for"),
+        ));
+    }
+    Ok(format!("matches({column}, {})", lit(value)))
+}
+
 fn hex_sql(column: &str, op: Op, value: &str, bytes: usize, at: usize) -> Result<String> {
     if op != Op::Eq {
         return Err(SearchError::at(
@@ -679,7 +697,7 @@ fn attribute_sql(key: &str, op: Op, value: &str, quoted: bool, at: usize) -> Res
 
 const LOG_FIELDS: &str = "service, severity (level), status, trace, span, body, @attribute";
 const SPAN_FIELDS: &str =
-    "service, name (operation), kind, status, duration, trace, span, @attribute";
+    "service, name (operation), kind, status, duration, event, trace, span, @attribute";
 
 fn field_sql(
     target: Target,
@@ -702,18 +720,8 @@ fn field_sql(
             "ok" => severity_sql(Op::Lt, "error", at),
             _ => severity_sql(op, value, at),
         },
-        "body" if logs => {
-            if op != Op::Eq {
-                return Err(SearchError::at(at, "`body` compares with `:` only"));
-            }
-            if Phrase::new(value).is_none() {
-                return Err(SearchError::at(
-                    at,
-                    format!("`{value}` has no letters or digits to search for"),
-                ));
-            }
-            Ok(format!("matches(body, {})", lit(value)))
-        }
+        "body" if logs => phrase_sql("body", op, value, at),
+        "event" | "events" if !logs => phrase_sql("events", op, value, at),
         "status" if !logs => {
             let v = value.to_ascii_uppercase();
             if !["OK", "ERROR", "UNSET"].contains(&v.as_str()) {
@@ -861,6 +869,22 @@ mod tests {
         assert_eq!(
             sql("timeout", Target::Spans),
             "(matches(name, 'timeout') OR matches(status_message, 'timeout'))"
+        );
+        assert_eq!(
+            sql("event:\"cache miss\"", Target::Spans),
+            "matches(events, 'cache miss')"
+        );
+        assert!(
+            SearchQuery::parse("event:exception")
+                .expect("parses")
+                .to_sql(Target::Logs)
+                .is_err()
+        );
+        assert!(
+            SearchQuery::parse("event>x")
+                .expect("parses")
+                .to_sql(Target::Spans)
+                .is_err()
         );
     }
 

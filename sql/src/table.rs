@@ -294,9 +294,13 @@ pub fn trace_ids(filters: &[Expr]) -> Option<Vec<[u8; 16]>> {
 /// The condition on a segment's terms that `filters` (a scan's top-level filters, all of
 /// which hold for every row returned) imply, for the term index of `signal`
 /// ([`scrydb_engine::search::index`]). Understood: `matches(<indexed text column>,
-/// '<query>')` (every token of the query), `<attributes column>['key'] = 'value'` and
-/// `IN ('v1', …)` (the `key=value` terms), and `AND` / `OR` of those; anything else
-/// narrows nothing. The filters are still applied to the rows the index selects.
+/// '<query>')` (every token of the query; `matches(events, …)` on event names),
+/// `<attributes column>['key'] = 'value'` and `IN ('v1', …)` (the `key=value` terms), a
+/// numeric comparison of an attribute read as a number — `CAST` or `TRY_CAST` of
+/// `<attributes column>['key']` to an integer type or `DOUBLE` compared (`=`, `<`, `<=`,
+/// `>`, `>=`, `BETWEEN`) with a number (the numeric ranges) — and `AND` / `OR` of those;
+/// anything else narrows nothing. The filters are still applied to the rows the index
+/// selects.
 pub fn term_query(signal: Signal, filters: &[Expr]) -> TermQuery {
     TermQuery::and(filters.iter().map(|f| term_condition(signal, f)).collect())
 }
@@ -327,7 +331,91 @@ fn term_condition(signal: Signal, e: &Expr) -> TermQuery {
         let field = Field::of_column(signal, &c.name).filter(|f| !f.is_text())?;
         Some((field, text(&f.args[1])?.to_string()))
     };
+    // `CAST(<column>['key'] AS <integer or DOUBLE>)`, possibly cast again to a wider type
+    // that keeps every value (never from a float to an integer, which truncates).
+    let numeric = |mut e: &Expr| -> Option<(Field, String)> {
+        use datafusion::arrow::datatypes::DataType as T;
+        let mut casts = Vec::new();
+        loop {
+            match e {
+                Expr::Cast(c) => {
+                    casts.push(c.field.data_type().clone());
+                    e = &c.expr;
+                }
+                Expr::TryCast(c) => {
+                    casts.push(c.field.data_type().clone());
+                    e = &c.expr;
+                }
+                _ => break,
+            }
+        }
+        let mut float = false;
+        // Innermost cast first.
+        for t in casts.iter().rev() {
+            match t {
+                T::Float64 => float = true,
+                T::Int8 | T::Int16 | T::Int32 | T::Int64 if !float => {}
+                T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64 if !float => {}
+                _ => return None,
+            }
+        }
+        if casts.is_empty() {
+            return None;
+        }
+        attribute(e)
+    };
+    let number = |e: &Expr| -> Option<f64> {
+        const EXACT: u64 = 1 << 53;
+        let Expr::Literal(v, _) = e else { return None };
+        let int = |v: i128| (v.unsigned_abs() <= u128::from(EXACT)).then_some(v as f64);
+        match v {
+            ScalarValue::Float64(Some(f)) => Some(*f),
+            ScalarValue::Int8(Some(i)) => int(i128::from(*i)),
+            ScalarValue::Int16(Some(i)) => int(i128::from(*i)),
+            ScalarValue::Int32(Some(i)) => int(i128::from(*i)),
+            ScalarValue::Int64(Some(i)) => int(i128::from(*i)),
+            ScalarValue::UInt8(Some(i)) => int(i128::from(*i)),
+            ScalarValue::UInt16(Some(i)) => int(i128::from(*i)),
+            ScalarValue::UInt32(Some(i)) => int(i128::from(*i)),
+            ScalarValue::UInt64(Some(i)) => int(i128::from(*i)),
+            _ => None,
+        }
+    };
     match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+            ) && (numeric(left).is_some() || numeric(right).is_some()) =>
+        {
+            // `value op n`, or `n op value` read as `value op' n`.
+            let (a, n, op) = match (numeric(left), number(right)) {
+                (Some(a), Some(n)) => (a, n, *op),
+                _ => match (numeric(right), number(left)) {
+                    (Some(a), Some(n)) => (a, n, op.swap().expect("comparisons swap")),
+                    _ => return TermQuery::All,
+                },
+            };
+            let (lo, hi) = match op {
+                Operator::Eq => (Some((n, true)), Some((n, true))),
+                Operator::Lt => (None, Some((n, false))),
+                Operator::LtEq => (None, Some((n, true))),
+                Operator::Gt => (Some((n, false)), None),
+                _ => (Some((n, true)), None),
+            };
+            TermQuery::range(a.0, &a.1, lo, hi)
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => match (numeric(expr), number(low), number(high)) {
+            (Some(a), Some(lo), Some(hi)) => {
+                TermQuery::range(a.0, &a.1, Some((lo, true)), Some((hi, true)))
+            }
+            _ => TermQuery::All,
+        },
         Expr::BinaryExpr(BinaryExpr {
             left,
             op: Operator::And,

@@ -12,6 +12,9 @@
 //!   Earlier fixtures have none: searches scan them until `scry reindex` writes them.
 //! - `tests/fixtures/v5`: log patterns (`.lpat`, format 1) beside log segments. Earlier
 //!   fixtures have none: `log_patterns` mines their rows until `scry reindex` writes them.
+//! - `tests/fixtures/v6`: term index format 2 (event names, numeric attribute ranges).
+//!   The format 1 indexes of v4 and v5 answer every other search; `scry reindex` rewrites
+//!   them.
 //!
 //! Write a new one (only when introducing a new format version, into a new folder) with
 //! `SCRY_WRITE_FIXTURE=v<N> cargo test --test it fixture`.
@@ -90,8 +93,14 @@ fn version_5_fixture_opens_with_every_row() {
     fixture_opens_with_every_row("v5", false);
 }
 
+#[test]
+fn version_6_fixture_opens_with_every_row() {
+    fixture_opens_with_every_row("v6", false);
+}
+
 fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
-    let with_term_indexes = !matches!(version, "v1" | "v2" | "v3");
+    // Term indexes of the current format (2); v4 and v5 have format 1 ones.
+    let with_term_indexes = !matches!(version, "v1" | "v2" | "v3" | "v4" | "v5");
     let with_patterns = !matches!(version, "v1" | "v2" | "v3" | "v4");
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(&fixture_dir(version).join("db"), dir.path());
@@ -146,6 +155,12 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
         "SELECT * FROM logs WHERE matches(body, 'handled') OR attributes['thread.id'] = '3'";
     let before = groups(search);
     assert!(!before.is_empty());
+    // Event names and numeric ranges (term index format 2) too.
+    let span_search = "SELECT span_id FROM spans WHERE matches(events, 'exception') \
+         OR TRY_CAST(attributes['http.response.status_code'] AS DOUBLE) >= 500 \
+         OR CAST(attributes['net.peer.port'] AS BIGINT) < 2000";
+    let spans_before = groups(span_search);
+    assert!(!spans_before.is_empty());
 
     // Every segment's index is there and usable, and lookups go through it. A store from
     // before span rollups gets them written by the rebuild, one from before term indexes
@@ -173,6 +188,10 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
     }
     let session = scrydb::sql::Session::new(db.reader()).expect("session");
     assert_eq!(rows(&session.sql_blocking(search).expect("search")), before);
+    assert_eq!(
+        rows(&session.sql_blocking(span_search).expect("search")),
+        spans_before
+    );
     assert_eq!(
         db.snapshot().log_patterns(all, None).expect("patterns"),
         patterns

@@ -19,10 +19,14 @@
 //! | signal | text columns (tokens, [`crate::search::tokenize`]) | attributes (`key=value`) |
 //! |---|---|---|
 //! | `logs` | `body` | `attributes`, `resource_attributes` |
-//! | `spans` | `name`, `status_message` | `attributes`, `resource_attributes` |
+//! | `spans` | `name`, `status_message`, the names of `events` | `attributes`, `resource_attributes` |
 //!
 //! Attribute values longer than [`MAX_INDEXED_VALUE_BYTES`] bytes are not indexed (a query
-//! for one reads every block). Metrics have no term index.
+//! for one reads every block). Since format 2 the index also keeps, per block, the range
+//! of each numeric attribute key ([`super::ranges`]). Metrics have no term index.
+//!
+//! Format 1 files (no event names, no ranges) are still read: a query on event names or a
+//! numeric range reads every block of such a segment until `scry reindex` rewrites it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +35,7 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
 use roaring::RoaringBitmap;
 
+use super::ranges::{NumericRange, RangeBuilder, RangeSection, get_varint, put_varint};
 use super::tokenize::{MAX_INDEXED_TOKEN_BYTES, tokens};
 use crate::index::bloom::Bloom;
 use crate::io::FileSystem;
@@ -46,8 +51,8 @@ pub const MAX_INDEXED_VALUE_BYTES: usize = 128;
 
 /// First bytes of a term index file.
 pub const MAGIC: &[u8; 8] = b"SCRYSIX\0";
-/// The term index format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The term index format version this build writes (it reads 1 and 2).
+pub const VERSION: u32 = 2;
 /// Bytes before the bloom filter.
 const HEADER_LEN: usize = 56;
 
@@ -61,6 +66,8 @@ pub enum Field {
     Name = 2,
     /// `spans.status_message` (tokens).
     StatusMessage = 3,
+    /// The `name` of each item of `spans.events` (tokens; term index format 2).
+    EventName = 4,
     /// `attributes` (`key=value`).
     Attributes = 16,
     /// `resource_attributes` (`key=value`).
@@ -72,7 +79,7 @@ impl Field {
     pub fn text_fields(signal: Signal) -> &'static [Field] {
         match signal {
             Signal::Logs => &[Field::Body],
-            Signal::Spans => &[Field::Name, Field::StatusMessage],
+            Signal::Spans => &[Field::Name, Field::StatusMessage, Field::EventName],
             Signal::Metrics => &[],
         }
     }
@@ -91,6 +98,7 @@ impl Field {
             Field::Body => "body",
             Field::Name => "name",
             Field::StatusMessage => "status_message",
+            Field::EventName => "events",
             Field::Attributes => "attributes",
             Field::ResourceAttributes => "resource_attributes",
         }
@@ -107,7 +115,10 @@ impl Field {
 
     /// Whether the field is indexed by token (else by `key=value`).
     pub fn is_text(self) -> bool {
-        matches!(self, Field::Body | Field::Name | Field::StatusMessage)
+        matches!(
+            self,
+            Field::Body | Field::Name | Field::StatusMessage | Field::EventName
+        )
     }
 }
 
@@ -174,12 +185,14 @@ pub fn attribute_term(field: Field, key: &str, value: &str) -> Option<Vec<u8>> {
 
 /// A condition on a segment's terms that a query implies: every row the query matches is
 /// in a block the condition selects. Built by the SQL layer from a query's filters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TermQuery {
     /// No condition the index can check: every block.
     All,
     /// Blocks holding the term.
     Term(Vec<u8>),
+    /// Blocks that may hold a value of the attribute in the range (format 2).
+    Range(NumericRange),
     /// Blocks every part selects.
     And(Vec<TermQuery>),
     /// Blocks any part selects.
@@ -206,6 +219,25 @@ impl TermQuery {
             return TermQuery::All;
         }
         attribute_term(field, key, value).map_or(TermQuery::All, TermQuery::Term)
+    }
+
+    /// The condition `<field>['key']`, read as a number, lies within `lo`..`hi` (each
+    /// `(bound, inclusive)`, `None` for open) implies ([`TermQuery::All`] for a text field).
+    pub fn range(
+        field: Field,
+        key: &str,
+        lo: Option<(f64, bool)>,
+        hi: Option<(f64, bool)>,
+    ) -> TermQuery {
+        if field.is_text() || (lo.is_none() && hi.is_none()) {
+            return TermQuery::All;
+        }
+        TermQuery::Range(NumericRange {
+            field,
+            key: key.to_string(),
+            lo,
+            hi,
+        })
     }
 
     /// The conjunction of `parts`, simplified: `All` parts dropped, `All` when none is left.
@@ -240,7 +272,7 @@ impl TermQuery {
     pub fn terms(&self) -> usize {
         match self {
             TermQuery::All => 0,
-            TermQuery::Term(_) => 1,
+            TermQuery::Term(_) | TermQuery::Range(_) => 1,
             TermQuery::And(p) | TermQuery::Or(p) => p.iter().map(TermQuery::terms).sum(),
         }
     }
@@ -359,6 +391,8 @@ pub struct TermIndexBuilder {
     scratch: Vec<u8>,
     /// The current block's distinct terms, not yet in `ids`.
     local: BlockTerms,
+    /// Per-block numeric ranges of the attribute columns.
+    ranges: RangeBuilder,
 }
 
 impl TermIndexBuilder {
@@ -374,6 +408,7 @@ impl TermIndexBuilder {
             postings: Vec::new(),
             scratch: Vec::new(),
             local: BlockTerms::default(),
+            ranges: RangeBuilder::new(Field::attribute_fields(signal)),
         }
     }
 
@@ -484,21 +519,47 @@ impl TermIndexBuilder {
             let Some(col) = batch.column_by_name(field.column()) else {
                 continue;
             };
-            let col: &StringArray = col.as_string_opt::<i32>().ok_or_else(|| {
-                Error::invalid(signal, field.column(), None, "not a string column")
-            })?;
-            for (i, text) in col.iter().enumerate() {
-                let Some(text) = text else { continue };
+            // Event names are the `name` strings of a list of structs: row `i` holds
+            // strings `offsets[i]..offsets[i + 1]`.
+            let (col, offsets): (&StringArray, Option<&[i32]>) = if field == Field::EventName {
+                let list = col.as_list_opt::<i32>().ok_or_else(|| {
+                    Error::invalid(signal, field.column(), None, "not a list column")
+                })?;
+                let names = list
+                    .values()
+                    .as_struct_opt()
+                    .and_then(|s| s.column_by_name("name"))
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .ok_or_else(|| {
+                        Error::invalid(signal, field.column(), None, "items have no name string")
+                    })?;
+                (names, Some(list.value_offsets()))
+            } else {
+                let col = col.as_string_opt::<i32>().ok_or_else(|| {
+                    Error::invalid(signal, field.column(), None, "not a string column")
+                })?;
+                (col, None)
+            };
+            for i in 0..batch.num_rows() {
                 let block = block_of(i)?;
-                for t in tokens(text) {
-                    self.scratch.clear();
-                    self.scratch.push(field as u8);
-                    push_token(&mut self.scratch, t);
-                    self.see(block);
+                let items = match offsets {
+                    Some(o) => o[i] as usize..o[i + 1] as usize,
+                    None => i..i + 1,
+                };
+                for item in items {
+                    if col.is_null(item) {
+                        continue;
+                    }
+                    for t in tokens(col.value(item)) {
+                        self.scratch.clear();
+                        self.scratch.push(field as u8);
+                        push_token(&mut self.scratch, t);
+                        self.see(block);
+                    }
                 }
             }
         }
-        for &field in Field::attribute_fields(self.signal) {
+        for (column, &field) in Field::attribute_fields(self.signal).iter().enumerate() {
             let Some(col) = batch.column_by_name(field.column()) else {
                 continue;
             };
@@ -521,15 +582,19 @@ impl TermIndexBuilder {
                     continue;
                 }
                 let block = block_of(i)?;
-                for e in offsets[i] as usize..offsets[i + 1] as usize {
+                let first = offsets[i] as usize;
+                for e in first..offsets[i + 1] as usize {
                     if keys.is_null(e) || values.is_null(e) {
                         continue;
                     }
+                    let (key, value) = (keys.value(e), values.value(e));
+                    self.ranges.note(column, e - first, key, value, block);
                     self.scratch.clear();
-                    if push_attribute(&mut self.scratch, field, keys.value(e), values.value(e)) {
+                    if push_attribute(&mut self.scratch, field, key, value) {
                         self.see(block);
                     }
                 }
+                self.ranges.end_row(column);
             }
         }
         self.flush_block();
@@ -593,6 +658,7 @@ impl TermIndexBuilder {
                 body.extend_from_slice(&w.to_le_bytes());
             }
         }
+        self.ranges.encode(&mut body);
         let compressed =
             zstd::bulk::compress(&body, 3).map_err(|e| Error::io("compress", "term index", e))?;
         let words = bloom.words();
@@ -640,29 +706,6 @@ pub fn term_key(term: &[u8]) -> [u8; 16] {
     k[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325, term).to_le_bytes());
     k[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4, term).to_le_bytes());
     k
-}
-
-/// Appends `v` as a LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads a LEB128 varint at `*at`, advancing it; `None` past the end or over 64 bits.
-fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// Bits per term of a block's bloom filter, and its probes (about 0.05% false positives).
@@ -714,6 +757,9 @@ fn block_may_contain(words: &[u8], key: &[u8; 16]) -> bool {
 /// first query the bloom filter does not answer.
 pub struct TermIndex {
     path: PathBuf,
+    signal: Signal,
+    /// The file's format version (1 or 2).
+    version: u32,
     rows: u64,
     terms: usize,
     /// Terms in the dictionary (in more than one block).
@@ -748,6 +794,8 @@ struct Body {
     postings: Vec<(usize, usize)>,
     /// Per block: its bloom filter's range in `raw`.
     blocks: Vec<(usize, usize)>,
+    /// The numeric ranges (format 2; `None` in format 1).
+    ranges: Option<RangeSection>,
 }
 
 impl Body {
@@ -756,8 +804,15 @@ impl Body {
     }
 
     /// Decodes and checks the layout: the front-coded terms strictly ascending, each
-    /// length in range, the block filters ending the body.
-    fn decode(raw: Vec<u8>, head: usize, blocks: usize) -> std::result::Result<Body, String> {
+    /// length in range, then the block filters and (format 2) the numeric ranges ending
+    /// the body.
+    fn decode(
+        raw: Vec<u8>,
+        head: usize,
+        blocks: usize,
+        version: u32,
+        signal: Signal,
+    ) -> std::result::Result<Body, String> {
         let mut at = 0;
         let short = || "body ends early".to_string();
         let mut terms: Vec<u8> = Vec::new();
@@ -805,8 +860,22 @@ impl Body {
             filters.push((at, at + len));
             at += len;
         }
+        let ranges = if version >= 2 {
+            let blocks = u32::try_from(blocks).map_err(|_| "too many blocks")?;
+            Some(RangeSection::decode(
+                &raw,
+                &mut at,
+                blocks,
+                Field::attribute_fields(signal),
+            )?)
+        } else {
+            None
+        };
         if at != raw.len() {
-            return Err(format!("{} bytes after the block filters", raw.len() - at));
+            return Err(format!(
+                "{} bytes after the body's last part",
+                raw.len() - at
+            ));
         }
         Ok(Body {
             terms,
@@ -814,6 +883,7 @@ impl Body {
             raw,
             postings,
             blocks: filters,
+            ranges,
         })
     }
 
@@ -853,9 +923,9 @@ impl TermIndex {
         let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().expect("8 bytes"));
         let version = u32_at(8);
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(bad(format!(
-                "version {version}, this build reads {VERSION}"
+                "version {version}, this build reads 1 to {VERSION}"
             )));
         }
         if data[12] as usize != signal.index() {
@@ -907,6 +977,8 @@ impl TermIndex {
         let bloom = Bloom::from_words((0..words).map(|i| u64_at(HEADER_LEN + 8 * i)).collect());
         Ok(TermIndex {
             path: path.to_path_buf(),
+            signal,
+            version,
             rows,
             terms,
             head,
@@ -932,6 +1004,7 @@ impl TermIndex {
                     + 4 * b.offsets.len()
                     + 16 * b.postings.len()
                     + 16 * b.blocks.len()
+                    + b.ranges.as_ref().map_or(0, RangeSection::memory)
             }
             _ => 0,
         };
@@ -951,7 +1024,7 @@ impl TermIndex {
                     ));
                 }
                 let blocks = self.rows.div_ceil(u64::from(BLOCK_ROWS)) as usize;
-                Body::decode(raw, self.head, blocks)
+                Body::decode(raw, self.head, blocks, self.version, self.signal)
             })
             .as_ref()
             .map_err(|e| format!("{}: term index: {e}", self.path.display()))
@@ -998,11 +1071,26 @@ impl TermIndex {
         Ok((!found.is_empty()).then_some(found))
     }
 
+    /// The file's format version: 1 has no event names and no numeric ranges (a query on
+    /// them selects every block).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     /// The blocks `q` selects: `Ok(None)` for every block ([`TermQuery::All`]).
     pub fn candidates(&self, q: &TermQuery) -> std::result::Result<Option<RoaringBitmap>, String> {
         Ok(match q {
             TermQuery::All => None,
+            TermQuery::Term(t)
+                if self.version < 2 && t.first() == Some(&(Field::EventName as u8)) =>
+            {
+                None
+            }
             TermQuery::Term(t) => Some(self.blocks(t)?.unwrap_or_default()),
+            TermQuery::Range(r) => match &self.body()?.ranges {
+                Some(section) => section.candidates(r),
+                None => None,
+            },
             TermQuery::And(parts) => {
                 let mut acc: Option<RoaringBitmap> = None;
                 for p in parts {
@@ -1073,15 +1161,15 @@ pub fn build_for_segment(
     b.write(fs, &db_dir.join(&seg.path))
 }
 
-/// Whether segment `seg`'s term index is missing or fails its checks (what `scry reindex`
-/// rewrites). I/O errors other than a missing file are returned.
+/// Whether segment `seg`'s term index is missing, of an older format (which lacks event
+/// names and numeric ranges) or fails its checks (what `scry reindex` rewrites). I/O errors other than a missing file are returned.
 pub fn needs_rebuild(fs: &dyn FileSystem, db_dir: &Path, seg: &crate::SegmentMeta) -> Result<bool> {
     if !indexed(seg.signal) {
         return Ok(false);
     }
     let path = term_index_path(&db_dir.join(&seg.path));
     match TermIndex::open(fs, &path, seg.signal, seg.rows) {
-        Ok(idx) => Ok(idx.body().is_err()),
+        Ok(idx) => Ok(idx.version < VERSION || idx.body().is_err()),
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(Error::Corrupted { .. }) => Ok(true),
         Err(e) => Err(e),

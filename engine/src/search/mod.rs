@@ -8,6 +8,7 @@
 pub mod index;
 pub mod log_patterns;
 pub mod patterns;
+pub mod ranges;
 pub mod tokenize;
 
 pub use tokenize::{MAX_INDEXED_TOKEN_BYTES, Phrase, fold_token, tokens};

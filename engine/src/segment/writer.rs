@@ -301,10 +301,8 @@ pub struct SegmentSink {
     tmp: std::path::PathBuf,
     writer: ArrowWriter<ChecksumWriter>,
     index: crate::index::IndexBuilder,
-    /// For spans and logs: the term index ([`crate::search::index`]).
-    terms: Option<crate::search::index::TermIndexBuilder>,
-    /// For logs: the log patterns ([`crate::search::log_patterns`]).
-    patterns: Option<crate::search::log_patterns::PatternBuilder>,
+    /// The term index and log patterns, built on a thread of their own.
+    derived: Option<DerivedWorker>,
     /// For spans: the rollups of the rows pushed, or those [`SegmentSink::set_rollups`] gave.
     rollups: Option<crate::rollup::Rollups>,
     /// Whether `rollups` was given rather than computed from the rows.
@@ -350,6 +348,13 @@ impl SegmentSink {
             path: tmp.clone(),
             source,
         })?;
+        let derived = DerivedWorker::start(
+            (opts.term_index && crate::search::index::indexed(signal))
+                .then(|| crate::search::index::TermIndexBuilder::new(signal)),
+            (opts.log_patterns && signal == Signal::Logs)
+                .then(crate::search::log_patterns::PatternBuilder::new),
+            &path,
+        )?;
         Ok(SegmentSink {
             fs: fs.clone(),
             signal,
@@ -361,10 +366,7 @@ impl SegmentSink {
             tmp,
             writer,
             index: crate::index::IndexBuilder::new(),
-            terms: (opts.term_index && crate::search::index::indexed(signal))
-                .then(|| crate::search::index::TermIndexBuilder::new(signal)),
-            patterns: (opts.log_patterns && signal == Signal::Logs)
-                .then(crate::search::log_patterns::PatternBuilder::new),
+            derived,
             rollups: (signal == Signal::Spans).then(crate::rollup::Rollups::new),
             rollups_given: false,
             min_time: i64::MAX,
@@ -387,11 +389,8 @@ impl SegmentSink {
             self.max_time = self.max_time.max(t);
         }
         self.index.add(self.signal, batch)?;
-        if let Some(t) = self.terms.as_mut() {
-            t.add(batch)?;
-        }
-        if let Some(p) = self.patterns.as_mut() {
-            p.add(batch)?;
+        if let Some(d) = self.derived.as_mut() {
+            d.send(batch);
         }
         if let Some(r) = self.rollups.as_mut().filter(|_| !self.rollups_given) {
             r.add_spans(batch)?;
@@ -439,8 +438,7 @@ impl SegmentSink {
             tmp,
             mut writer,
             index,
-            terms,
-            mut patterns,
+            derived,
             rollups,
             rollups_given: _,
             min_time,
@@ -471,11 +469,14 @@ impl SegmentSink {
         // The trace index is durable before the segment can be published.
         index.write(&fs, &path, signal)?;
         // So are the term index, the log patterns and the span rollup.
-        if let Some(t) = &terms {
-            t.write(&fs, &path)?;
-        }
-        if let Some(p) = patterns.as_mut() {
-            p.write(&fs, &path)?;
+        if let Some(d) = derived {
+            let (terms, patterns) = d.finish()?;
+            if let Some(t) = &terms {
+                t.write(&fs, &path)?;
+            }
+            if let Some(mut p) = patterns {
+                p.write(&fs, &path)?;
+            }
         }
         if let Some(r) = &rollups {
             crate::rollup::write(&fs, &path, r)?;
@@ -497,6 +498,80 @@ impl SegmentSink {
             crc32: hasher.finalize(),
             thinned: None,
         })
+    }
+}
+
+/// Builders of a segment's term index and log patterns, fed on a thread of their own: a
+/// flush or compaction tokenizes and mines the rows while the Parquet encoder compresses
+/// them (on a machine with a core to spare, the derived files cost little wall time).
+struct DerivedWorker {
+    /// Batches to add; `None` once the worker has stopped (its error is in `handle`).
+    tx: Option<crossbeam_channel::Sender<RecordBatch>>,
+    handle: std::thread::JoinHandle<Result<DerivedBuilders>>,
+}
+
+type DerivedBuilders = (
+    Option<crate::search::index::TermIndexBuilder>,
+    Option<crate::search::log_patterns::PatternBuilder>,
+);
+
+impl std::fmt::Debug for DerivedWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DerivedWorker").finish_non_exhaustive()
+    }
+}
+
+impl DerivedWorker {
+    /// Starts a worker for the builders given (`None` when there is none).
+    fn start(
+        terms: Option<crate::search::index::TermIndexBuilder>,
+        patterns: Option<crate::search::log_patterns::PatternBuilder>,
+        path: &Path,
+    ) -> Result<Option<DerivedWorker>> {
+        if terms.is_none() && patterns.is_none() {
+            return Ok(None);
+        }
+        // A few batches in flight bound the memory the worker can fall behind by.
+        let (tx, rx) = crossbeam_channel::bounded::<RecordBatch>(4);
+        let handle = std::thread::Builder::new()
+            .name("scrydb-derived".into())
+            .spawn(move || {
+                let (mut terms, mut patterns) = (terms, patterns);
+                for batch in rx {
+                    if let Some(t) = terms.as_mut() {
+                        t.add(&batch)?;
+                    }
+                    if let Some(p) = patterns.as_mut() {
+                        p.add(&batch)?;
+                    }
+                }
+                Ok((terms, patterns))
+            })
+            .map_err(|e| Error::io("spawn thread", path, e))?;
+        Ok(Some(DerivedWorker {
+            tx: Some(tx),
+            handle,
+        }))
+    }
+
+    /// Hands `batch` to the worker; if it has stopped on an error, [`Self::finish`]
+    /// returns that error.
+    fn send(&mut self, batch: &RecordBatch) {
+        if let Some(tx) = &self.tx
+            && tx.send(batch.clone()).is_err()
+        {
+            self.tx = None;
+        }
+    }
+
+    /// Waits for the worker to add every batch sent; returns its builders. A panic of the
+    /// worker is resumed on the calling thread.
+    fn finish(mut self) -> Result<DerivedBuilders> {
+        self.tx = None;
+        match self.handle.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        }
     }
 }
 
