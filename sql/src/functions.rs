@@ -86,6 +86,14 @@ enum Texts {
 }
 
 impl Texts {
+    /// Whether row `i` is not NULL.
+    fn is_valid(&self, i: usize) -> bool {
+        match self {
+            Texts::Strings(s) => s.is_valid(i),
+            Texts::Events(list, _) => list.is_valid(i),
+        }
+    }
+
     /// Whether row `i` (one of its texts) contains `p`; `None` for a NULL row.
     fn matches(&self, i: usize, p: &scrydb_engine::search::Phrase) -> Option<bool> {
         match self {
@@ -95,9 +103,11 @@ impl Texts {
                     return None;
                 }
                 let o = list.value_offsets();
+                let events = list.values();
                 Some(
-                    (o[i] as usize..o[i + 1] as usize)
-                        .any(|e| names.is_valid(e) && p.matches(names.value(e))),
+                    (o[i] as usize..o[i + 1] as usize).any(|e| {
+                        events.is_valid(e) && names.is_valid(e) && p.matches(names.value(e))
+                    }),
                 )
             }
         }
@@ -118,12 +128,13 @@ impl datafusion::logical_expr::ScalarUDFImpl for Matches {
     }
 
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        let text = |t: &DataType| {
-            matches!(
-                t,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-            )
-        };
+        fn text(t: &DataType) -> bool {
+            match t {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
+                DataType::Dictionary(_, v) => text(v),
+                _ => false,
+            }
+        }
         match args {
             [t, q] if text(q) && (text(t) || is_event_list(t)) => Ok(vec![
                 if is_event_list(t) {
@@ -188,7 +199,8 @@ impl datafusion::logical_expr::ScalarUDFImpl for Matches {
                 let queries = queries.as_string::<i32>();
                 (0..n)
                     .map(|i| {
-                        if queries.is_null(i) {
+                        // A NULL text or query is NULL whatever the other holds.
+                        if queries.is_null(i) || !texts.is_valid(i) {
                             return Ok(None);
                         }
                         Ok(row_matches(i, &phrase(queries.value(i))?))

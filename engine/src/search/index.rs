@@ -520,34 +520,36 @@ impl TermIndexBuilder {
                 continue;
             };
             // Event names are the `name` strings of a list of structs: row `i` holds
-            // strings `offsets[i]..offsets[i + 1]`.
-            let (col, offsets): (&StringArray, Option<&[i32]>) = if field == Field::EventName {
+            // strings `offsets[i]..offsets[i + 1]` (those of a NULL event are skipped).
+            let (col, offsets, items): (&StringArray, Option<&[i32]>, Option<&dyn Array>) = if field
+                == Field::EventName
+            {
                 let list = col.as_list_opt::<i32>().ok_or_else(|| {
                     Error::invalid(signal, field.column(), None, "not a list column")
                 })?;
-                let names = list
-                    .values()
+                let events = list.values();
+                let names = events
                     .as_struct_opt()
                     .and_then(|s| s.column_by_name("name"))
                     .and_then(|c| c.as_string_opt::<i32>())
                     .ok_or_else(|| {
                         Error::invalid(signal, field.column(), None, "items have no name string")
                     })?;
-                (names, Some(list.value_offsets()))
+                (names, Some(list.value_offsets()), Some(events.as_ref()))
             } else {
                 let col = col.as_string_opt::<i32>().ok_or_else(|| {
                     Error::invalid(signal, field.column(), None, "not a string column")
                 })?;
-                (col, None)
+                (col, None, None)
             };
             for i in 0..batch.num_rows() {
                 let block = block_of(i)?;
-                let items = match offsets {
+                let range = match offsets {
                     Some(o) => o[i] as usize..o[i + 1] as usize,
                     None => i..i + 1,
                 };
-                for item in items {
-                    if col.is_null(item) {
+                for item in range {
+                    if col.is_null(item) || items.is_some_and(|e| e.is_null(item)) {
                         continue;
                     }
                     for t in tokens(col.value(item)) {
@@ -582,13 +584,12 @@ impl TermIndexBuilder {
                     continue;
                 }
                 let block = block_of(i)?;
-                let first = offsets[i] as usize;
-                for e in first..offsets[i + 1] as usize {
+                for e in offsets[i] as usize..offsets[i + 1] as usize {
                     if keys.is_null(e) || values.is_null(e) {
                         continue;
                     }
                     let (key, value) = (keys.value(e), values.value(e));
-                    self.ranges.note(column, e - first, key, value, block);
+                    self.ranges.note(column, key, value, block);
                     self.scratch.clear();
                     if push_attribute(&mut self.scratch, field, key, value) {
                         self.see(block);

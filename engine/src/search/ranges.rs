@@ -114,8 +114,8 @@ struct KeyTable {
 }
 
 impl KeyTable {
-    fn id(&mut self, pos: usize, key: &str) -> Option<u32> {
-        if let Some(&id) = self.prev.get(pos)
+    fn id(&mut self, key: &str) -> Option<u32> {
+        if let Some(&id) = self.prev.get(self.cur.len())
             && &*self.keys[id as usize].key == key
         {
             return Some(id);
@@ -165,11 +165,11 @@ impl RangeBuilder {
         }
     }
 
-    /// Notes entry `pos` (`key` = `value`) of the current row of column number `column`
+    /// Notes the next entry (`key` = `value`) of the current row of column number `column`
     /// (an index into the builder's fields), in block `block` (blocks ascending).
-    pub fn note(&mut self, column: usize, pos: usize, key: &str, value: &str, block: u32) {
+    pub fn note(&mut self, column: usize, key: &str, value: &str, block: u32) {
         let t = &mut self.tables[column].1;
-        let Some(id) = t.id(pos, key) else { return };
+        let Some(id) = t.id(key) else { return };
         t.cur.push(id);
         let k = &mut t.keys[id as usize];
         let n = number(value);
@@ -300,13 +300,15 @@ impl RangeSection {
                 0 => KeyRanges::Text,
                 1 => {
                     let m = get_varint(raw, at).ok_or_else(short)?;
-                    if m > u64::from(blocks) {
+                    // Each block takes at least 2 bytes.
+                    if m > u64::from(blocks) || m > (raw.len() - *at) as u64 / 2 {
                         return Err(format!("numeric ranges: {m} blocks for key {i}"));
                     }
                     let mut list = Vec::with_capacity(m as usize);
                     let mut next = 0u64;
                     for _ in 0..m {
-                        let block = next + get_varint(raw, at).ok_or_else(short)?;
+                        let gap = get_varint(raw, at).ok_or_else(short)?;
+                        let block = next.saturating_add(gap);
                         if block >= u64::from(blocks) {
                             return Err(format!("numeric ranges: block {block} out of range"));
                         }
@@ -459,8 +461,8 @@ mod tests {
             (3, &[("code", "503"), ("route", "/c")]),
         ];
         for (block, entries) in rows {
-            for (pos, (k, v)) in entries.iter().enumerate() {
-                b.note(0, pos, k, v, block);
+            for (k, v) in entries.iter() {
+                b.note(0, k, v, block);
             }
             b.end_row(0);
         }
@@ -492,6 +494,12 @@ mod tests {
         // A block out of range is refused.
         let mut at = 0;
         assert!(RangeSection::decode(&bytes, &mut at, 3, &fields).is_err());
+        // A gap past every block is refused, not wrapped.
+        let mut hostile = vec![1, 1, Field::Attributes as u8, 1, b'k', 1, 2, 0, 2];
+        put_varint(&mut hostile, u64::MAX);
+        hostile.push(2);
+        let mut at = 0;
+        assert!(RangeSection::decode(&hostile, &mut at, 4, &fields).is_err());
         for cut in 0..bytes.len() {
             let mut at = 0;
             assert!(RangeSection::decode(&bytes[..cut], &mut at, 4, &fields).is_err());

@@ -504,6 +504,9 @@ impl SegmentSink {
 /// Builders of a segment's term index and log patterns, fed on a thread of their own: a
 /// flush or compaction tokenizes and mines the rows while the Parquet encoder compresses
 /// them (on a machine with a core to spare, the derived files cost little wall time).
+/// An error of a builder is returned by [`DerivedWorker::finish`], after the segment's
+/// rows are encoded; a sink dropped without finishing leaves the worker to drain what it
+/// was sent and stop.
 struct DerivedWorker {
     /// Batches to add; `None` once the worker has stopped (its error is in `handle`).
     tx: Option<crossbeam_channel::Sender<RecordBatch>>,
