@@ -34,6 +34,7 @@
 
 pub mod alloc;
 pub mod compaction;
+pub mod critical_path;
 mod db;
 mod error;
 mod flush;

@@ -411,7 +411,7 @@ impl Trace {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{FixedSizeBinaryArray, RecordBatch, StringArray, TimestampNanosecondArray};
@@ -420,7 +420,7 @@ mod tests {
     use super::*;
 
     /// (id, parent, start, end, status)
-    type Row = (u8, Option<u8>, i64, i64, &'static str);
+    pub(crate) type Row = (u8, Option<u8>, i64, i64, &'static str);
 
     fn id(n: u8) -> [u8; 8] {
         [0, 0, 0, 0, 0, 0, 0, n]
@@ -472,7 +472,7 @@ mod tests {
         .expect("batch")
     }
 
-    fn tree(rows: &[Row]) -> SpanTree {
+    pub(crate) fn tree(rows: &[Row]) -> SpanTree {
         Trace {
             spans: vec![batch(rows)],
             ..Default::default()

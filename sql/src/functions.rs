@@ -277,28 +277,122 @@ pub struct TraceSpans {
 
 impl TableFunctionImpl for TraceSpans {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let [arg] = args.exprs() else {
-            return plan_err!("trace_spans takes one argument, a trace id as hex");
-        };
-        let id = match constant(args.session(), arg)? {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::LargeUtf8(Some(s))
-            | ScalarValue::Utf8View(Some(s)) => match parse_hex_id(&s, 16) {
-                Some(id) => id,
-                None => return plan_err!("trace_spans: '{s}' is not a 32-digit hex trace id"),
-            },
-            ScalarValue::FixedSizeBinary(16, Some(id)) | ScalarValue::Binary(Some(id))
-                if id.len() == 16 =>
-            {
-                id
-            }
-            other => return plan_err!("trace_spans takes a trace id as hex, not {other:?}"),
-        };
+        let id = trace_id_arg(&args, "trace_spans")?.to_vec();
         debug_assert_eq!(self.spans.signal(), Signal::Spans);
         let plan = LogicalPlanBuilder::scan("spans", provider_as_source(self.spans.clone()), None)?
             .filter(col("trace_id").eq(lit(ScalarValue::FixedSizeBinary(16, Some(id)))))?
             .build()?;
         Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
+/// The one argument of a table function `name` taking a trace id (32 hex digits, or 16
+/// bytes).
+fn trace_id_arg(args: &TableFunctionArgs, name: &str) -> Result<[u8; 16]> {
+    let [arg] = args.exprs() else {
+        return plan_err!("{name} takes one argument, a trace id as hex");
+    };
+    let bytes = match constant(args.session(), arg)? {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => match parse_hex_id(&s, 16) {
+            Some(id) => id,
+            None => return plan_err!("{name}: '{s}' is not a 32-digit hex trace id"),
+        },
+        ScalarValue::FixedSizeBinary(16, Some(id)) | ScalarValue::Binary(Some(id))
+            if id.len() == 16 =>
+        {
+            id
+        }
+        other => return plan_err!("{name} takes a trace id as hex, not {other:?}"),
+    };
+    Ok(bytes.try_into().expect("16 bytes"))
+}
+
+/// `critical_path('<trace hex>')` and `trace_stats('<trace hex>')`: the critical path of
+/// a trace and its statistics per service ([`scrydb_engine::critical_path`]), computed
+/// when the statement runs from the snapshot it reads (no rows for an unknown trace).
+#[derive(Debug)]
+pub struct TraceAnalysisFunction {
+    /// Snapshots of the database.
+    pub reader: scrydb_engine::Reader,
+    /// Which table: the path, or the statistics.
+    pub stats: bool,
+}
+
+impl TableFunctionImpl for TraceAnalysisFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let name = if self.stats {
+            "trace_stats"
+        } else {
+            "critical_path"
+        };
+        let id = trace_id_arg(&args, name)?;
+        let stats = self.stats;
+        Ok(Arc::new(ComputedTable {
+            reader: self.reader.clone(),
+            schema: if stats {
+                scrydb_engine::critical_path::stats_schema()
+            } else {
+                scrydb_engine::critical_path::path_schema()
+            },
+            compute: Box::new(move |snapshot| {
+                let tree = snapshot.trace(id, true)?.tree()?;
+                let path = tree.critical_path();
+                Ok(if stats {
+                    scrydb_engine::critical_path::stats_batch(&tree, &path)
+                } else {
+                    scrydb_engine::critical_path::path_batch(&tree, &path)
+                })
+            }),
+        }))
+    }
+}
+
+/// A table computed from the statement's snapshot when it is scanned: one batch of
+/// `schema` (the rows of `log_patterns`, `critical_path`, `trace_stats`).
+struct ComputedTable {
+    reader: scrydb_engine::Reader,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    #[allow(clippy::type_complexity)]
+    compute:
+        Box<dyn Fn(&scrydb_engine::Snapshot) -> scrydb_engine::Result<RecordBatch> + Send + Sync>,
+}
+
+impl std::fmt::Debug for ComputedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputedTable")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for ComputedTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let snapshot = crate::table::statement_snapshot(state, &self.reader);
+        let batch = (self.compute)(&snapshot).map_err(crate::Error::from)?;
+        Ok(
+            datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                self.schema(),
+                projection.cloned(),
+            )?,
+        )
     }
 }
 
@@ -622,50 +716,16 @@ impl TableFunctionImpl for LogPatternsFunction {
             [_, _, s, e] => Some(scrydb_engine::TimeRange::new(s, e)),
             _ => None,
         };
-        Ok(Arc::new(LogPatternsTable {
+        let window = scrydb_engine::TimeRange::new(t[0], t[1]);
+        Ok(Arc::new(ComputedTable {
             reader: self.reader.clone(),
-            window: scrydb_engine::TimeRange::new(t[0], t[1]),
-            baseline,
+            schema: scrydb_engine::search::log_patterns::patterns_schema(),
+            compute: Box::new(move |snapshot| {
+                let patterns = snapshot.log_patterns(window, baseline)?;
+                Ok(scrydb_engine::search::log_patterns::patterns_batch(
+                    &patterns,
+                ))
+            }),
         }))
-    }
-}
-
-/// The rows of one `log_patterns` call, computed when scanned.
-#[derive(Debug)]
-struct LogPatternsTable {
-    reader: scrydb_engine::Reader,
-    window: scrydb_engine::TimeRange,
-    baseline: Option<scrydb_engine::TimeRange>,
-}
-
-#[async_trait::async_trait]
-impl TableProvider for LogPatternsTable {
-    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        scrydb_engine::search::log_patterns::patterns_schema()
-    }
-
-    fn table_type(&self) -> datafusion::datasource::TableType {
-        datafusion::datasource::TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        let snapshot = crate::table::statement_snapshot(state, &self.reader);
-        let patterns = snapshot
-            .log_patterns(self.window, self.baseline)
-            .map_err(crate::Error::from)?;
-        let batch = scrydb_engine::search::log_patterns::patterns_batch(&patterns);
-        Ok(
-            datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-                &[vec![batch]],
-                self.schema(),
-                projection.cloned(),
-            )?,
-        )
     }
 }

@@ -399,6 +399,15 @@ impl Session {
                 reader: reader.clone(),
             }),
         );
+        for (name, stats) in [("critical_path", false), ("trace_stats", true)] {
+            ctx.register_udtf(
+                name,
+                Arc::new(functions::TraceAnalysisFunction {
+                    reader: reader.clone(),
+                    stats,
+                }),
+            );
+        }
         ctx.register_udtf(
             "service_graph",
             Arc::new(functions::ServiceGraph {

@@ -25,6 +25,17 @@ pub fn open(dir: &Path) -> Db {
 /// Every row of every batch rendered as one string, sorted: equal multisets of rows give
 /// equal vectors, whatever the batch boundaries and row order.
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = formatted(batches, true);
+    out.sort();
+    out
+}
+
+/// Each row's values joined by `|`, in the order returned.
+pub fn values(batches: &[RecordBatch]) -> Vec<String> {
+    formatted(batches, false)
+}
+
+fn formatted(batches: &[RecordBatch], named: bool) -> Vec<String> {
     let opts = FormatOptions::default().with_null("∅");
     let mut out = Vec::new();
     for b in batches {
@@ -39,12 +50,17 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
                 .fields()
                 .iter()
                 .zip(&fmts)
-                .map(|(f, x)| format!("{}={}", f.name(), x.value(r)))
+                .map(|(f, x)| {
+                    if named {
+                        format!("{}={}", f.name(), x.value(r))
+                    } else {
+                        x.value(r).to_string()
+                    }
+                })
                 .collect();
             out.push(cells.join("|"));
         }
     }
-    out.sort();
     out
 }
 

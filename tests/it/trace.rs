@@ -403,3 +403,146 @@ fn span_trees_of_broken_traces_keep_every_span_and_scry_trace_draws_them() {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
 }
+
+/// A trace of 10,004 spans: a gateway root (0–100 ms), an `auth` call (1–10 ms), a `cache`
+/// call overlapping it (2–6 ms, in its shadow), and 10,000 sequential `db query` calls
+/// (10 ms on, 9 µs apart, 8 µs each), one of them an error.
+fn big_trace_json(t: &str) -> String {
+    const MS: i64 = 1_000_000;
+    let base = 1_764_028_800_000_000_000i64;
+    let span = |id: u64, parent: Option<u64>, svc: &str, name: &str, s: i64, e: i64, err: bool| {
+        format!(
+            r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{svc}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{t}","spanId":"{id:016x}"{},"name":"{name}","startTimeUnixNano":"{}","endTimeUnixNano":"{}"{}}}]}}]}}"#,
+            parent.map_or(String::new(), |p| format!(r#","parentSpanId":"{p:016x}""#)),
+            base + s,
+            base + e,
+            if err { r#","status":{"code":2}"# } else { "" }
+        )
+    };
+    let mut spans = vec![
+        span(1, None, "gateway", "GET /checkout", 0, 100 * MS, false),
+        span(2, Some(1), "auth", "verify", MS, 10 * MS, false),
+        span(3, Some(1), "cache", "get", 2 * MS, 6 * MS, false),
+    ];
+    for i in 0..10_000i64 {
+        let s = 10 * MS + i * 9_000;
+        spans.push(span(
+            100 + i as u64,
+            Some(1),
+            "db",
+            "query",
+            s,
+            s + 8_000,
+            i == 5_000,
+        ));
+    }
+    format!(r#"{{"resourceSpans":[{}]}}"#, spans.join(","))
+}
+
+#[test]
+fn critical_path_in_the_library_sql_and_scry_trace() {
+    const MS: i64 = 1_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path());
+    let t = "00000000000000000000000000b16b16";
+    let got = db
+        .ingest_otlp(&otlp::decode_json(big_trace_json(t).as_bytes()).expect("decodes"))
+        .expect("ingest");
+    assert_eq!(got.rejected, 0);
+    let id = scrydb::parse_trace_id(t).expect("hex");
+    let tree = db.trace(id).expect("lookup").tree().expect("tree");
+    let path = tree.critical_path();
+    assert_eq!(path.total_ns(), 100 * MS);
+    let on = |name: &str| {
+        let i = tree
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .expect("span");
+        path.contribution[i]
+    };
+    // The cache call ran in auth's shadow; auth and every query are on the path.
+    assert_eq!(on("get"), 0);
+    assert_eq!(on("verify"), 9 * MS);
+    let queries: i64 = tree
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.name == "query")
+        .map(|(i, _)| path.contribution[i])
+        .sum();
+    assert_eq!(queries, 10_000 * 8_000);
+    assert_eq!(on("GET /checkout"), 100 * MS - 9 * MS - queries);
+
+    // SQL: the same path and the per-service statistics, flushed or not.
+    for flushed in [false, true] {
+        if flushed {
+            db.flush().expect("flush");
+        }
+        let rows = |sql: &str| values(&db.sql_blocking(sql).expect("sql"));
+        assert_eq!(
+            rows(&format!(
+                "SELECT count(*), sum(critical_ns), round(sum(critical_share), 6), \
+                 min(step), max(step) FROM critical_path('{t}')"
+            )),
+            ["10002|100000000|1.0|1|10002"]
+        );
+        assert_eq!(
+            rows(&format!(
+                "SELECT service_name, name, critical_ns FROM critical_path('{t}') WHERE step <= 2 \
+                 ORDER BY step"
+            )),
+            [
+                format!("gateway|GET /checkout|{}", 100 * MS - 9 * MS - queries),
+                format!("auth|verify|{}", 9 * MS)
+            ]
+        );
+        assert_eq!(
+            rows(&format!(
+                "SELECT service_name, spans, errors, critical_ns, trace_spans, trace_services, \
+                 trace_errors, depth, duration_ns, orphans, root_service FROM trace_stats('{t}')"
+            )),
+            [
+                format!("db|10000|1|{queries}|10003|4|1|2|100000000|0|gateway"),
+                format!(
+                    "gateway|1|0|{}|10003|4|1|2|100000000|0|gateway",
+                    100 * MS - 9 * MS - queries
+                ),
+                format!("auth|1|0|{}|10003|4|1|2|100000000|0|gateway", 9 * MS),
+                "cache|1|0|0|10003|4|1|2|100000000|0|gateway".to_string(),
+            ]
+        );
+        assert!(rows("SELECT * FROM critical_path('ffffffffffffffffffffffffffffffff')").is_empty());
+    }
+    let err = db
+        .sql_blocking("SELECT * FROM critical_path('nothex')")
+        .expect_err("bad id");
+    assert!(
+        err.to_string().contains("not a 32-digit hex trace id"),
+        "{err}"
+    );
+    db.close().expect("close");
+
+    // The waterfall folds the 10,000 queries around the error, marks the path and says the
+    // share per service; --all draws every span.
+    let scry = |extra: &[&str]| {
+        let mut args = vec!["--db", dir.path().to_str().expect("utf-8"), "trace", t];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = crate::common::run_scry(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    let text = scry(&["--critical-path"]);
+    assert!(text.lines().count() < 30, "{text}");
+    for want in [
+        "⋯ 4997 more db query spans",
+        "⋯ 4996 more db query spans",
+        "on the critical path",
+        "query [ERROR]",
+        "critical path: 10002 spans",
+        "by service: db 80%, gateway 11%, auth 9%",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(scry(&["--all"]).lines().count() > 10_003);
+}

@@ -122,6 +122,17 @@ impl Trace {
         Ok(out)
     }
 
+    /// The critical path (docs/trace-analysis.md) as a `pyarrow.Table`, one row per span on
+    /// it in path order: `step`, `span_id`, `parent_span_id`, `service_name`, `name`,
+    /// `kind`, `status_code`, `depth`, `time`, `duration_ns`, `self_ns`, `critical_ns`
+    /// (time on the path), `critical_share` — the rows of SQL's `critical_path(...)`.
+    fn critical_path<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let tree = self.span_tree()?;
+        let path = tree.critical_path();
+        let batch = scrydb::critical_path::path_batch(&tree, &path);
+        crate::table(py, batch.schema(), vec![batch])
+    }
+
     /// Whether anything of the trace was found.
     fn __bool__(&self) -> bool {
         !self.inner.is_empty()

@@ -87,6 +87,12 @@ def test_trace_lookup_gives_tables_tree_and_html(db):
     assert [n["depth"] for n in tree] == [0, 0, 0, 0]
     assert [n["start"] for n in tree] == sorted(n["start"] for n in tree)
     assert {n["status_code"] for n in tree} == {"ERROR", "OK"}
+    # Four roots: the path explains the longest, which has no children.
+    path = t.critical_path()
+    assert path.num_rows == 1
+    longest = max(n["duration_ns"] for n in tree)
+    assert path.column("critical_ns").to_pylist() == [longest]
+    assert path.column("step").to_pylist() == [1]
     html = t._repr_html_()
     assert "op0" in html and "#d9534f" in html and "<script" not in html
     assert not db.trace("%032x" % 999)

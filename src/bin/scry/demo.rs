@@ -226,7 +226,15 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     match d.example_trace {
         Some(id) => {
             say!("  scry --db {} trace {}", dir.display(), hex(&id));
-            crate::trace::print_trace(&db, id, ui.color)?;
+            crate::trace::print_trace(
+                &db,
+                id,
+                ui.color,
+                crate::trace::View {
+                    critical_path: true,
+                    all: false,
+                },
+            )?;
         }
         None => say!("  (no affected trace found)"),
     }

@@ -133,10 +133,19 @@ enum Command {
     /// first. "What is new in the logs during the incident?"
     Patterns(patterns::Args),
     /// Show one trace as a waterfall: spans as a tree with offsets and duration bars,
-    /// their logs, and a summary. Found through the trace index, with no time hint.
+    /// their logs, and a summary. Found through the trace index, with no time hint. Runs
+    /// of six or more like sibling spans (same service and name, no children, no error)
+    /// are folded to their first two and last one (`--all` shows them).
     Trace {
         /// The trace id, 32 hex digits.
         trace_id: String,
+        /// Mark the critical path: what the request waited on, each span's time on it and
+        /// the share per service (docs/trace-analysis.md).
+        #[arg(long)]
+        critical_path: bool,
+        /// Show every span: do not fold repeated siblings.
+        #[arg(long)]
+        all: bool,
     },
     /// Rebuild the trace indexes, term indexes, log patterns and span rollups of segments
     /// where they are missing or damaged (`--all`: every trace index, term index and log
@@ -424,9 +433,13 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close()?;
             Ok(ok)
         }
-        Command::Trace { trace_id } => {
+        Command::Trace {
+            trace_id,
+            critical_path,
+            all,
+        } => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
-            let found = trace::run(&db, &trace_id)?;
+            let found = trace::run(&db, &trace_id, trace::View { critical_path, all })?;
             db.close()?;
             Ok(found)
         }

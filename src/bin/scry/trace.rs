@@ -9,6 +9,19 @@ use scrydb::sql::ids::hex;
 use scrydb::{Db, SpanTree, Trace};
 
 const BAR: usize = 40;
+/// Runs of at least this many like siblings (same service and name, no children, no error)
+/// are folded to their first two and last one.
+const FOLD_RUN: usize = 6;
+
+/// How a waterfall is drawn.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct View {
+    /// Mark the critical path: its stretches solid, the rest of each bar light, and each
+    /// span's time on it.
+    pub critical_path: bool,
+    /// Draw every span (no folding of repeated siblings).
+    pub all: bool,
+}
 
 struct Log {
     span: Option<Vec<u8>>,
@@ -115,36 +128,78 @@ impl Style {
 }
 
 /// Prints the waterfall of trace `id` to stdout (colored when `color`).
-pub fn print_trace(db: &Db, id: [u8; 16], color: bool) -> scrydb::Result<()> {
-    let t0 = std::time::Instant::now();
-    let trace = db.trace(id)?;
-    let took = t0.elapsed();
-    let tree = trace.tree()?;
-    let style = Style { color };
-    let out = std::io::stdout();
-    let mut out = out.lock();
-    let _ = print(&mut out, &id, &tree, &logs(&trace), &trace, &style, took);
-    Ok(())
+pub fn print_trace(db: &Db, id: [u8; 16], color: bool, view: View) -> scrydb::Result<()> {
+    draw(db, id, &Style { color }, view).map(|_| ())
 }
 
 /// Prints the waterfall of `trace_hex`; `Ok(false)` when the trace is not found.
-pub fn run(db: &Db, trace_hex: &str) -> scrydb::Result<bool> {
+pub fn run(db: &Db, trace_hex: &str, view: View) -> scrydb::Result<bool> {
     let id = scrydb::parse_trace_id(trace_hex)?;
+    let style = Style {
+        color: std::io::stdout().is_terminal(),
+    };
+    let found = draw(db, id, &style, view)?;
+    if !found {
+        eprintln!("trace {} not found", hex(&id));
+    }
+    Ok(found)
+}
+
+/// Looks trace `id` up and prints its waterfall; `Ok(false)` (nothing printed) when it is
+/// not found.
+fn draw(db: &Db, id: [u8; 16], style: &Style, view: View) -> scrydb::Result<bool> {
     let t0 = std::time::Instant::now();
     let trace = db.trace(id)?;
     let took = t0.elapsed();
     if trace.is_empty() {
-        eprintln!("trace {} not found", hex(&id));
         return Ok(false);
     }
     let tree = trace.tree()?;
-    let style = Style {
-        color: std::io::stdout().is_terminal(),
-    };
     let out = std::io::stdout();
     let mut out = out.lock();
-    let _ = print(&mut out, &id, &tree, &logs(&trace), &trace, &style, took);
+    let _ = print(&mut out, &id, &tree, &trace, style, view, took);
     Ok(true)
+}
+
+/// The spans a folded waterfall hides, and after which span each fold line goes: (spans
+/// hidden, their total duration, the longest).
+struct Folds {
+    hidden: Vec<bool>,
+    after: HashMap<usize, Vec<usize>>,
+}
+
+/// Folds runs of [`FOLD_RUN`] or more like siblings to their first two and last one.
+fn folds(tree: &SpanTree) -> Folds {
+    let mut hidden = vec![false; tree.nodes.len()];
+    let mut after: HashMap<usize, Vec<usize>> = HashMap::new();
+    let foldable = |i: usize| {
+        let n = &tree.nodes[i];
+        n.children.is_empty() && !n.is_error()
+    };
+    for n in &tree.nodes {
+        let kids = &n.children;
+        let mut at = 0;
+        while at < kids.len() {
+            let first = &tree.nodes[kids[at]];
+            let mut end = at;
+            while end < kids.len()
+                && foldable(kids[end])
+                && tree.nodes[kids[end]].service == first.service
+                && tree.nodes[kids[end]].name == first.name
+            {
+                end += 1;
+            }
+            if end - at >= FOLD_RUN {
+                let middle = &kids[at + 2..end - 1];
+                for &i in middle {
+                    hidden[i] = true;
+                }
+                after.insert(kids[at + 1], middle.to_vec());
+            }
+            at = end.max(at + 1);
+        }
+    }
+    Folds { hidden, after }
 }
 
 /// `part` of `total` as a position on a bar of `BAR` cells.
@@ -156,11 +211,28 @@ fn print(
     out: &mut impl Write,
     id: &[u8; 16],
     tree: &SpanTree,
-    logs: &[Log],
     trace: &Trace,
     style: &Style,
+    view: View,
     took: std::time::Duration,
 ) -> std::io::Result<()> {
+    let logs = &logs(trace);
+    let path = view.critical_path.then(|| tree.critical_path());
+    let folds = if view.all {
+        Folds {
+            hidden: vec![false; tree.nodes.len()],
+            after: HashMap::new(),
+        }
+    } else {
+        folds(tree)
+    };
+    let mut stretches: HashMap<usize, Vec<(i64, i64)>> = HashMap::new();
+    for seg in path.iter().flat_map(|p| &p.segments) {
+        stretches
+            .entry(seg.node)
+            .or_default()
+            .push((seg.start, seg.end));
+    }
     let start = tree.start;
     let total = tree.duration_ns().max(1);
     let by_id = tree.index_by_id();
@@ -182,20 +254,51 @@ fn print(
         w = BAR
     )?;
     for (i, s) in tree.nodes.iter().enumerate() {
+        if folds.hidden[i] {
+            continue;
+        }
         let from = (cells(s.offset_ns, total) as usize).min(BAR - 1);
         let len = (cells(s.duration_ns, total).ceil().max(1.0) as usize).min(BAR - from);
-        let bar = format!(
-            "{}{}{}",
-            " ".repeat(from),
-            "█".repeat(len),
-            " ".repeat(BAR - from - len)
-        );
+        let on_path = path.as_ref().is_some_and(|p| p.contains(i));
+        // With the critical path shown, a span's cells on it are solid, the others light.
+        let cell = |c: usize| -> char {
+            if path.is_none() {
+                return '█';
+            }
+            let (c0, c1) = (
+                start as f64 + (c as f64 / BAR as f64) * total as f64,
+                start as f64 + ((c + 1) as f64 / BAR as f64) * total as f64,
+            );
+            let solid = stretches
+                .get(&i)
+                .into_iter()
+                .flatten()
+                .any(|&(a, b)| (a as f64) < c1 && (b as f64) > c0);
+            if solid { '█' } else { '░' }
+        };
+        let bar: String = (0..BAR)
+            .map(|c| {
+                if c < from || c >= from + len {
+                    ' '
+                } else {
+                    cell(c)
+                }
+            })
+            .collect();
         let bar = if s.is_error() {
             style.paint("31", &bar)
+        } else if on_path {
+            style.paint("33", &bar)
         } else {
             style.paint("32", &bar)
         };
         let mut notes = String::new();
+        if let Some(p) = path.as_ref().filter(|_| on_path) {
+            notes.push_str(&style.paint(
+                "1;33",
+                &format!(" ◆ {} on the critical path", ms(p.contribution[i])),
+            ));
+        }
         if let (true, Some(p)) = (s.orphan, s.parent_span_id) {
             notes.push_str(&format!(" (parent {} missing)", hex(&p)));
         }
@@ -239,6 +342,52 @@ fn print(
                 writeln!(out, "{}", style.paint("2", &line))?;
             }
         }
+        if let Some(hidden) = folds.after.get(&i) {
+            let sum = hidden
+                .iter()
+                .fold(0i64, |a, &h| a.saturating_add(tree.nodes[h].duration_ns));
+            let longest = hidden
+                .iter()
+                .map(|&h| tree.nodes[h].duration_ns)
+                .max()
+                .unwrap_or(0);
+            let n_logs: usize = hidden
+                .iter()
+                .map(|h| logs_of.get(h).map_or(0, Vec::len))
+                .sum();
+            let on_path = path.as_ref().map(|p| {
+                hidden
+                    .iter()
+                    .fold(0i64, |a, &h| a.saturating_add(p.contribution[h]))
+            });
+            writeln!(
+                out,
+                "{:>10} {:>10}  {:BAR$}  {indent}{}",
+                "",
+                "",
+                "",
+                style.paint(
+                    "2",
+                    &format!(
+                        "⋯ {} more {} {} spans: {} in all, longest {}{}{} (--all shows them)",
+                        hidden.len(),
+                        s.service,
+                        s.name,
+                        ms(sum),
+                        ms(longest),
+                        match on_path {
+                            Some(ns) if ns > 0 => format!(", {} on the critical path", ms(ns)),
+                            _ => String::new(),
+                        },
+                        if n_logs > 0 {
+                            format!(", {n_logs} logs")
+                        } else {
+                            String::new()
+                        }
+                    )
+                )
+            )?;
+        }
     }
     for l in &loose_logs {
         writeln!(
@@ -278,5 +427,25 @@ fn print(
         trace.rows(scrydb::Signal::Metrics),
         took.as_secs_f64() * 1e3
     )?;
+    if let Some(p) = &path {
+        let shares: Vec<String> = p
+            .by_service(tree)
+            .iter()
+            .map(|(svc, ns)| {
+                format!(
+                    "{} {:.0}%",
+                    style.service(svc),
+                    *ns as f64 * 100.0 / p.total_ns().max(1) as f64
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "critical path: {} spans, {}; by service: {}",
+            p.spans().len(),
+            ms(p.total_ns()),
+            shares.join(", ")
+        )?;
+    }
     Ok(())
 }
