@@ -60,40 +60,43 @@ pub struct CriticalPath {
     /// parent before and after a child).
     pub segments: Vec<PathSegment>,
     /// Per span of the tree (same indexes as [`SpanTree::nodes`]): its time on the path,
-    /// ns; 0 for spans off it.
+    /// ns (saturating at `i64::MAX`); 0 for spans off it.
     pub contribution: Vec<i64>,
+    /// The spans on the path — the root and every span whose window the walk explained,
+    /// even one whose own time on it is 0 (a server span exactly as long as its client
+    /// call) — by the start of that window, then depth: a parent before its children.
+    pub spans: Vec<usize>,
+    /// Per span of the tree: whether it is in `spans`.
+    pub on_path: Vec<bool>,
 }
 
 impl CriticalPath {
-    /// The spans on the path (the root, and every span with a stretch on it), in order of
-    /// their first stretch.
-    pub fn spans(&self) -> Vec<usize> {
-        let mut seen = vec![false; self.contribution.len()];
-        let mut out = Vec::new();
-        for i in self
-            .root
-            .into_iter()
-            .chain(self.segments.iter().map(|s| s.node))
-        {
-            if !seen[i] {
-                seen[i] = true;
-                out.push(i);
-            }
-        }
-        // The root first, then by first stretch (the root's first stretch is the earliest).
-        out
-    }
-
     /// Whether span `node` is on the path.
     pub fn contains(&self, node: usize) -> bool {
-        self.root == Some(node) || self.contribution.get(node).is_some_and(|&c| c > 0)
+        self.on_path.get(node).copied().unwrap_or(false)
     }
 
-    /// The length of the path: the root's duration, ns.
+    /// The length of the path: the root's duration, ns (saturating at `i64::MAX`).
     pub fn total_ns(&self) -> i64 {
-        self.contribution
+        i64::try_from(self.total()).unwrap_or(i64::MAX)
+    }
+
+    /// The length of the path, exactly.
+    fn total(&self) -> i128 {
+        self.segments
             .iter()
-            .fold(0i64, |a, &c| a.saturating_add(c))
+            .map(|s| i128::from(s.end) - i128::from(s.start))
+            .sum()
+    }
+
+    /// `part` ns of the path as a share of its length (0 for a path of length 0).
+    pub fn share(&self, part: i64) -> f64 {
+        let total = self.total();
+        if total > 0 {
+            (part as f64 / total as f64).min(1.0)
+        } else {
+            0.0
+        }
     }
 
     /// Time on the path per service, largest first (ties by name); services of spans off
@@ -186,6 +189,8 @@ impl SpanTree {
                 contribution[node] = contribution[node].saturating_add(len);
             }
         };
+        // Every span whose window is explained: (window start, depth, node).
+        let mut entered = vec![(r.start, r.depth, root)];
         let mut stack = vec![Frame::new(self, root, r.start, effective_end(r))];
         while let Some(f) = stack.last_mut() {
             if f.cursor <= f.lo {
@@ -210,16 +215,24 @@ impl SpanTree {
                 Some((c, s, e)) => {
                     emit(f.node, e, f.cursor);
                     f.cursor = s;
+                    entered.push((s, self.nodes[c].depth, c));
                     let child = Frame::new(self, c, s, e);
                     stack.push(child);
                 }
             }
         }
         segments.reverse();
+        entered.sort_unstable();
+        let mut on_path = vec![false; self.nodes.len()];
+        for &(_, _, n) in &entered {
+            on_path[n] = true;
+        }
         CriticalPath {
             root: Some(root),
             segments,
             contribution,
+            spans: entered.into_iter().map(|(_, _, n)| n).collect(),
+            on_path,
         }
     }
 }
@@ -249,9 +262,8 @@ pub fn path_schema() -> SchemaRef {
 
 /// `path` of `tree` as rows of [`path_schema`].
 pub fn path_batch(tree: &SpanTree, path: &CriticalPath) -> RecordBatch {
-    let spans = path.spans();
+    let spans = &path.spans;
     let nodes: Vec<&SpanNode> = spans.iter().map(|&i| &tree.nodes[i]).collect();
-    let total = path.total_ns();
     let strings = |f: &dyn Fn(&SpanNode) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(nodes.iter().map(|n| f(n))))
     };
@@ -279,18 +291,10 @@ pub fn path_batch(tree: &SpanTree, path: &CriticalPath) -> RecordBatch {
         ints(nodes.iter().map(|n| n.self_ns).collect()),
         ints(spans.iter().map(|&i| path.contribution[i]).collect()),
         Arc::new(Float64Array::from_iter_values(
-            spans.iter().map(|&i| share(path.contribution[i], total)),
+            spans.iter().map(|&i| path.share(path.contribution[i])),
         )),
     ];
     RecordBatch::try_new(path_schema(), columns).expect("columns match the path schema")
-}
-
-fn share(part: i64, total: i64) -> f64 {
-    if total > 0 {
-        part as f64 / total as f64
-    } else {
-        0.0
-    }
 }
 
 /// The columns of SQL's `trace_stats('<trace hex>')`: one row per service of the trace,
@@ -330,7 +334,6 @@ pub fn stats_batch(tree: &SpanTree, path: &CriticalPath) -> RecordBatch {
     }
     let mut rows: Vec<(&str, (i64, i64, i64))> = per.into_iter().collect();
     rows.sort_by(|a, b| b.1.2.cmp(&a.1.2).then(a.0.cmp(b.0)));
-    let total = path.total_ns();
     let n = rows.len();
     let errors = tree.nodes.iter().filter(|s| s.is_error()).count() as i64;
     let depth = tree
@@ -348,7 +351,7 @@ pub fn stats_batch(tree: &SpanTree, path: &CriticalPath) -> RecordBatch {
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.1))),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.2))),
         Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|r| share(r.1.2, total)),
+            rows.iter().map(|r| path.share(r.1.2)),
         )),
         repeat(tree.nodes.len() as i64),
         repeat(n as i64),
@@ -372,9 +375,9 @@ mod tests {
         let t = tree(rows);
         let p = t.critical_path();
         check(&t, &p);
-        p.spans()
-            .into_iter()
-            .map(|i| (t.nodes[i].span_id[7], p.contribution[i]))
+        p.spans
+            .iter()
+            .map(|&i| (t.nodes[i].span_id[7], p.contribution[i]))
             .collect()
     }
 
@@ -401,6 +404,31 @@ mod tests {
             assert_eq!(at, effective_end(r));
         }
         assert_eq!(i128::from(p.total_ns()), i128::from(r.duration_ns));
+        // A span on the path has its parent on it (the root has none), and is listed once,
+        // after its parent.
+        let mut seen = vec![false; t.nodes.len()];
+        for &i in &p.spans {
+            assert!(!seen[i], "listed once");
+            seen[i] = true;
+            assert!(p.contains(i));
+            if i != root {
+                let parent = t.nodes[i].parent.expect("a parent");
+                assert!(seen[parent], "the parent of {i} comes first: {p:?}");
+            }
+        }
+        for s in &p.segments {
+            assert!(seen[s.node], "every stretch's span is listed");
+            // No child of the span overlaps a stretch that is its own.
+            let n = &t.nodes[s.node];
+            for &c in &n.children {
+                let c = &t.nodes[c];
+                let (cs, ce) = (c.start.max(n.start), effective_end(c).min(effective_end(n)));
+                assert!(
+                    ce <= s.start || cs >= s.end || ce <= cs,
+                    "a child runs during its parent's own stretch: {p:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -479,6 +507,62 @@ mod tests {
     }
 
     #[test]
+    fn a_span_covered_by_its_child_is_on_the_path_with_no_time_of_its_own() {
+        // A client call and its server span of exactly the same window.
+        let rows = [
+            (1, None, 0, 100, "OK"),
+            (2, Some(1), 10, 90, "OK"),
+            (3, Some(2), 10, 90, "OK"),
+        ];
+        assert_eq!(path(&rows), [(1, 20), (2, 0), (3, 80)]);
+        // A child starting with its parent is listed after it.
+        let rows = [
+            (1, None, 0, 100, "OK"),
+            (2, Some(1), 10, 90, "OK"),
+            (3, Some(2), 10, 50, "OK"),
+        ];
+        assert_eq!(path(&rows), [(1, 20), (2, 40), (3, 40)]);
+    }
+
+    #[test]
+    fn a_chain_a_hundred_thousand_deep_does_not_recurse() {
+        const N: usize = 100_000;
+        let node = |i: usize| SpanNode {
+            span_id: (i as u64).to_be_bytes(),
+            parent_span_id: (i > 0).then(|| ((i - 1) as u64).to_be_bytes()),
+            parent: i.checked_sub(1),
+            children: if i + 1 < N { vec![i + 1] } else { vec![] },
+            depth: i,
+            service: "s".into(),
+            name: "n".into(),
+            kind: "INTERNAL".into(),
+            status_code: "OK".into(),
+            status_message: None,
+            start: i as i64,
+            end: (2 * N - i) as i64,
+            offset_ns: i as i64,
+            duration_ns: (2 * (N - i)) as i64,
+            self_ns: 2,
+            orphan: false,
+            cycle_broken: false,
+            duplicate_id: false,
+            ends_before_start: false,
+            batch: 0,
+            row: i,
+        };
+        let tree = SpanTree {
+            nodes: (0..N).map(node).collect(),
+            roots: vec![0],
+            start: 0,
+            end: 2 * N as i64,
+        };
+        let p = tree.critical_path();
+        assert_eq!(p.spans.len(), N);
+        assert_eq!(p.total_ns(), 2 * N as i64);
+        assert!(p.contribution.iter().all(|&c| c == 2));
+    }
+
+    #[test]
     fn degenerate_spans_do_not_break_the_path() {
         // Zero-length root, a child ending before it starts, extreme timestamps.
         assert_eq!(path(&[(1, None, 5, 5, "OK")]), [(1, 0)]);
@@ -494,6 +578,9 @@ mod tests {
         let p = t.critical_path();
         assert_eq!(p.segments.len(), 2);
         assert_eq!(p.total_ns(), i64::MAX);
+        // Shares stay within 1 even where contributions saturate.
+        let shares: f64 = p.contribution.iter().map(|&c| p.share(c)).sum();
+        assert!(shares <= 1.0 + 1e-9, "{shares}");
         assert!(SpanTree::default().critical_path().root.is_none());
     }
 

@@ -337,7 +337,12 @@ impl TableFunctionImpl for TraceAnalysisFunction {
                 scrydb_engine::critical_path::path_schema()
             },
             compute: Box::new(move |snapshot| {
-                let tree = snapshot.trace(id, true)?.tree()?;
+                // The spans only: the trace's logs and metric points are not needed.
+                let trace = scrydb_engine::trace::Trace {
+                    spans: snapshot.trace_rows(scrydb_engine::Signal::Spans, &[id], true)?,
+                    ..Default::default()
+                };
+                let tree = trace.tree()?;
                 let path = tree.critical_path();
                 Ok(if stats {
                     scrydb_engine::critical_path::stats_batch(&tree, &path)
@@ -346,6 +351,119 @@ impl TableFunctionImpl for TraceAnalysisFunction {
                 })
             }),
         }))
+    }
+}
+
+/// `compare(selection [, baseline [, limit]])`: the values of spans' services, operations,
+/// kinds, statuses and attributes over-represented in the spans matching `selection` (a
+/// SQL predicate over `spans`, as a string) against those matching `baseline` (default:
+/// every other span), best first, at most `limit` (default 20) — rows of
+/// [`crate::compare::compare_schema`]. Both sets are read from the statement's snapshot
+/// when it runs.
+#[derive(Debug)]
+pub struct CompareFunction;
+
+impl TableFunctionImpl for CompareFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const USAGE: &str = "compare takes (selection [, baseline [, limit]]): SQL predicates \
+                             over spans as strings, and a row count";
+        let exprs = args.exprs();
+        if exprs.is_empty() || exprs.len() > 3 {
+            return plan_err!("{USAGE}");
+        }
+        let session = args.session();
+        let text = |e: &Expr, what: &str| -> Result<Option<String>> {
+            match constant(session, e)? {
+                ScalarValue::Utf8(s) | ScalarValue::LargeUtf8(s) | ScalarValue::Utf8View(s) => {
+                    Ok(s.filter(|s| !s.trim().is_empty()))
+                }
+                ScalarValue::Null => Ok(None),
+                other => plan_err!("compare's {what} must be a string, not {other:?}"),
+            }
+        };
+        let Some(selection) = text(&exprs[0], "selection")? else {
+            return plan_err!("compare's selection must be a SQL predicate over spans");
+        };
+        let baseline = exprs
+            .get(1)
+            .map(|e| text(e, "baseline"))
+            .transpose()?
+            .flatten();
+        let limit = match exprs.get(2).map(|e| constant(session, e)).transpose()? {
+            None => 20,
+            Some(v) => match v.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(n)) if n >= 1 => n as usize,
+                other => {
+                    return plan_err!("compare's limit must be at least 1, not {other:?}");
+                }
+            },
+        };
+        Ok(Arc::new(CompareTable {
+            selection,
+            baseline,
+            limit,
+        }))
+    }
+}
+
+/// The rows of one `compare` call, counted when scanned.
+#[derive(Debug)]
+struct CompareTable {
+    selection: String,
+    baseline: Option<String>,
+    limit: usize,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for CompareTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        crate::compare::compare_schema()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use futures::StreamExt;
+        let Some(state) = state
+            .as_any()
+            .downcast_ref::<datafusion::execution::SessionState>()
+        else {
+            return plan_err!("compare runs only in a ScryDB session");
+        };
+        let baseline = self
+            .baseline
+            .clone()
+            .unwrap_or_else(|| crate::compare::complement(&self.selection));
+        let mut sets = [
+            crate::compare::Counts::default(),
+            crate::compare::Counts::default(),
+        ];
+        // The two sets are statements of this one: same tables, same snapshot.
+        for (counts, predicate) in sets.iter_mut().zip([&self.selection, &baseline]) {
+            let sql = crate::compare::counting_sql(predicate);
+            let plan = state.create_logical_plan(&sql).await?;
+            let plan = state.create_physical_plan(&plan).await?;
+            let mut stream = datafusion::physical_plan::execute_stream(plan, state.task_ctx())?;
+            while let Some(batch) = stream.next().await {
+                counts.add_batch(&batch?)?;
+            }
+        }
+        let rows = crate::compare::differences(&sets[0], &sets[1], self.limit);
+        Ok(
+            datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                &[vec![crate::compare::compare_batch(&rows)]],
+                self.schema(),
+                projection.cloned(),
+            )?,
+        )
     }
 }
 

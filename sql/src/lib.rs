@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod compare;
 pub mod functions;
 pub mod ids;
 pub mod rollups;
@@ -399,6 +400,7 @@ impl Session {
                 reader: reader.clone(),
             }),
         );
+        ctx.register_udtf("compare", Arc::new(functions::CompareFunction));
         for (name, stats) in [("critical_path", false), ("trace_stats", true)] {
             ctx.register_udtf(
                 name,

@@ -64,6 +64,14 @@ fn formatted(batches: &[RecordBatch], named: bool) -> Vec<String> {
     out
 }
 
+/// `batch` with its column `name` replaced by `column` (same type).
+pub fn with_column(batch: &RecordBatch, name: &str, column: arrow::array::ArrayRef) -> RecordBatch {
+    let at = batch.schema().index_of(name).expect("the column exists");
+    let mut cols = batch.columns().to_vec();
+    cols[at] = column;
+    RecordBatch::try_new(batch.schema(), cols).expect("same type")
+}
+
 pub fn count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }

@@ -2,6 +2,7 @@
 
 mod common;
 mod compaction;
+mod compare;
 mod concurrency;
 mod corruption;
 mod crash;

@@ -671,10 +671,7 @@ fn numeric_spans(rng: &mut scrydb_workload::Rng, n: usize, base: i64, seq0: u64)
         }
         attrs.append(true).expect("map");
     }
-    let at = batch.schema().index_of("attributes").expect("attributes");
-    let mut cols = batch.columns().to_vec();
-    cols[at] = std::sync::Arc::new(attrs.finish());
-    RecordBatch::try_new(batch.schema(), cols).expect("batch")
+    crate::common::with_column(&batch, "attributes", std::sync::Arc::new(attrs.finish()))
 }
 
 /// Numeric comparisons of attributes (`CAST`/`TRY_CAST` to integers or `DOUBLE`, with

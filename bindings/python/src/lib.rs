@@ -296,6 +296,32 @@ impl Db {
         result_table(py, schema, batches, hex)
     }
 
+    /// The values of spans' services, operations, kinds, statuses and attributes
+    /// over-represented in the spans matching `selection` (a SQL predicate over `spans`)
+    /// against those matching `baseline` (default: every other span), best first, at most
+    /// `limit` — the rows of SQL's `compare` (docs/trace-analysis.md): `dimension`,
+    /// `value`, `selection_count`, `baseline_count`, `selection_share`, `baseline_share`,
+    /// `score`, as a `pyarrow.Table`. A predicate that does not plan raises `QueryError`.
+    #[pyo3(signature = (selection, baseline=None, *, limit=20))]
+    fn compare<'py>(
+        &self,
+        py: Python<'py>,
+        selection: &str,
+        baseline: Option<&str>,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        use scrydb::sql::compare;
+        let db = self.db()?;
+        let rows = py
+            .detach(|| {
+                let session = db.session()?;
+                scrydb::sql::block_on(compare::compare(session, selection, baseline, limit.max(1)))
+            })
+            .map_err(|e| sql_err(&e))?;
+        let batch = compare::compare_batch(&rows);
+        table(py, batch.schema(), vec![batch])
+    }
+
     /// The log templates (log lines grouped, variables as `<*>`) of `[start, end)` (ns since
     /// the epoch) with their lines there and in the baseline window (default: the window's
     /// length just before it), new and surging ones first — the rows of SQL's

@@ -100,6 +100,26 @@ def test_trace_lookup_gives_tables_tree_and_html(db):
         db.trace("not hex")
 
 
+def test_compare_ranks_what_the_selection_has_more_of(db):
+    # Errors are every 10th span, all of operation op1 (names cycle op0, op1, op2 otherwise).
+    db.ingest("spans", spans_table(
+        60,
+        status_of=lambda i: "ERROR" if i % 10 == 0 else "OK",
+        name_of=lambda i: "op1" if i % 10 == 0 else f"op{i % 3}",
+    ))
+    t = db.compare("status_code = 'ERROR'", limit=3)
+    rows = t.to_pylist()
+    assert [(r["dimension"], r["value"]) for r in rows[:2]] == [
+        ("status_code", "ERROR"), ("name", "op1")]
+    assert rows[0]["selection_count"] == 6 and rows[0]["baseline_count"] == 0
+    assert rows[0]["score"] == 1.0
+    assert t.num_rows <= 3
+    # An explicit baseline, and a predicate that does not plan.
+    assert db.compare("status_code = 'ERROR'", "name = 'op1'").num_rows >= 1
+    with pytest.raises(scrydb.QueryError):
+        db.compare("nosuchcolumn = 1")
+
+
 def test_ingest_otlp_reports_rejected_records_with_positions(db, tmp_path):
     r = db.ingest_otlp(os.path.join(REPO, "tests/fixtures/otlp/trace.json"))
     assert r["accepted"] > 0 and r["rejected"] == 0 and r["problems"] == []

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[macro_use]
 mod out;
+mod compare;
 mod demo;
 mod ingest;
 mod patterns;
@@ -132,6 +133,10 @@ enum Command {
     /// window and in the window of the same length before it; new and surging templates
     /// first. "What is new in the logs during the incident?"
     Patterns(patterns::Args),
+    /// Compare two sets of spans: which services, operations, kinds, statuses and
+    /// attribute values are over-represented in the selection (e.g. the slow requests)
+    /// against the baseline (the others), ranked by the difference of their shares.
+    Compare(compare::Args),
     /// Show one trace as a waterfall: spans as a tree with offsets and duration bars,
     /// their logs, and a summary. Found through the trace index, with no time hint. Runs
     /// of six or more like sibling spans (same service and name, no children, no error)
@@ -424,6 +429,12 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Search(args) => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
             let ok = search::run(&db, &args)?;
+            db.close()?;
+            Ok(ok)
+        }
+        Command::Compare(args) => {
+            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let ok = compare::run(&db, &args)?;
             db.close()?;
             Ok(ok)
         }

@@ -168,16 +168,17 @@ struct Folds {
     after: HashMap<usize, Vec<usize>>,
 }
 
-/// Folds runs of [`FOLD_RUN`] or more like siblings to their first two and last one.
-fn folds(tree: &SpanTree) -> Folds {
+/// Folds runs of [`FOLD_RUN`] or more like siblings (children of one span, or roots) to
+/// their first two and last one; a span with an error, children, or an error log
+/// (`loud`) is never folded.
+fn folds(tree: &SpanTree, loud: &dyn Fn(usize) -> bool) -> Folds {
     let mut hidden = vec![false; tree.nodes.len()];
     let mut after: HashMap<usize, Vec<usize>> = HashMap::new();
     let foldable = |i: usize| {
         let n = &tree.nodes[i];
-        n.children.is_empty() && !n.is_error()
+        n.children.is_empty() && !n.is_error() && !loud(i)
     };
-    for n in &tree.nodes {
-        let kids = &n.children;
+    for kids in std::iter::once(&tree.roots).chain(tree.nodes.iter().map(|n| &n.children)) {
         let mut at = 0;
         while at < kids.len() {
             let first = &tree.nodes[kids[at]];
@@ -202,6 +203,12 @@ fn folds(tree: &SpanTree) -> Folds {
     Folds { hidden, after }
 }
 
+/// Whether a log of this severity is an error (ERROR or FATAL, any level of them).
+fn loud_severity(severity: &str) -> bool {
+    let sev = severity.to_ascii_uppercase();
+    sev.starts_with("ERROR") || sev.starts_with("FATAL")
+}
+
 /// `part` of `total` as a position on a bar of `BAR` cells.
 fn cells(part: i64, total: i64) -> f64 {
     (part.max(0) as f64 / total.max(1) as f64) * BAR as f64
@@ -218,14 +225,6 @@ fn print(
 ) -> std::io::Result<()> {
     let logs = &logs(trace);
     let path = view.critical_path.then(|| tree.critical_path());
-    let folds = if view.all {
-        Folds {
-            hidden: vec![false; tree.nodes.len()],
-            after: HashMap::new(),
-        }
-    } else {
-        folds(tree)
-    };
     let mut stretches: HashMap<usize, Vec<(i64, i64)>> = HashMap::new();
     for seg in path.iter().flat_map(|p| &p.segments) {
         stretches
@@ -244,6 +243,18 @@ fn print(
             None => loose_logs.push(l),
         }
     }
+    let folds = if view.all {
+        Folds {
+            hidden: vec![false; tree.nodes.len()],
+            after: HashMap::new(),
+        }
+    } else {
+        folds(tree, &|i| {
+            logs_of
+                .get(&i)
+                .is_some_and(|ls| ls.iter().any(|l| loud_severity(&l.severity)))
+        })
+    };
     writeln!(
         out,
         "trace {}   {:>10} {:>10}  {:<w$}",
@@ -265,15 +276,15 @@ fn print(
             if path.is_none() {
                 return '█';
             }
-            let (c0, c1) = (
-                start as f64 + (c as f64 / BAR as f64) * total as f64,
-                start as f64 + ((c + 1) as f64 / BAR as f64) * total as f64,
-            );
-            let solid = stretches
-                .get(&i)
-                .into_iter()
-                .flatten()
-                .any(|&(a, b)| (a as f64) < c1 && (b as f64) > c0);
+            // Cell `c` covers offsets [c·total/BAR, (c+1)·total/BAR), compared exactly.
+            let (bar, total) = (BAR as i128, i128::from(total));
+            let solid = stretches.get(&i).into_iter().flatten().any(|&(a, b)| {
+                let (a, b) = (
+                    i128::from(a) - i128::from(start),
+                    i128::from(b) - i128::from(start),
+                );
+                a * bar < (c as i128 + 1) * total && b * bar > c as i128 * total
+            });
             if solid { '█' } else { '░' }
         };
         let bar: String = (0..BAR)
@@ -335,8 +346,7 @@ fn print(
                 l.severity,
                 l.body
             );
-            let sev = l.severity.to_ascii_uppercase();
-            if sev.starts_with("ERROR") || sev.starts_with("FATAL") {
+            if loud_severity(&l.severity) {
                 writeln!(out, "{}", style.paint("31", &line))?;
             } else {
                 writeln!(out, "{}", style.paint("2", &line))?;
@@ -431,18 +441,12 @@ fn print(
         let shares: Vec<String> = p
             .by_service(tree)
             .iter()
-            .map(|(svc, ns)| {
-                format!(
-                    "{} {:.0}%",
-                    style.service(svc),
-                    *ns as f64 * 100.0 / p.total_ns().max(1) as f64
-                )
-            })
+            .map(|(svc, ns)| format!("{} {:.0}%", style.service(svc), p.share(*ns) * 100.0))
             .collect();
         writeln!(
             out,
             "critical path: {} spans, {}; by service: {}",
-            p.spans().len(),
+            p.spans.len(),
             ms(p.total_ns()),
             shares.join(", ")
         )?;
