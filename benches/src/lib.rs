@@ -3,5 +3,6 @@
 //! DuckDB side by side (`cargo run --release -p scrydb-benches --bin scry-bench`). Their data
 //! comes from `scrydb-workload`.
 
+pub mod analysis_bench;
 pub mod harness;
 pub mod search_bench;

@@ -10,26 +10,36 @@
 //! values whose share is larger in the selection, ranked by the difference of the shares
 //! (`score`, from 0 to 1: 1 means every selected span and no baseline span has it).
 //!
-//! A dimension with more than [`MAX_VALUES`] distinct values in either set (ids, addresses,
-//! timestamps) is left out: it cannot explain a difference by one value. Values longer than
-//! [`MAX_VALUE_BYTES`] bytes are left out too. Counting streams the two sets batch by batch:
-//! memory is bounded by the distinct values kept, never by the number of spans.
+//! A dimension with more than [`MAX_VALUES`] distinct values in the selection (ids,
+//! addresses, timestamps) is left out: it cannot explain a difference by one value. So are
+//! values longer than [`MAX_VALUE_BYTES`] bytes, attribute keys longer than
+//! [`MAX_KEY_BYTES`], and dimensions past the first [`MAX_DIMENSIONS`] met. A span counts
+//! once per dimension (an attribute key repeated in one span counts its first value, as
+//! `attributes['k']` reads it). The baseline is counted only for the selection's values.
+//! Counting streams the two sets batch by batch: memory is bounded by those limits (about
+//! 64 MiB at worst), never by the number of spans.
+//!
+//! Predicates are parsed as one SQL expression each ([`predicate`]) before they are run:
+//! anything after the expression (`LIMIT`, a second statement, an unbalanced parenthesis)
+//! is refused, so a predicate cannot change the statement it is placed in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::{Error, Session};
 use datafusion::arrow::array::{
     Array, AsArray, Float64Array, RecordBatch, StringArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use futures::StreamExt;
 
-use crate::{Error, Session};
-
-/// Distinct values a dimension may have in one set before it is left out.
+/// Distinct values a dimension may have in the selection before it is left out.
 pub const MAX_VALUES: usize = 1000;
 /// Longest value (bytes) counted.
 pub const MAX_VALUE_BYTES: usize = 256;
+/// Longest attribute key (bytes) counted.
+pub const MAX_KEY_BYTES: usize = 128;
+/// Dimensions counted (the first met); later ones are left out.
+pub const MAX_DIMENSIONS: usize = 256;
 
 /// The plain columns compared.
 const COLUMNS: [&str; 4] = ["service_name", "name", "kind", "status_code"];
@@ -44,17 +54,39 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, dimension: &str, value: &str) {
+    /// Counts `value` of `dimension` for one span; with `only`, just the values `only`
+    /// holds (the baseline is counted for the selection's values).
+    fn add(&mut self, dimension: &str, value: &str, only: Option<&Counts>) {
         if value.len() > MAX_VALUE_BYTES {
             return;
         }
-        let values = match self.dimensions.get_mut(dimension) {
-            Some(v) => v,
-            None => self
-                .dimensions
-                .entry(dimension.to_string())
-                .or_insert_with(|| Some(HashMap::new())),
-        };
+        if let Some(only) = only {
+            if only
+                .values(dimension)
+                .is_some_and(|v| v.contains_key(value))
+            {
+                let map = self
+                    .dimensions
+                    .entry(dimension.to_string())
+                    .or_insert_with(|| Some(HashMap::new()))
+                    .get_or_insert_with(HashMap::new);
+                match map.get_mut(value) {
+                    Some(n) => *n += 1,
+                    None => {
+                        map.insert(value.to_string(), 1);
+                    }
+                }
+            }
+            return;
+        }
+        if !self.dimensions.contains_key(dimension) {
+            if self.dimensions.len() >= MAX_DIMENSIONS {
+                return;
+            }
+            self.dimensions
+                .insert(dimension.to_string(), Some(HashMap::new()));
+        }
+        let values = self.dimensions.get_mut(dimension).expect("inserted above");
         let Some(map) = values.as_mut() else { return };
         if let Some(n) = map.get_mut(value) {
             *n += 1;
@@ -68,10 +100,12 @@ impl Counts {
     }
 
     /// Counts the spans of `batch`, which has the columns of [`COLUMNS`] (text or
-    /// dictionary) and the maps `attributes` and `resource_attributes`.
+    /// dictionary) and the maps `attributes` and `resource_attributes`; with `only`, just
+    /// the values `only` holds.
     pub fn add_batch(
         &mut self,
         batch: &RecordBatch,
+        only: Option<&Counts>,
     ) -> Result<(), datafusion::arrow::error::ArrowError> {
         self.spans += batch.num_rows() as u64;
         for c in COLUMNS {
@@ -81,10 +115,11 @@ impl Counts {
             let col = datafusion::arrow::compute::cast(col, &DataType::Utf8)?;
             let col = col.as_string::<i32>();
             for v in col.iter().flatten() {
-                self.add(c, v);
+                self.add(c, v, only);
             }
         }
         let mut dimension = String::new();
+        let mut seen: Vec<&str> = Vec::new();
         for (c, prefix) in [
             ("attributes", "attributes."),
             ("resource_attributes", "resource."),
@@ -106,14 +141,21 @@ impl Counts {
                 if map.is_null(row) {
                     continue;
                 }
+                seen.clear();
                 for e in offsets[row] as usize..offsets[row + 1] as usize {
                     if keys.is_null(e) || values.is_null(e) {
                         continue;
                     }
+                    let key = keys.value(e);
+                    // A key once per span (its first value), as `attributes['k']` reads it.
+                    if key.len() > MAX_KEY_BYTES || seen.contains(&key) {
+                        continue;
+                    }
+                    seen.push(key);
                     dimension.clear();
                     dimension.push_str(prefix);
-                    dimension.push_str(keys.value(e));
-                    self.add(&dimension, values.value(e));
+                    dimension.push_str(key);
+                    self.add(&dimension, values.value(e), only);
                 }
             }
         }
@@ -122,10 +164,6 @@ impl Counts {
 
     fn values(&self, dimension: &str) -> Option<&HashMap<String, u64>> {
         self.dimensions.get(dimension).and_then(Option::as_ref)
-    }
-
-    fn too_many(&self, dimension: &str) -> bool {
-        matches!(self.dimensions.get(dimension), Some(None))
     }
 }
 
@@ -159,9 +197,6 @@ pub fn differences(selection: &Counts, baseline: &Counts, limit: usize) -> Vec<D
     let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
     for (dimension, values) in &selection.dimensions {
         let Some(values) = values else { continue };
-        if baseline.too_many(dimension) {
-            continue;
-        }
         let base = baseline.values(dimension);
         for (value, &n) in values {
             let b = base.and_then(|m| m.get(value)).copied().unwrap_or(0);
@@ -189,8 +224,23 @@ pub fn differences(selection: &Counts, baseline: &Counts, limit: usize) -> Vec<D
     out
 }
 
+/// `p` checked as one SQL expression over `spans` and written back in canonical form,
+/// parenthesized: the text after `WHERE` in the statements that count a set. Anything
+/// after the expression, an alias, or nesting deeper than `max_depth` is refused, naming
+/// `what` (`selection`, `baseline`).
+pub fn predicate(what: &str, p: &str, max_depth: usize) -> Result<String, Error> {
+    let bad = |e: String| Error::Query(format!("compare's {what} `{p}`: {e}"));
+    let parsed = datafusion::sql::parser::DFParser::parse_sql_into_expr(p)
+        .map_err(|e| bad(e.to_string()))?;
+    if let Some(alias) = parsed.alias {
+        return Err(bad(format!("a predicate has no alias (`AS {alias}`)")));
+    }
+    crate::check_expr_depth(&parsed.expr, max_depth).map_err(|e| bad(e.to_string()))?;
+    Ok(format!("({})", parsed.expr))
+}
+
 /// The statement that reads the columns `compare` counts from the spans matching
-/// `predicate` (SQL over `spans`).
+/// `predicate` (checked by [`predicate`]).
 pub fn counting_sql(predicate: &str) -> String {
     format!(
         "SELECT {}, attributes, resource_attributes FROM spans WHERE {predicate}",
@@ -198,31 +248,56 @@ pub fn counting_sql(predicate: &str) -> String {
     )
 }
 
-/// The baseline predicate when none is given: every span the selection does not hold.
+/// The baseline predicate when none is given: every span the selection (checked by
+/// [`predicate`]) does not hold.
 pub fn complement(selection: &str) -> String {
-    format!("NOT coalesce(({selection}), false)")
+    format!("NOT coalesce({selection}, false)")
 }
 
 /// Compares the spans matching `selection` with those matching `baseline` (default: every
-/// other span, [`complement`]) — both SQL predicates over `spans`, run as statements of
-/// `session` — and returns the `limit` most over-represented values.
+/// other span, [`complement`]) — both SQL predicates over `spans` — and returns the
+/// `limit` most over-represented values. One statement of `session`
+/// (`SELECT * FROM compare(...)`): both sets come from one snapshot.
 pub async fn compare(
     session: &Session,
     selection: &str,
     baseline: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Difference>, Error> {
-    let baseline = baseline.map_or_else(|| complement(selection), str::to_string);
-    let mut sets = [Counts::default(), Counts::default()];
-    for (counts, predicate) in sets.iter_mut().zip([selection, baseline.as_str()]) {
-        let mut stream = session.sql_stream(&counting_sql(predicate)).await?;
-        while let Some(batch) = stream.next().await {
-            counts
-                .add_batch(&batch?)
-                .map_err(datafusion::error::DataFusionError::from)?;
+    if limit == 0 {
+        return Err(Error::Query("compare's limit must be at least 1".into()));
+    }
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let sql = format!(
+        "SELECT * FROM compare({}, {}, {limit})",
+        quote(selection),
+        baseline.map_or_else(|| "NULL".to_string(), quote)
+    );
+    let batches = session.sql(&sql).await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let text = |i: usize| b.column(i).as_string::<i32>();
+        let count = |i: usize| {
+            b.column(i)
+                .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+        };
+        let float = |i: usize| {
+            b.column(i)
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+        };
+        for r in 0..b.num_rows() {
+            out.push(Difference {
+                dimension: text(0).value(r).to_string(),
+                value: text(1).value(r).to_string(),
+                selection_count: count(2).value(r),
+                baseline_count: count(3).value(r),
+                selection_share: float(4).value(r),
+                baseline_share: float(5).value(r),
+                score: float(6).value(r),
+            });
         }
     }
-    Ok(differences(&sets[0], &sets[1], limit))
+    Ok(out)
 }
 
 /// The columns of `compare`'s rows: `dimension`, `value`, `selection_count`,
@@ -273,7 +348,7 @@ mod tests {
     fn counts(rows: &[(&str, &str)]) -> Counts {
         let mut c = Counts::default();
         for (d, v) in rows {
-            c.add(d, v);
+            c.add(d, v, None);
             c.spans += 1;
         }
         c
@@ -312,11 +387,84 @@ mod tests {
     }
 
     #[test]
+    fn predicates_are_one_expression() {
+        assert_eq!(
+            predicate("selection", "duration_ns > 5 AND name = 'x'", 100).expect("ok"),
+            "(duration_ns > 5 AND name = 'x')"
+        );
+        for bad in [
+            "a) OR (b",
+            "true LIMIT 1",
+            "true; DROP TABLE spans",
+            "x AS y",
+            "",
+        ] {
+            let e = predicate("selection", bad, 100).expect_err(bad).to_string();
+            assert!(e.contains("compare's selection"), "{bad}: {e}");
+        }
+        // A comment is not part of the expression written back.
+        assert_eq!(
+            predicate("selection", "true -- ) OR (false", 100).expect("ok"),
+            "(true)"
+        );
+        let deep = vec!["1"; 50].join(" + ");
+        assert!(predicate("baseline", &format!("{deep} > 0"), 20).is_err());
+    }
+
+    #[test]
+    fn a_key_counts_once_per_span_and_the_baseline_only_for_selected_values() {
+        let mut attrs = scrydb_engine::schema::attributes_builder();
+        for (k, v) in [("k", "a"), ("k", "b"), ("j", "x")] {
+            attrs.keys().append_value(k);
+            attrs.values().append_value(v);
+        }
+        attrs.append(true).expect("map");
+        let batch = RecordBatch::try_from_iter([(
+            "attributes",
+            Arc::new(attrs.finish()) as datafusion::arrow::array::ArrayRef,
+        )])
+        .expect("batch");
+        let mut sel = Counts::default();
+        sel.add_batch(&batch, None).expect("counts");
+        assert_eq!(sel.values("attributes.k").map(|v| v.len()), Some(1));
+        assert_eq!(
+            sel.values("attributes.k").and_then(|v| v.get("a")),
+            Some(&1)
+        );
+        // The baseline counts `a` and `x` (the selection's values) and nothing else.
+        let mut base = Counts::default();
+        let mut other = scrydb_engine::schema::attributes_builder();
+        for (k, v) in [("k", "a"), ("z", "q")] {
+            other.keys().append_value(k);
+            other.values().append_value(v);
+        }
+        other.append(true).expect("map");
+        let other = RecordBatch::try_from_iter([(
+            "attributes",
+            Arc::new(other.finish()) as datafusion::arrow::array::ArrayRef,
+        )])
+        .expect("batch");
+        base.add_batch(&other, Some(&sel)).expect("counts");
+        assert_eq!(
+            base.values("attributes.k").and_then(|v| v.get("a")),
+            Some(&1)
+        );
+        assert!(base.values("attributes.z").is_none());
+        let d = differences(&sel, &base, 10);
+        assert_eq!(
+            d.iter()
+                .map(|d| (d.dimension.as_str(), d.value.as_str()))
+                .collect::<Vec<_>>(),
+            [("attributes.j", "x")]
+        );
+    }
+
+    #[test]
     fn dimensions_with_too_many_values_are_left_out() {
         let mut sel = Counts::default();
         for i in 0..=MAX_VALUES {
-            sel.add("id", &i.to_string());
-            sel.add("region", "eu");
+            sel.add("id", &i.to_string(), None);
+            sel.add("region", "eu", None);
             sel.spans += 1;
         }
         let d = differences(&sel, &Counts::default(), 10);
@@ -324,7 +472,7 @@ mod tests {
             d.iter().map(|d| d.dimension.as_str()).collect::<Vec<_>>(),
             ["region"]
         );
-        sel.add("long", &"x".repeat(MAX_VALUE_BYTES + 1));
+        sel.add("long", &"x".repeat(MAX_VALUE_BYTES + 1), None);
         assert!(sel.values("long").is_none());
     }
 }

@@ -361,7 +361,10 @@ impl TableFunctionImpl for TraceAnalysisFunction {
 /// [`crate::compare::compare_schema`]. Both sets are read from the statement's snapshot
 /// when it runs.
 #[derive(Debug)]
-pub struct CompareFunction;
+pub struct CompareFunction {
+    /// The session's limit on expression nesting, applied to the predicates.
+    pub max_expression_depth: usize,
+}
 
 impl TableFunctionImpl for CompareFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
@@ -384,11 +387,20 @@ impl TableFunctionImpl for CompareFunction {
         let Some(selection) = text(&exprs[0], "selection")? else {
             return plan_err!("compare's selection must be a SQL predicate over spans");
         };
-        let baseline = exprs
+        let checked = |what: &str, p: &str| {
+            crate::compare::predicate(what, p, self.max_expression_depth)
+                .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))
+        };
+        let selection = checked("selection", &selection)?;
+        let baseline = match exprs
             .get(1)
             .map(|e| text(e, "baseline"))
             .transpose()?
-            .flatten();
+            .flatten()
+        {
+            Some(b) => checked("baseline", &b)?,
+            None => crate::compare::complement(&selection),
+        };
         let limit = match exprs.get(2).map(|e| constant(session, e)).transpose()? {
             None => 20,
             Some(v) => match v.cast_to(&DataType::Int64)? {
@@ -406,11 +418,13 @@ impl TableFunctionImpl for CompareFunction {
     }
 }
 
-/// The rows of one `compare` call, counted when scanned.
+/// The rows of one `compare` call, counted when scanned (so a plain `EXPLAIN` counts
+/// too).
 #[derive(Debug)]
 struct CompareTable {
+    /// The predicates, checked ([`crate::compare::predicate`]).
     selection: String,
-    baseline: Option<String>,
+    baseline: String,
     limit: usize,
 }
 
@@ -438,25 +452,31 @@ impl TableProvider for CompareTable {
         else {
             return plan_err!("compare runs only in a ScryDB session");
         };
-        let baseline = self
-            .baseline
-            .clone()
-            .unwrap_or_else(|| crate::compare::complement(&self.selection));
-        let mut sets = [
-            crate::compare::Counts::default(),
-            crate::compare::Counts::default(),
-        ];
-        // The two sets are statements of this one: same tables, same snapshot.
-        for (counts, predicate) in sets.iter_mut().zip([&self.selection, &baseline]) {
+        // The two sets are statements of this one: same tables, same snapshot, same
+        // memory pool. The baseline is counted for the selection's values only.
+        let mut selection = crate::compare::Counts::default();
+        let mut baseline = crate::compare::Counts::default();
+        for (what, predicate) in [("selection", &self.selection), ("baseline", &self.baseline)] {
+            let context = |e: datafusion::error::DataFusionError| {
+                datafusion::error::DataFusionError::Plan(format!(
+                    "compare's {what} {predicate}: {}",
+                    e.find_root()
+                ))
+            };
             let sql = crate::compare::counting_sql(predicate);
-            let plan = state.create_logical_plan(&sql).await?;
-            let plan = state.create_physical_plan(&plan).await?;
+            let plan = state.create_logical_plan(&sql).await.map_err(context)?;
+            let plan = state.create_physical_plan(&plan).await.map_err(context)?;
             let mut stream = datafusion::physical_plan::execute_stream(plan, state.task_ctx())?;
             while let Some(batch) = stream.next().await {
-                counts.add_batch(&batch?)?;
+                let batch = batch?;
+                if what == "selection" {
+                    selection.add_batch(&batch, None)?;
+                } else {
+                    baseline.add_batch(&batch, Some(&selection))?;
+                }
             }
         }
-        let rows = crate::compare::differences(&sets[0], &sets[1], self.limit);
+        let rows = crate::compare::differences(&selection, &baseline, self.limit);
         Ok(
             datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
                 &[vec![crate::compare::compare_batch(&rows)]],

@@ -250,7 +250,39 @@ impl Default for SessionOptions {
 /// The walk stops at the limit, so it recurses at most `limit` levels itself.
 fn check_depth(statement: &datafusion::sql::parser::Statement, limit: usize) -> Result<(), Error> {
     use datafusion::sql::parser::Statement;
-    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Visit, Visitor};
+    let too_deep = match statement {
+        Statement::Statement(s) => too_deep(s.as_ref(), limit),
+        Statement::Explain(e) => return check_depth(&e.statement, limit),
+        _ => false,
+    };
+    if too_deep {
+        return Err(depth_error(limit));
+    }
+    Ok(())
+}
+
+fn depth_error(limit: usize) -> Error {
+    Error::Query(format!(
+        "expressions nest more than {limit} levels deep (the session's \
+         max_expression_depth); write long chains of OR as IN (...) or split the query"
+    ))
+}
+
+/// Refuses a SQL expression nesting deeper than `limit` (as [`check_depth`] does for a
+/// statement).
+pub(crate) fn check_expr_depth(
+    expr: &datafusion::sql::sqlparser::ast::Expr,
+    limit: usize,
+) -> Result<(), Error> {
+    if too_deep(expr, limit) {
+        return Err(depth_error(limit));
+    }
+    Ok(())
+}
+
+/// Whether expressions in `node` nest deeper than `limit`.
+fn too_deep(node: &impl datafusion::sql::sqlparser::ast::Visit, limit: usize) -> bool {
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Visitor};
     use std::ops::ControlFlow;
     struct Depth {
         now: usize,
@@ -272,18 +304,7 @@ fn check_depth(statement: &datafusion::sql::parser::Statement, limit: usize) -> 
         }
     }
     let mut depth = Depth { now: 0, limit };
-    let too_deep = match statement {
-        Statement::Statement(s) => s.visit(&mut depth).is_break(),
-        Statement::Explain(e) => return check_depth(&e.statement, limit),
-        _ => false,
-    };
-    if too_deep {
-        return Err(Error::Query(format!(
-            "expressions nest more than {limit} levels deep (the session's \
-             max_expression_depth); write long chains of OR as IN (...) or split the query"
-        )));
-    }
-    Ok(())
+    node.visit(&mut depth).is_break()
 }
 
 /// Half the machine's physical memory (`MemTotal` of `/proc/meminfo`), or 4 GiB where that
@@ -400,7 +421,12 @@ impl Session {
                 reader: reader.clone(),
             }),
         );
-        ctx.register_udtf("compare", Arc::new(functions::CompareFunction));
+        ctx.register_udtf(
+            "compare",
+            Arc::new(functions::CompareFunction {
+                max_expression_depth: options.max_expression_depth,
+            }),
+        );
         for (name, stats) in [("critical_path", false), ("trace_stats", true)] {
             ctx.register_udtf(
                 name,

@@ -66,6 +66,14 @@ struct Cli {
     /// Runs of each search (p50 and p99 over them).
     #[arg(long, default_value_t = 20)]
     search_runs: usize,
+    /// Run the trace-analysis benchmark instead: `critical_path` and `trace_stats` on a
+    /// 1,000- and a 10,000-span trace (a store in `--db` or a temporary directory), and
+    /// `compare` over the last hour of `--analysis-store` when given.
+    #[arg(long, conflicts_with_all = ["lookups_only", "otlp_only", "search"])]
+    analysis: bool,
+    /// An existing store (such as the harness's 10M spans) for `--analysis`'s `compare`.
+    #[arg(long, requires = "analysis")]
+    analysis_store: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -115,6 +123,16 @@ fn main() -> ExitCode {
             runs: cli.search_runs.max(1),
         };
         return match scrydb_benches::search_bench::run(&dir, &a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if cli.analysis {
+        let store = cli.analysis_store.as_deref();
+        return match scrydb_benches::analysis_bench::run(&dir, store, 20) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

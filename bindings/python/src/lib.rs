@@ -315,7 +315,7 @@ impl Db {
         let rows = py
             .detach(|| {
                 let session = db.session()?;
-                scrydb::sql::block_on(compare::compare(session, selection, baseline, limit.max(1)))
+                scrydb::sql::block_on(compare::compare(session, selection, baseline, limit))
             })
             .map_err(|e| sql_err(&e))?;
         let batch = compare::compare_batch(&rows);

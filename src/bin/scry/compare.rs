@@ -35,17 +35,37 @@ pub fn run(db: &scrydb::Db, args: &Args) -> scrydb::Result<bool> {
             return Ok(false);
         }
     };
+    use scrydb::diagnose::sql_timestamp_literal;
     let mut time = String::new();
     if let Some(f) = from {
-        time.push_str(&format!(" AND time >= to_timestamp_nanos({f})"));
+        time.push_str(&format!(" AND time >= {}", sql_timestamp_literal(f)));
     }
     if let Some(t) = to {
-        time.push_str(&format!(" AND time < to_timestamp_nanos({t})"));
+        time.push_str(&format!(" AND time < {}", sql_timestamp_literal(t)));
     }
-    let selection = format!("({}){time}", args.selection);
-    let baseline = match &args.baseline {
-        Some(b) => format!("({b}){time}"),
-        None => format!("{}{time}", compare::complement(&args.selection)),
+    if args.limit == 0 {
+        eprintln!("error: --limit must be at least 1");
+        return Ok(false);
+    }
+    // Each predicate is checked as one expression (and parenthesized) before the time
+    // range is added to it.
+    let depth = scrydb::sql::SessionOptions::default().max_expression_depth;
+    let checked = |what: &str, p: &str| compare::predicate(what, p, depth);
+    let (selection, baseline) = match (
+        checked("selection", &args.selection),
+        args.baseline
+            .as_deref()
+            .map(|b| checked("baseline", b))
+            .transpose(),
+    ) {
+        (Ok(s), Ok(b)) => {
+            let b = b.unwrap_or_else(|| compare::complement(&s));
+            (format!("{s}{time}"), format!("{b}{time}"))
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return Ok(false);
+        }
     };
     if args.show_sql {
         say!("{}", compare::counting_sql(&selection));
@@ -62,7 +82,7 @@ pub fn run(db: &scrydb::Db, args: &Args) -> scrydb::Result<bool> {
         session,
         &selection,
         Some(&baseline),
-        args.limit.max(1),
+        args.limit,
     )) {
         Ok(rows) => rows,
         Err(e) => {
