@@ -20,8 +20,14 @@
 //! 3. **Root cause**: for an error anomaly, the deepest erroring spans (errors none of whose
 //!    children failed), grouped; a failing `CLIENT` call with no server span under it
 //!    blames its callee. For a latency anomaly, the operation whose self time (duration
-//!    minus its children's) grew most in the window compared with outside it.
-//! 4. **Example trace**: the slowest span of the root-cause group in the window.
+//!    minus its children's) grew most in the window compared with outside it. Then
+//!    `compare` says what sets that operation's spans in the window apart from its other
+//!    spans (for errors: its failing spans in the window against its succeeding ones) —
+//!    the attribute and resource values over-represented among them
+//!    ([`Diagnosis::differences`]).
+//! 4. **Example trace**: the slowest span of the root-cause group in the window, and its
+//!    critical path by operation ([`Diagnosis::critical_path`]): where that request's time
+//!    went.
 //! 5. **Logs**: warnings and errors logged by the traces of that group in the window.
 //! 6. **Exemplar**: the slowest exemplar of the latency histogram in the window, joined to
 //!    its span.
@@ -412,6 +418,19 @@ pub struct RootCause {
     pub evidence: Evidence,
 }
 
+/// One operation's time on the example trace's critical path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathShare {
+    /// The service.
+    pub service: String,
+    /// The operation (span name).
+    pub operation: String,
+    /// Its spans' time on the path, ns.
+    pub critical_ns: i64,
+    /// That over the whole path (0 to 1).
+    pub share: f64,
+}
+
 /// A warning or error logged by an affected trace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
@@ -485,6 +504,13 @@ pub struct Diagnosis {
     pub root_cause: Option<RootCause>,
     /// The trace of the slowest span of the root-cause group in the window.
     pub example_trace: Option<[u8; 16]>,
+    /// The critical path of the example trace by operation, most time first: where that
+    /// request's time went (`critical_path`).
+    pub critical_path: Vec<PathShare>,
+    /// What sets the root-cause operation's spans in the window apart from its other spans
+    /// (`compare`): attribute and resource values over-represented among them, best first.
+    /// The defining values (service, operation, status) are left out.
+    pub differences: Vec<scrydb_sql::compare::Difference>,
     /// Warnings and errors of the affected traces, by time.
     pub logs: Vec<LogLine>,
     /// Log templates new, surging or gone in the anomaly window against the window of the
@@ -492,6 +518,9 @@ pub struct Diagnosis {
     pub log_patterns: Vec<PatternFinding>,
     /// The slowest exemplar in the window.
     pub exemplar: Option<ExemplarFinding>,
+    /// Findings that could not be made — a query of the critical path or `compare` that
+    /// failed — each saying which and why. The rest of the diagnosis stands without them.
+    pub notes: Vec<String>,
     /// Every query run, in order.
     pub queries: Vec<Query>,
 }
@@ -658,6 +687,96 @@ pub fn diagnose_blocking(
     opts: &DiagnoseOptions,
 ) -> Result<Diagnosis, Error> {
     scrydb_sql::block_on(diagnose(session, range, opts))
+}
+
+/// What sets the root-cause operation's spans in the window apart from its other spans in
+/// the range ([`Diagnosis::differences`]): `compare`, its defining values left out.
+async fn differences(
+    run: &mut Run<'_>,
+    cause: &RootCause,
+    kind: AnomalyKind,
+    in_window: &str,
+    time_filter: &str,
+    opts: &DiagnoseOptions,
+) -> Result<Vec<scrydb_sql::compare::Difference>, Error> {
+    let step = Step::RootCause;
+    let op = format!(
+        "service_name = {} AND name = {}",
+        sql_string_literal(&cause.service),
+        sql_string_literal(&cause.operation)
+    );
+    let (selection, baseline) = match kind {
+        AnomalyKind::Errors => (
+            format!("{op} AND status_code = 'ERROR' AND {in_window}"),
+            format!("{op} AND status_code <> 'ERROR'{time_filter}"),
+        ),
+        AnomalyKind::Latency => (
+            format!("{op} AND {in_window}"),
+            format!("{op} AND NOT ({in_window}){time_filter}"),
+        ),
+    };
+    let sql = format!(
+        "SELECT dimension, value, selection_count, baseline_count, selection_share,\n       \
+         baseline_share, score\n\
+         FROM compare({}, {}, {})\n\
+         WHERE dimension NOT IN ('service_name', 'name', 'status_code') AND score >= 0.05\n\
+         ORDER BY score DESC, dimension, value",
+        sql_string_literal(&selection),
+        sql_string_literal(&baseline),
+        opts.max_candidates.saturating_add(3),
+    );
+    let r = run.query(step, sql).await?;
+    let c = Columns { step, batches: &r };
+    let (dim, value, sc, bc, ss, bs, score) = (
+        c.texts(0)?,
+        c.texts(1)?,
+        c.ints(2)?,
+        c.ints(3)?,
+        c.floats(4)?,
+        c.floats(5)?,
+        c.floats(6)?,
+    );
+    Ok((0..dim.len())
+        .take(opts.max_candidates)
+        .map(|i| scrydb_sql::compare::Difference {
+            dimension: dim[i].clone().unwrap_or_default(),
+            value: value[i].clone().unwrap_or_default(),
+            selection_count: count(sc[i]),
+            baseline_count: count(bc[i]),
+            selection_share: ss[i].unwrap_or(0.0),
+            baseline_share: bs[i].unwrap_or(0.0),
+            score: score[i].unwrap_or(0.0),
+        })
+        .collect())
+}
+
+/// Where the example trace's time went: its critical path by operation
+/// ([`Diagnosis::critical_path`]).
+async fn path_shares(
+    run: &mut Run<'_>,
+    id: [u8; 16],
+    opts: &DiagnoseOptions,
+) -> Result<Vec<PathShare>, Error> {
+    let step = Step::ExampleTrace;
+    let sql = format!(
+        "SELECT service_name, name, sum(critical_ns) AS critical_ns,\n       \
+         sum(critical_share) AS share\n\
+         FROM critical_path('{}')\n\
+         GROUP BY 1, 2 ORDER BY critical_ns DESC, 1, 2 LIMIT {}",
+        scrydb_sql::ids::hex(&id),
+        opts.max_candidates,
+    );
+    let r = run.query(step, sql).await?;
+    let c = Columns { step, batches: &r };
+    let (svc, name, ns, share) = (c.texts(0)?, c.texts(1)?, c.ints(2)?, c.floats(3)?);
+    Ok((0..svc.len())
+        .map(|i| PathShare {
+            service: svc[i].clone().unwrap_or_default(),
+            operation: name[i].clone().unwrap_or_default(),
+            critical_ns: ns[i].unwrap_or(0),
+            share: share[i].unwrap_or(0.0),
+        })
+        .collect())
 }
 
 async fn steps(
@@ -883,6 +1002,15 @@ async fn steps(
     };
     d.root_cause = root_cause;
 
+    if let Some(cause) = d.root_cause.clone()
+        && !cause.callee_inferred
+    {
+        match differences(run, &cause, kind, &in_window, &time_filter, opts).await {
+            Ok(found) => d.differences = found,
+            Err(e) => d.notes.push(format!("no differences: {e}")),
+        }
+    }
+
     if let Some(group) = group_filter {
         // 4. One affected trace.
         let step = Step::ExampleTrace;
@@ -896,6 +1024,12 @@ async fn steps(
             .into_iter()
             .flatten()
             .next();
+        if let Some(id) = d.example_trace {
+            match path_shares(run, id, opts).await {
+                Ok(found) => d.critical_path = found,
+                Err(e) => d.notes.push(format!("no critical path: {e}")),
+            }
+        }
 
         // 5. The logs of the affected traces.
         let step = Step::Logs;

@@ -166,5 +166,47 @@ pub fn run(
             d.baseline_share * 100.0
         );
     }
+
+    // Structural: traces where a root SERVER span of the commonest root service has an
+    // erroring descendant — over the whole store, then over its last minute.
+    let root = session.sql_blocking(
+        "SELECT service_name, count(*) AS n FROM spans WHERE parent_span_id IS NULL \
+         GROUP BY service_name ORDER BY n DESC LIMIT 1",
+    )?;
+    let root = arrow::compute::cast(root[0].column(0), &arrow::datatypes::DataType::Utf8)?;
+    let root = root.as_string::<i32>().value(0).to_string();
+    let anchor = format!("service_name = '{root}' AND kind = 'SERVER' AND parent_span_id IS NULL");
+    let minute = format!("time >= to_timestamp_nanos({})", newest - 60_000_000_000);
+    for (what, anchor, target) in [
+        (
+            "whole store",
+            anchor.clone(),
+            "status_code = 'ERROR'".to_string(),
+        ),
+        (
+            "last minute",
+            format!("{anchor} AND {minute}"),
+            format!("status_code = 'ERROR' AND {minute}"),
+        ),
+    ] {
+        let mut pairs = Vec::new();
+        let (p50, p99) = time(runs.min(5), || {
+            pairs = scrydb::sql::block_on(scrydb::sql::structure::related_spans(
+                &session,
+                scrydb::sql::structure::Relation::Descendants,
+                &anchor,
+                &target,
+            ))
+            .map_err(|e| e.to_string())?;
+            Ok(())
+        })?;
+        let traces: std::collections::HashSet<[u8; 16]> =
+            pairs.iter().map(|p| p.trace_id).collect();
+        println!(
+            "descendants({anchor:?}, {target:?}), {what}: {} pairs in {} traces, p50 {p50:.0} ms, p99 {p99:.0} ms",
+            pairs.len(),
+            traces.len()
+        );
+    }
     Ok(())
 }

@@ -56,6 +56,7 @@ mod signal;
 mod snapshot;
 mod span_tree;
 mod state;
+pub mod structure;
 pub mod thin;
 pub mod trace;
 pub mod validate;

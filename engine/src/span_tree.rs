@@ -11,7 +11,6 @@
 //! anywhere in `i64` give offsets and durations, never an overflow.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -269,55 +268,21 @@ fn read_nodes(batches: &[RecordBatch]) -> Result<Vec<SpanNode>> {
 /// Parent in the tree of every node (indexes into `nodes`, which are sorted), with orphans,
 /// self-parents and duplicates flagged; loops are still in it.
 fn link(nodes: &mut [SpanNode]) -> Vec<Option<usize>> {
-    let mut first: HashMap<[u8; 8], usize> = HashMap::with_capacity(nodes.len());
+    let ids: Vec<[u8; 8]> = nodes.iter().map(|n| n.span_id).collect();
+    let parents: Vec<Option<[u8; 8]>> = nodes.iter().map(|n| n.parent_span_id).collect();
+    let linked = crate::structure::link(&ids, &parents);
     for (i, n) in nodes.iter_mut().enumerate() {
-        match first.entry(n.span_id) {
-            Entry::Occupied(_) => n.duplicate_id = true,
-            Entry::Vacant(v) => {
-                v.insert(i);
-            }
-        }
+        n.duplicate_id = linked.duplicate[i];
+        n.orphan = linked.orphan[i];
+        n.cycle_broken = linked.self_parent[i];
     }
-    let mut parent = vec![None; nodes.len()];
-    for (i, n) in nodes.iter_mut().enumerate() {
-        let Some(p) = n.parent_span_id else { continue };
-        match first.get(&p) {
-            None => n.orphan = true,
-            Some(&j) if j == i => n.cycle_broken = true,
-            Some(&j) => parent[i] = Some(j),
-        }
-    }
-    parent
+    linked.parent
 }
 
 /// Cuts every loop of `parent` at its earliest member (the lowest index), flagging it.
 fn break_cycles(nodes: &mut [SpanNode], parent: &mut [Option<usize>]) {
-    const OPEN: u8 = 0;
-    const ON_PATH: u8 = 1;
-    const DONE: u8 = 2;
-    let mut state = vec![OPEN; nodes.len()];
-    let mut path = Vec::new();
-    for i in 0..nodes.len() {
-        let mut at = i;
-        // Walk up until a root, a node already known to reach a root, or this walk's path.
-        while state[at] == OPEN {
-            state[at] = ON_PATH;
-            path.push(at);
-            match parent[at] {
-                Some(p) => at = p,
-                None => break,
-            }
-        }
-        if state[at] == ON_PATH && parent[at].is_some() {
-            // `at` is on the path and has a parent: the path from `at` on is a loop.
-            let from = path.iter().position(|&x| x == at).unwrap_or(0);
-            let cut = path[from..].iter().copied().min().unwrap_or(at);
-            parent[cut] = None;
-            nodes[cut].cycle_broken = true;
-        }
-        for x in path.drain(..) {
-            state[x] = DONE;
-        }
+    for cut in crate::structure::break_cycles(parent) {
+        nodes[cut].cycle_broken = true;
     }
 }
 

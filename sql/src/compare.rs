@@ -23,7 +23,9 @@
 //! anything after the expression (`LIMIT`, a second statement, an unbalanced parenthesis)
 //! is refused, so a predicate cannot change the statement it is placed in.
 
-use std::collections::HashMap;
+// hashbrown with foldhash: `entry_ref` counts a value without allocating its key, and the
+// hashing is several times cheaper than SipHash (counting is most of `compare`'s time).
+use datafusion::common::HashMap;
 use std::sync::Arc;
 
 use crate::{Error, Session};
@@ -67,26 +69,23 @@ impl Counts {
             {
                 let map = self
                     .dimensions
-                    .entry(dimension.to_string())
+                    .entry_ref(dimension)
                     .or_insert_with(|| Some(HashMap::new()))
                     .get_or_insert_with(HashMap::new);
-                match map.get_mut(value) {
-                    Some(n) => *n += 1,
-                    None => {
-                        map.insert(value.to_string(), 1);
-                    }
-                }
+                *map.entry_ref(value).or_insert(0) += 1;
             }
             return;
         }
-        if !self.dimensions.contains_key(dimension) {
-            if self.dimensions.len() >= MAX_DIMENSIONS {
-                return;
+        let dimensions = self.dimensions.len();
+        let Some(values) = self.dimensions.get_mut(dimension) else {
+            if dimensions < MAX_DIMENSIONS {
+                self.dimensions.insert(
+                    dimension.to_string(),
+                    Some(HashMap::from([(value.to_string(), 1)])),
+                );
             }
-            self.dimensions
-                .insert(dimension.to_string(), Some(HashMap::new()));
-        }
-        let values = self.dimensions.get_mut(dimension).expect("inserted above");
+            return;
+        };
         let Some(map) = values.as_mut() else { return };
         if let Some(n) = map.get_mut(value) {
             *n += 1;
@@ -162,6 +161,32 @@ impl Counts {
         Ok(())
     }
 
+    /// Adds the counts of `other` (another part of the same set, counted with the same
+    /// `only`): a dimension left out of either is left out, one that now has too many
+    /// values too; dimensions past [`MAX_DIMENSIONS`] are not added.
+    pub fn merge(&mut self, other: Counts) {
+        self.spans += other.spans;
+        for (dimension, values) in other.dimensions {
+            let dimensions = self.dimensions.len();
+            let Some(mine) = self.dimensions.get_mut(&dimension) else {
+                if dimensions < MAX_DIMENSIONS {
+                    self.dimensions.insert(dimension, values);
+                }
+                continue;
+            };
+            let (Some(map), Some(values)) = (mine.as_mut(), values) else {
+                *mine = None;
+                continue;
+            };
+            for (value, n) in values {
+                *map.entry(value).or_insert(0) += n;
+            }
+            if map.len() > MAX_VALUES {
+                *mine = None;
+            }
+        }
+    }
+
     fn values(&self, dimension: &str) -> Option<&HashMap<String, u64>> {
         self.dimensions.get(dimension).and_then(Option::as_ref)
     }
@@ -229,14 +254,31 @@ pub fn differences(selection: &Counts, baseline: &Counts, limit: usize) -> Vec<D
 /// after the expression, an alias, or nesting deeper than `max_depth` is refused, naming
 /// `what` (`selection`, `baseline`).
 pub fn predicate(what: &str, p: &str, max_depth: usize) -> Result<String, Error> {
-    let bad = |e: String| Error::Query(format!("compare's {what} `{p}`: {e}"));
+    sql_predicate(&format!("compare's {what}"), p, max_depth)
+}
+
+/// [`predicate`] for any caller: errors start with `label` (`descendants' anchor`).
+pub fn sql_predicate(label: &str, p: &str, max_depth: usize) -> Result<String, Error> {
+    let bad = |e: String| Error::Query(format!("{label} `{p}`: {e}"));
     let parsed = datafusion::sql::parser::DFParser::parse_sql_into_expr(p)
         .map_err(|e| bad(e.to_string()))?;
     if let Some(alias) = parsed.alias {
         return Err(bad(format!("a predicate has no alias (`AS {alias}`)")));
     }
     crate::check_expr_depth(&parsed.expr, max_depth).map_err(|e| bad(e.to_string()))?;
-    Ok(format!("({})", parsed.expr))
+    // The text placed in a statement must say what was checked: written back and read
+    // again, it must give the same expression (sqlparser prints some literals, such as
+    // `N'...'`, without escaping their quotes).
+    let text = parsed.expr.to_string();
+    let again = datafusion::sql::parser::DFParser::parse_sql_into_expr(&text);
+    if !again.is_ok_and(|e| e.expr == parsed.expr && e.alias.is_none()) {
+        return Err(bad(
+            "it cannot be written back as the same SQL (a quote inside an N'' or E'' \
+             literal?); use a plain '...' string"
+                .to_string(),
+        ));
+    }
+    Ok(format!("({text})"))
 }
 
 /// The statement that reads the columns `compare` counts from the spans matching
@@ -409,6 +451,15 @@ mod tests {
         );
         let deep = vec!["1"; 50].join(" + ");
         assert!(predicate("baseline", &format!("{deep} > 0"), 20).is_err());
+        // A literal sqlparser would print unescaped is refused, not pasted.
+        let e = predicate("selection", "name = N'a'') OR true OR (''b'", 64)
+            .expect_err("not written back faithfully")
+            .to_string();
+        assert!(e.contains("cannot be written back"), "{e}");
+        assert_eq!(
+            predicate("selection", "name = 'it''s'", 64).expect("plain"),
+            "(name = 'it''s')"
+        );
     }
 
     #[test]

@@ -220,7 +220,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for Matches {
 
 /// Evaluates a constant argument of a table function (a literal, `now() - interval '1
 /// hour'`, a cast) to a value.
-fn constant(session: &dyn Session, e: &Expr) -> Result<ScalarValue> {
+pub(crate) fn constant(session: &dyn Session, e: &Expr) -> Result<ScalarValue> {
     let schema = DFSchema::empty();
     let physical = session.create_physical_expr(e.clone(), &schema)?;
     let batch = RecordBatch::try_new_with_options(
@@ -453,8 +453,10 @@ impl TableProvider for CompareTable {
             return plan_err!("compare runs only in a ScryDB session");
         };
         // The two sets are statements of this one: same tables, same snapshot, same
-        // memory pool. The baseline is counted for the selection's values only.
-        let mut selection = crate::compare::Counts::default();
+        // memory pool. The baseline is counted for the selection's values only. Each
+        // partition of a set's scan is counted by its own task (counting, not reading, is
+        // most of the time), the parts merged in partition order.
+        let mut selection: Option<Arc<crate::compare::Counts>> = None;
         let mut baseline = crate::compare::Counts::default();
         for (what, predicate) in [("selection", &self.selection), ("baseline", &self.baseline)] {
             let context = |e: datafusion::error::DataFusionError| {
@@ -466,16 +468,41 @@ impl TableProvider for CompareTable {
             let sql = crate::compare::counting_sql(predicate);
             let plan = state.create_logical_plan(&sql).await.map_err(context)?;
             let plan = state.create_physical_plan(&plan).await.map_err(context)?;
-            let mut stream = datafusion::physical_plan::execute_stream(plan, state.task_ctx())?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                if what == "selection" {
-                    selection.add_batch(&batch, None)?;
-                } else {
-                    baseline.add_batch(&batch, Some(&selection))?;
-                }
+            let streams =
+                datafusion::physical_plan::execute_stream_partitioned(plan, state.task_ctx())?;
+            // A JoinSet: the tasks stop when this statement is dropped (cancelled).
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, mut stream) in streams.into_iter().enumerate() {
+                let only = selection.clone();
+                tasks.spawn(async move {
+                    let mut counts = crate::compare::Counts::default();
+                    while let Some(batch) = stream.next().await {
+                        counts.add_batch(&batch?, only.as_deref())?;
+                    }
+                    Ok::<_, datafusion::error::DataFusionError>((i, counts))
+                });
+            }
+            let mut parts = Vec::new();
+            while let Some(part) = tasks.join_next().await {
+                let part = part.map_err(|e| {
+                    datafusion::error::DataFusionError::Execution(format!(
+                        "compare's {what}: a counting task failed: {e}"
+                    ))
+                })??;
+                parts.push(part);
+            }
+            parts.sort_unstable_by_key(|(i, _)| *i);
+            let mut set = crate::compare::Counts::default();
+            for (_, part) in parts {
+                set.merge(part);
+            }
+            if what == "selection" {
+                selection = Some(Arc::new(set));
+            } else {
+                baseline = set;
             }
         }
+        let selection = selection.expect("the selection is counted first");
         let rows = crate::compare::differences(&selection, &baseline, self.limit);
         Ok(
             datafusion::datasource::memory::MemorySourceConfig::try_new_exec(

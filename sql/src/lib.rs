@@ -25,10 +25,12 @@
 //! ```
 
 pub mod compare;
+pub mod export;
 pub mod functions;
 pub mod ids;
 pub mod rollups;
 pub mod search;
+pub mod structure;
 pub mod table;
 
 use std::sync::{Arc, OnceLock};
@@ -427,6 +429,15 @@ impl Session {
                 max_expression_depth: options.max_expression_depth,
             }),
         );
+        for relation in structure::Relation::ALL {
+            ctx.register_udtf(
+                relation.name(),
+                Arc::new(structure::RelationFunction {
+                    relation,
+                    max_expression_depth: options.max_expression_depth,
+                }),
+            );
+        }
         for (name, stats) in [("critical_path", false), ("trace_stats", true)] {
             ctx.register_udtf(
                 name,

@@ -243,8 +243,9 @@ fn timestamp_ns(e: &Expr) -> Option<i64> {
     }
 }
 
-/// The trace ids a query is restricted to by `trace_id = <id>` or `trace_id IN (<ids>)`
-/// among its top-level filters (after the hex rewrite, ids are binary literals).
+/// The trace ids a query is restricted to by `trace_id = <id>`, `trace_id IN (<ids>)` or
+/// an `OR` of such (which DataFusion makes of an `IN` list of up to 3 ids) among its
+/// top-level filters (after the hex rewrite, ids are binary literals).
 pub fn trace_ids(filters: &[Expr]) -> Option<Vec<[u8; 16]>> {
     fn id(e: &Expr) -> Option<[u8; 16]> {
         match e {
@@ -257,38 +258,42 @@ pub fn trace_ids(filters: &[Expr]) -> Option<Vec<[u8; 16]>> {
     fn is_trace_id(e: &Expr) -> bool {
         matches!(e, Expr::Column(c) if c.name == "trace_id")
     }
-    for f in filters {
-        match f {
+    /// The ids `e` restricts `trace_id` to, or `None` when it is not such a condition.
+    fn ids(e: &Expr, depth: usize) -> Option<Vec<[u8; 16]>> {
+        match e {
             Expr::BinaryExpr(BinaryExpr {
                 left,
                 op: Operator::Eq,
                 right,
             }) => {
-                if is_trace_id(left)
-                    && let Some(v) = id(right)
-                {
-                    return Some(vec![v]);
+                if is_trace_id(left) {
+                    id(right).map(|v| vec![v])
+                } else if is_trace_id(right) {
+                    id(left).map(|v| vec![v])
+                } else {
+                    None
                 }
-                if is_trace_id(right)
-                    && let Some(v) = id(left)
-                {
-                    return Some(vec![v]);
-                }
+            }
+            // An `OR` chain nests one level per id: bounded, so a hostile filter cannot
+            // exhaust the stack here.
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Or,
+                right,
+            }) if depth < 64 => {
+                let mut l = ids(left, depth + 1)?;
+                l.extend(ids(right, depth + 1)?);
+                Some(l)
             }
             Expr::InList(datafusion::logical_expr::expr::InList {
                 expr,
                 list,
                 negated: false,
-            }) if is_trace_id(expr) => {
-                let ids: Option<Vec<[u8; 16]>> = list.iter().map(id).collect();
-                if ids.is_some() {
-                    return ids;
-                }
-            }
-            _ => {}
+            }) if is_trace_id(expr) => list.iter().map(id).collect(),
+            _ => None,
         }
     }
-    None
+    filters.iter().find_map(|f| ids(f, 0))
 }
 
 /// The condition on a segment's terms that `filters` (a scan's top-level filters, all of

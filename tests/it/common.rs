@@ -154,3 +154,25 @@ pub fn run_scry<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String)
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Rows as column name → displayed value (`∅` for null), in time order.
+pub fn cells(batches: &[RecordBatch]) -> Vec<std::collections::BTreeMap<String, String>> {
+    let opts = FormatOptions::default().with_null("∅");
+    let mut out = Vec::new();
+    for b in batches {
+        let times = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampNanosecondType>(
+            b.column(0),
+        );
+        for r in 0..b.num_rows() {
+            let mut row = std::collections::BTreeMap::new();
+            for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+                let fmt = ArrayFormatter::try_new(c.as_ref(), &opts).expect("formattable");
+                row.insert(f.name().clone(), fmt.value(r).to_string());
+            }
+            row.insert("time_ns".into(), times.value(r).to_string());
+            out.push(row);
+        }
+    }
+    out.sort_by_key(|r| (r["time_ns"].clone(), r["name"].clone()));
+    out
+}

@@ -163,17 +163,42 @@ mod diagnosis {
             assert!(d.exemplar.is_some(), "{kind}");
             // Every step's SQL is there to show, in order.
             let steps: Vec<Step> = d.queries.iter().map(|q| q.step).collect();
+            let mut want_steps = vec![Step::Symptom, Step::Services, Step::RootCause];
+            if !cause.callee_inferred {
+                want_steps.push(Step::RootCause); // compare
+            }
+            want_steps.extend([Step::ExampleTrace, Step::ExampleTrace]); // + critical path
+            // The example trace's critical path: for a latency fault, the slow operation
+            // holds most of it.
+            let top = d.critical_path.first().expect("a critical path");
+            assert!(top.share > 0.0 && top.share <= 1.0, "{kind}: {top:?}");
+            if kind == FaultKind::Latency {
+                assert_eq!(
+                    (top.service.as_str(), top.operation.as_str()),
+                    (truth.service, truth.operation),
+                    "{kind}: {:#?}",
+                    d.critical_path
+                );
+            }
+            // compare: a failing operation's errors differ from its successes (the gRPC
+            // status code of each failure); an unreachable callee has no spans to compare.
+            if kind == FaultKind::Down {
+                assert!(d.differences.is_empty());
+            } else if kind != FaultKind::Latency {
+                assert!(
+                    d.differences.iter().all(|x| x.score >= 0.05),
+                    "{kind}: {:#?}",
+                    d.differences
+                );
+                assert!(!d.differences.is_empty(), "{kind}");
+            }
             assert_eq!(
                 steps,
                 [
-                    Step::Symptom,
-                    Step::Services,
-                    Step::RootCause,
-                    Step::ExampleTrace,
-                    Step::Logs,
-                    Step::LogPatterns,
-                    Step::Exemplar
-                ],
+                    want_steps.as_slice(),
+                    &[Step::Logs, Step::LogPatterns, Step::Exemplar]
+                ]
+                .concat(),
                 "{kind}"
             );
             // The logs say it too: a template of the faulty service is new, surging or

@@ -176,6 +176,30 @@ fn sql_lookups_go_through_the_index_with_identical_results() {
             && plan.contains("rows_selected=3"),
         "{plan}"
     );
+    // So do lists of ids, which DataFusion keeps as `IN` or (up to 3 ids) turns into an
+    // `OR` of equalities, and such an `OR` written out.
+    let (a, absent) = ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1", "f".repeat(32));
+    for filter in [
+        format!("trace_id IN ('{a}', '{absent}')"),
+        format!(
+            "trace_id IN ('{a}', '{absent}', '{}', '{}', '{}')",
+            "e".repeat(32),
+            "d".repeat(32),
+            "c".repeat(32)
+        ),
+        format!("trace_id = '{absent}' OR trace_id = '{a}'"),
+    ] {
+        let plan = sql_rows(
+            &with,
+            &format!("EXPLAIN SELECT * FROM spans WHERE {filter}"),
+        )
+        .join("\n");
+        assert!(
+            plan.contains(&format!("segments_pruned={}", segments - 1))
+                && plan.contains("rows_selected=3"),
+            "{filter}: {plan}"
+        );
+    }
     drop((with, without));
     db.close().expect("close");
 }

@@ -245,6 +245,29 @@ pub fn diagnosis(py: Python<'_>, d: &scrydb::diagnose::Diagnosis) -> PyResult<Py
         None => out.set_item("root_cause", py.None())?,
     }
     out.set_item("example_trace", d.example_trace.map(|t| hex(&t)))?;
+    let path = PyList::empty(py);
+    for p in &d.critical_path {
+        let x = PyDict::new(py);
+        x.set_item("service", &p.service)?;
+        x.set_item("operation", &p.operation)?;
+        x.set_item("critical_ns", p.critical_ns)?;
+        x.set_item("share", p.share)?;
+        path.append(x)?;
+    }
+    out.set_item("critical_path", path)?;
+    let differences = PyList::empty(py);
+    for c in &d.differences {
+        let x = PyDict::new(py);
+        x.set_item("dimension", &c.dimension)?;
+        x.set_item("value", &c.value)?;
+        x.set_item("selection_count", c.selection_count)?;
+        x.set_item("baseline_count", c.baseline_count)?;
+        x.set_item("selection_share", c.selection_share)?;
+        x.set_item("baseline_share", c.baseline_share)?;
+        x.set_item("score", c.score)?;
+        differences.append(x)?;
+    }
+    out.set_item("differences", differences)?;
     let logs = PyList::empty(py);
     for l in &d.logs {
         let x = PyDict::new(py);

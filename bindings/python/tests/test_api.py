@@ -238,6 +238,7 @@ def test_diagnose_and_stats_return_plain_values(db):
     db.flush()
     d = db.diagnose()
     assert isinstance(d["summary"], str) and "anomaly" in d and isinstance(d["queries"], list)
+    assert isinstance(d["critical_path"], list) and isinstance(d["differences"], list)
     s = db.stats()
     assert s.num_rows >= 1 and "kept_traces" in s.schema.names
     c = db.compact()

@@ -1,4 +1,6 @@
-//! Decoding OTLP payloads: protobuf and OTLP/JSON, one request or a file of many.
+//! Decoding OTLP payloads: protobuf and OTLP/JSON, one request or a file of many; and the
+//! two non-OTLP trace formats read as OTLP (Zipkin v2 JSON and Jaeger JSON, told by their
+//! content, see [`decode_json`]).
 
 use std::path::Path;
 
@@ -14,10 +16,13 @@ use crate::{Error, Result, Signal, schema};
 /// How a file or stream of OTLP requests is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// OTLP/JSON: one request, or several JSON documents one after another.
+    /// OTLP/JSON: one request, or several JSON documents one after another. A document may
+    /// also be Zipkin v2 JSON (an array of spans) or Jaeger JSON (`{"data": [traces]}`),
+    /// told by its content and converted to an OTLP trace request (see [`decode_json`]).
     Json,
-    /// JSON lines, as the Collector's file exporter writes: one request per line; a bad
-    /// line does not stop the lines after it.
+    /// JSON lines, as the Collector's file exporter writes: one request per line (or one
+    /// Zipkin or Jaeger JSON document per line); a bad line does not stop the lines after
+    /// it.
     JsonLines,
     /// Binary protobuf: one request, or a sequence of requests each prefixed with its length
     /// as a 4-byte big-endian integer (the Collector file exporter's `proto` format).
@@ -35,10 +40,14 @@ impl Format {
         }
     }
 
-    /// The format the content looks like: JSON if it starts with `{` (after whitespace;
-    /// several lines that each start with `{` are JSON lines), protobuf otherwise.
+    /// The format the content looks like: JSON if it starts with `{` or `[` (after
+    /// whitespace; several lines that each start with `{` are JSON lines), protobuf
+    /// otherwise. (No OTLP protobuf message starts with `[`, a group start of field 11.)
     pub fn sniff(bytes: &[u8]) -> Format {
         let text = bytes.trim_ascii_start();
+        if text.starts_with(b"[") {
+            return Format::Json;
+        }
         if !text.starts_with(b"{") {
             return Format::Protobuf;
         }
@@ -157,6 +166,18 @@ pub(super) fn invalid(reason: impl Into<String>) -> Error {
 /// Decodes one OTLP/JSON request (`{"resourceSpans": ...}`, `{"resourceLogs": ...}` or
 /// `{"resourceMetrics": ...}`), telling the signal from its top-level member.
 ///
+/// Two other trace formats are told by their content and converted to an OTLP trace
+/// request the way the OpenTelemetry Collector's receivers convert them (the mapping is in
+/// `docs/schema.md`):
+/// - Zipkin v2 JSON: a top-level array that is empty or has an object with `traceId` and
+///   `id` (the body of a POST to Zipkin's `/api/v2/spans`);
+/// - Jaeger JSON: an object with no OTLP member whose `data` is an array that is empty or
+///   holds an object with `spans` (the Jaeger UI's "export JSON", the query API's answer).
+///
+/// A span of those that cannot be read is rejected at conversion with its position in the
+/// input (`zipkin span [3].timestamp: ...`, `jaeger data[0].spans[5].references[0]: ...`)
+/// and the others are kept.
+///
 /// Follows the OTLP/JSON encoding: lowerCamelCase member names, trace and span ids as hex
 /// (either case), 64-bit integers as strings or numbers, enums as numbers or names, bytes
 /// as base64, unknown members ignored. Errors name the member path
@@ -172,8 +193,31 @@ pub fn decode_json(bytes: &[u8]) -> Result<Request> {
     decode_json_value(value)
 }
 
-/// Decodes one OTLP/JSON request already parsed into a JSON value.
+/// Decodes one OTLP/JSON request (or Zipkin or Jaeger JSON, see [`decode_json`]) already
+/// parsed into a JSON value.
 pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
+    match &value {
+        Value::Array(items) if super::zipkin::is_zipkin(items) => {
+            if super::zipkin::is_v1(items) {
+                return Err(invalid(format!(
+                    "the input looks like Zipkin v1 JSON (binaryAnnotations, endpoints in \
+                     annotations), which ScryDB does not read: send Zipkin v2 JSON (Zipkin's \
+                     /api/v2/spans format). {ACCEPTED}"
+                )));
+            }
+            return Ok(Request::Traces(super::zipkin::convert(items)));
+        }
+        Value::Object(map)
+            if !OTLP_MEMBERS.iter().any(|k| map.contains_key(*k))
+                && super::jaeger::is_jaeger(map) =>
+        {
+            let data = map.get("data").and_then(Value::as_array);
+            return Ok(Request::Traces(super::jaeger::convert(
+                data.map_or(&[], Vec::as_slice),
+            )));
+        }
+        _ => {}
+    }
     let Value::Object(map) = &value else {
         let what = match &value {
             Value::Array(_) => not_otlp(&serde_json::to_vec(&value).unwrap_or_default()),
@@ -230,6 +274,9 @@ pub(super) fn decode_json_value(mut value: Value) -> Result<Request> {
         }
     }
 }
+
+/// The top-level members of OTLP/JSON requests.
+const OTLP_MEMBERS: [&str; 3] = ["resourceSpans", "resourceLogs", "resourceMetrics"];
 
 /// The records of a request, as JSON member paths: (path to the arrays holding records,
 /// whether each element is a record). Metrics are isolated per data point.
@@ -510,7 +557,9 @@ pub fn decode_protobuf(bytes: &[u8], hint: Option<Signal>) -> Result<Request> {
 /// What ScryDB reads, for messages about input it does not.
 pub(super) const ACCEPTED: &str = "ScryDB reads OTLP: protobuf (one request, or requests each \
     prefixed with a 4-byte big-endian length), OTLP/JSON (one request object, or several \
-    one after another) and JSON lines (one request per line)";
+    one after another) and JSON lines (one request per line); and, converted to OTLP, \
+    Zipkin v2 JSON (an array of spans with traceId and id) and Jaeger JSON (an object whose \
+    \"data\" array holds traces with \"spans\")";
 
 /// What `bytes` look like when they are a known format that is not OTLP (or OTLP in a
 /// wrapper ScryDB does not open), as a message saying so and what is accepted.
@@ -541,9 +590,8 @@ pub(super) fn not_otlp(bytes: &[u8]) -> Option<String> {
             || (has("\"traceId\"") && has("\"timestamp\""))
         {
             return Some(format!(
-                "the input looks like Zipkin JSON (an array of spans with traceId, id, \
-                 timestamp, localEndpoint), not OTLP: send it through an OpenTelemetry \
-                 Collector with the zipkin receiver and the file or otlp exporter. {ACCEPTED}"
+                "the input looks like Zipkin JSON, which is read as JSON (not as protobuf) \
+                 when its spans have both traceId and id; no span in it has both. {ACCEPTED}"
             ));
         }
         return Some(format!(
@@ -555,15 +603,24 @@ pub(super) fn not_otlp(bytes: &[u8]) -> Option<String> {
 
 /// A message for a JSON object that is not an OTLP request: what it looks like, if known.
 fn not_otlp_object(map: &serde_json::Map<String, Value>) -> String {
-    let jaeger = map.get("data").and_then(Value::as_array).is_some_and(|d| {
-        d.iter()
-            .any(|t| t.get("traceID").is_some() && t.get("spans").is_some())
-    });
-    if jaeger {
+    let jaeger_errors = map
+        .get("errors")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty());
+    if map.contains_key("data")
+        && let Some(errors) = jaeger_errors
+    {
+        let text = serde_json::to_string(errors).unwrap_or_default();
+        let text: String = text.chars().take(300).collect();
+        format!("a Jaeger query API answer with no traces; its errors: {text}. {ACCEPTED}")
+    } else if map
+        .get("data")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|t| t.get("traceID").is_some()))
+    {
         format!(
-            "the input looks like Jaeger JSON (\"data\": traces with traceID and spans), not \
-             OTLP: export OTLP from Jaeger (its OTLP endpoint, or an OpenTelemetry Collector \
-             with the jaeger receiver). {ACCEPTED}"
+            "the input looks like Jaeger JSON, but no trace in \"data\" has \"spans\". \
+             {ACCEPTED}"
         )
     } else {
         format!(
@@ -589,4 +646,171 @@ pub fn split_requests(
         // Reading a byte slice cannot fail; an error would be the last item anyway.
         .map(|item| item.unwrap_or_else(|e| (0, Err(e))))
         .collect()
+}
+
+// Helpers shared by the Zipkin and Jaeger readers (`zipkin.rs`, `jaeger.rs`).
+
+/// A span standing for one that could not be read: [`super::DECODE_ERROR_KEY`] marks it, so
+/// the converter rejects it at its place (counted as rejected, with `reason`) and keeps the
+/// others, as for an OTLP/JSON record of the wrong type.
+pub(super) fn rejected_span(reason: String) -> opentelemetry_proto::tonic::trace::v1::Span {
+    opentelemetry_proto::tonic::trace::v1::Span {
+        attributes: vec![kv(super::DECODE_ERROR_KEY, any_str(reason))],
+        ..Default::default()
+    }
+}
+
+/// An id written as hex of at most `N * 2` digits (either case), left-padded with zeros:
+/// how zipkin-go's `TraceIDFromHex`/`ID.UnmarshalJSON` and Jaeger's `TraceIDFromString`/
+/// `SpanIDFromString` read them (a 64-bit Zipkin or Jaeger trace id becomes a 128-bit one
+/// whose high half is zero).
+pub(super) fn hex_id<const N: usize>(text: &str) -> Result<[u8; N], String> {
+    if text.is_empty() || text.len() > N * 2 {
+        return Err(format!(
+            "{text:?} is not an id of 1 to {} hex digits",
+            N * 2
+        ));
+    }
+    let mut out = [0u8; N];
+    let digits = text.as_bytes();
+    // Right-aligned: the last digit is the low nibble of the last byte.
+    for (i, d) in digits.iter().rev().enumerate() {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return Err(format!("{text:?} is not hex")),
+        };
+        out[N - 1 - i / 2] |= if i % 2 == 0 { v } else { v << 4 };
+    }
+    Ok(out)
+}
+
+/// A JSON member holding a count of microseconds (Zipkin and Jaeger times and durations),
+/// in nanoseconds. Absent or `null` is `None`; a negative, fractional or too large number
+/// (or any other type) is an error.
+pub(super) fn micros(v: Option<&Value>) -> Result<Option<u64>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let us = n.as_u64().ok_or_else(|| {
+                format!("{n} is not a whole, non-negative number of microseconds")
+            })?;
+            us.checked_mul(1000)
+                .map(Some)
+                .ok_or_else(|| format!("{us} microseconds is too large"))
+        }
+        Some(other) => Err(format!(
+            "expected a number of microseconds, found {}",
+            json_type(other)
+        )),
+    }
+}
+
+/// An optional string member: absent or `null` is `None`.
+pub(super) fn opt_str(v: Option<&Value>) -> Result<Option<&str>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("expected a string, found {}", json_type(other))),
+    }
+}
+
+/// An optional array member: absent or `null` is empty.
+pub(super) fn opt_array(v: Option<&Value>) -> Result<&[Value], String> {
+    match v {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(format!("expected an array, found {}", json_type(other))),
+    }
+}
+
+/// What a JSON value is, for messages.
+pub(super) fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+pub(super) fn kv(
+    key: &str,
+    value: opentelemetry_proto::tonic::common::v1::any_value::Value,
+) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    opentelemetry_proto::tonic::common::v1::KeyValue {
+        key: key.to_string(),
+        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+pub(super) fn any_str(
+    s: impl Into<String>,
+) -> opentelemetry_proto::tonic::common::v1::any_value::Value {
+    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s.into())
+}
+
+/// Attributes with the semantics of the Collector's `pcommon.Map`: putting a key that is
+/// there replaces its value in place; insertion order is kept otherwise.
+#[derive(Default)]
+pub(super) struct AttrMap {
+    items: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl AttrMap {
+    pub(super) fn put(
+        &mut self,
+        key: &str,
+        value: opentelemetry_proto::tonic::common::v1::any_value::Value,
+    ) {
+        match self.index.get(key) {
+            Some(&i) => self.items[i] = kv(key, value),
+            None => {
+                self.index.insert(key.to_string(), self.items.len());
+                self.items.push(kv(key, value));
+            }
+        }
+    }
+
+    pub(super) fn get(
+        &self,
+        key: &str,
+    ) -> Option<&opentelemetry_proto::tonic::common::v1::any_value::Value> {
+        let i = *self.index.get(key)?;
+        self.items[i].value.as_ref()?.value.as_ref()
+    }
+
+    /// The string value of `key` as the Collector's `Value.Str()` gives it: the string, or
+    /// empty for a value of another type.
+    pub(super) fn get_str(&self, key: &str) -> Option<String> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+        self.get(key).map(|v| match v {
+            V::StringValue(s) => s.clone(),
+            _ => String::new(),
+        })
+    }
+
+    pub(super) fn contains(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+    }
+
+    pub(super) fn remove(&mut self, key: &str) {
+        if let Some(i) = self.index.remove(key) {
+            self.items.remove(i);
+            for v in self.index.values_mut() {
+                if *v > i {
+                    *v -= 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn into_vec(self) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
+        self.items
+    }
 }

@@ -27,11 +27,14 @@
 
 pub mod columns;
 mod decode;
+pub mod export;
 pub mod ingest;
+mod jaeger;
 mod logs;
 mod metrics;
 mod traces;
 pub mod value;
+mod zipkin;
 
 use std::fmt;
 

@@ -219,6 +219,25 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         return Ok(false);
     };
     say!("  → {}/{}", cause.service, cause.operation);
+    if !d.differences.is_empty() {
+        say!(
+            "  what sets its {}spans in the window apart from its others (compare):",
+            if a.kind == AnomalyKind::Errors {
+                "failing "
+            } else {
+                ""
+            }
+        );
+        for x in &d.differences {
+            say!(
+                "    {:<28} {:<24} {:>5.1}% of them, {:>5.1}% of the others",
+                x.dimension,
+                x.value,
+                x.selection_share * 100.0,
+                x.baseline_share * 100.0
+            );
+        }
+    }
 
     // 4. One such trace.
     ui.heading(4, "One affected trace, as a waterfall");
@@ -226,6 +245,18 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     match d.example_trace {
         Some(id) => {
             say!("  scry --db {} trace {}", dir.display(), hex(&id));
+            if !d.critical_path.is_empty() {
+                say!("  its critical path (where the request's time went):");
+                for p in &d.critical_path {
+                    say!(
+                        "    {:>5.1}%  {:>8.1} ms  {}/{}",
+                        p.share * 100.0,
+                        p.critical_ns as f64 / 1e6,
+                        p.service,
+                        p.operation
+                    );
+                }
+            }
             crate::trace::print_trace(
                 &db,
                 id,

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod out;
 mod compare;
 mod demo;
+mod export;
 mod ingest;
 mod patterns;
 mod search;
@@ -99,8 +100,10 @@ enum Command {
         seed: u64,
     },
     /// Store OTLP files: `.json` (OTLP/JSON), `.jsonl` (one request per line, as the
-    /// Collector's file exporter writes), `.pb`/`.binpb` (protobuf), `-` for stdin. The
-    /// signal is told from the content. Valid records are stored even when others are
+    /// Collector's file exporter writes), `.pb`/`.binpb` (protobuf), `-` for stdin; also
+    /// Zipkin v2 JSON and Jaeger JSON (the UI's export), told by their content and mapped
+    /// as the OpenTelemetry Collector's receivers map them. The signal is told from the
+    /// content. Valid records are stored even when others are
     /// rejected; the exit code is non-zero if anything was rejected or unreadable.
     Ingest {
         /// Files to read; `-` reads standard input.
@@ -137,6 +140,11 @@ enum Command {
     /// attribute values are over-represented in the selection (e.g. the slow requests)
     /// against the baseline (the others), ranked by the difference of their shares.
     Compare(compare::Args),
+    /// Write stored rows out as OTLP that `scry ingest` reads back into identical rows:
+    /// whole traces by id (their spans and logs), or the rows of one table matching a SQL
+    /// predicate (--where). OTLP/JSON lines (default) or length-prefixed protobuf, to
+    /// standard output or -o FILE; what was written is summarized on stderr.
+    Export(export::Args),
     /// Show one trace as a waterfall: spans as a tree with offsets and duration bars,
     /// their logs, and a summary. Found through the trace index, with no time hint. Runs
     /// of six or more like sibling spans (same service and name, no children, no error)
@@ -435,6 +443,12 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Compare(args) => {
             let db = Db::open_read_only(&db_dir, Options::default())?;
             let ok = compare::run(&db, &args)?;
+            db.close()?;
+            Ok(ok)
+        }
+        Command::Export(args) => {
+            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let ok = export::run(&db, &args)?;
             db.close()?;
             Ok(ok)
         }
