@@ -460,6 +460,13 @@ impl Session {
         })
     }
 
+    /// The session's limit on expression nesting ([`SessionOptions::max_expression_depth`]),
+    /// which predicates given as text (`compare`, the structural functions, export) are
+    /// checked against too.
+    pub fn max_expression_depth(&self) -> usize {
+        self.max_expression_depth
+    }
+
     /// The DataFusion context, to register more tables or functions or use the DataFrame
     /// API.
     pub fn context(&self) -> &SessionContext {

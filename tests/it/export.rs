@@ -498,4 +498,12 @@ fn scry_export_writes_files_scry_ingest_reads_back() {
         assert!(!ok, "{extra:?} fails");
         assert!(err.contains(says), "{extra:?}: {err}");
     }
+    // A bad predicate leaves an existing output file as it was.
+    let before = std::fs::read(&file).expect("read");
+    let mut a = db_arg(&store);
+    a.extend(["export", "--where", "duration_ns >", "-o"].map(String::from));
+    a.push(file.display().to_string());
+    let (ok, _, _) = run_scry(&a);
+    assert!(!ok);
+    assert_eq!(std::fs::read(&file).expect("read"), before, "not truncated");
 }

@@ -453,6 +453,10 @@ fn detection_by_content() {
             r#"{"data":null,"errors":[{"code":404,"msg":"trace not found"}]}"#,
             "trace not found",
         ),
+        (
+            r#"{"data":[],"errors":[{"code":404,"msg":"trace not found"}]}"#,
+            "trace not found",
+        ),
         ("\"text\"", "must be a JSON object"),
         (
             r#"[{"traceId":"1","id":"2","annotations":[{"timestamp":1,"value":"sr","endpoint":{"serviceName":"a"}}]}]"#,

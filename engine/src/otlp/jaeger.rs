@@ -32,6 +32,15 @@ const NO_SERVICE: &str = "OTLPResourceNoServiceName";
 /// Whether a top-level JSON object is Jaeger JSON: a `data` array that is empty or holds an
 /// object with `spans`.
 pub(super) fn is_jaeger(map: &Map<String, Value>) -> bool {
+    // A query API answer carrying errors (`{"data":[],"errors":[...]}`) is not a trace
+    // file: it is refused with its errors (`not_otlp_object`), not read as no spans.
+    if map
+        .get("errors")
+        .and_then(Value::as_array)
+        .is_some_and(|e| !e.is_empty())
+    {
+        return false;
+    }
     match map.get("data") {
         Some(Value::Array(traces)) => {
             traces.is_empty() || traces.iter().any(|t| t.get("spans").is_some())

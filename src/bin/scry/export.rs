@@ -87,6 +87,12 @@ pub fn run(db: &scrydb::Db, args: &Args) -> scrydb::Result<bool> {
             return Ok(false);
         }
     };
+    // The selection is checked before the output file is created: a bad predicate must
+    // not truncate a file that is already there.
+    if let Err(e) = selection.statements(session.max_expression_depth()) {
+        eprintln!("error: {e}");
+        return Ok(false);
+    }
     let out: Box<dyn Write + Send> = match &args.output {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Box::new(std::io::BufWriter::new(f)),
