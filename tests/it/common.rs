@@ -176,3 +176,14 @@ pub fn cells(batches: &[RecordBatch]) -> Vec<std::collections::BTreeMap<String, 
     out.sort_by_key(|r| (r["time_ns"].clone(), r["name"].clone()));
     out
 }
+
+/// Asserts that `row` (from [`cells`]) has each of `want`'s column values.
+pub fn assert_row(row: &std::collections::BTreeMap<String, String>, want: &[(&str, &str)]) {
+    for (col, value) in want {
+        assert_eq!(
+            row.get(*col).map(String::as_str),
+            Some(*value),
+            "column {col} of {row:#?}"
+        );
+    }
+}

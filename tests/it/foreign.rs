@@ -56,16 +56,6 @@ fn through_cli(name: &str, spans: u64) -> Vec<BTreeMap<String, String>> {
     stored(&db)
 }
 
-fn assert_row(row: &BTreeMap<String, String>, want: &[(&str, &str)]) {
-    for (col, value) in want {
-        assert_eq!(
-            row.get(*col).map(String::as_str),
-            Some(*value),
-            "column {col} of {row:#?}"
-        );
-    }
-}
-
 /// The columns every span of a sample shares.
 fn assert_common(row: &BTreeMap<String, String>, trace_id: &str) {
     assert_row(

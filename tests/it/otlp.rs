@@ -35,16 +35,6 @@ fn store(requests: &[Request], signal: Signal) -> Vec<BTreeMap<String, String>> 
     cells(&batches)
 }
 
-fn assert_row(row: &BTreeMap<String, String>, want: &[(&str, &str)]) {
-    for (col, value) in want {
-        assert_eq!(
-            row.get(*col).map(String::as_str),
-            Some(*value),
-            "column {col} of {row:#?}"
-        );
-    }
-}
-
 const RESOURCE: &[(&str, &str)] = &[
     ("service_name", "my.service"),
     ("resource_attributes", "{service.name: my.service}"),
