@@ -189,9 +189,9 @@ pub fn run(
             format!("status_code = 'ERROR' AND {minute}"),
         ),
     ] {
-        let mut pairs = Vec::new();
+        let mut related = scrydb::sql::structure::Related::default();
         let (p50, p99) = time(runs.min(5), || {
-            pairs = scrydb::sql::block_on(scrydb::sql::structure::related_spans(
+            related = scrydb::sql::block_on(scrydb::sql::structure::relate(
                 &session,
                 scrydb::sql::structure::Relation::Descendants,
                 &anchor,
@@ -201,11 +201,13 @@ pub fn run(
             Ok(())
         })?;
         let traces: std::collections::HashSet<[u8; 16]> =
-            pairs.iter().map(|p| p.trace_id).collect();
+            related.pairs.iter().map(|p| p.trace_id).collect();
         println!(
-            "descendants({anchor:?}, {target:?}), {what}: {} pairs in {} traces, p50 {p50:.0} ms, p99 {p99:.0} ms",
-            pairs.len(),
-            traces.len()
+            "descendants({anchor:?}, {target:?}), {what}: {} pairs in {} traces ({} trees stored, {} built), p50 {p50:.0} ms, p99 {p99:.0} ms",
+            related.pairs.len(),
+            traces.len(),
+            related.stored_trees,
+            related.computed_trees
         );
     }
     Ok(())

@@ -203,18 +203,10 @@ fn output_sink(
 }
 
 /// Writes the merge of `plan`'s inputs as segment `id`, streaming: one decoded batch per
-/// input is in memory at a time ([`crate::segment::merge`]).
+/// input is in memory at a time ([`crate::segment::merge`]), beside, for spans, the trace
+/// trees of the output's rows ([`merge_runs_of`]).
 pub(crate) fn merge(shared: &Shared, plan: &Plan, id: u64) -> Result<SegmentMeta> {
-    let mut runs: Vec<Run<'_>> = Vec::with_capacity(plan.inputs.len());
-    for seg in &plan.inputs {
-        runs.push(Box::new(SegmentStream::open(
-            shared.fs.as_ref(),
-            &shared.dir,
-            seg,
-            None,
-            MERGE_BATCH_ROWS,
-        )?));
-    }
+    let runs = merge_runs_of(shared, plan.signal, &plan.inputs, None)?;
     let mut sink = output_sink(
         shared,
         plan.signal,
@@ -294,6 +286,67 @@ fn merged_rollups(shared: &Shared, segs: &[Arc<SegmentMeta>]) -> Result<crate::r
         )?);
     }
     Ok(all)
+}
+
+/// The merge inputs for `segs` (one run each, in their order), reading only the rows of the
+/// traces in `keep` when given (thinning). Span rows carry their trace-tree columns
+/// ([`crate::segment::tree`]), computed first over the rows of all inputs together — so
+/// the output holds one tree per trace however its spans were split between the inputs.
+/// That first pass reads five columns of every input and holds about 80 bytes per row.
+fn merge_runs_of<'a>(
+    shared: &'a Shared,
+    signal: Signal,
+    segs: &'a [Arc<SegmentMeta>],
+    keep: Option<&'a std::collections::HashSet<[u8; 16]>>,
+) -> Result<Vec<Run<'a>>> {
+    let filtered = move |b: Result<arrow::array::RecordBatch>| match keep {
+        Some(k) => b.and_then(|b| crate::thin::filter(&b, k)),
+        None => b,
+    };
+    let open = |s: &Arc<SegmentMeta>, columns: Option<&[&str]>| {
+        SegmentStream::open(
+            shared.fs.as_ref(),
+            &shared.dir,
+            s,
+            columns,
+            MERGE_BATCH_ROWS,
+        )
+    };
+    let mut runs: Vec<Run<'a>> = Vec::with_capacity(segs.len());
+    if signal != Signal::Spans {
+        for s in segs {
+            runs.push(Box::new(open(s, None)?.map(filtered)));
+        }
+        return Ok(runs);
+    }
+    let mut links = Vec::new();
+    let mut counts = Vec::with_capacity(segs.len());
+    for s in segs {
+        let before = links.len();
+        let columns = ["trace_id", "span_id", "parent_span_id", "time", "end_time"];
+        for b in open(s, Some(&columns))?.map(filtered) {
+            crate::segment::tree::row_links(&b?, &mut links)?;
+        }
+        counts.push(links.len() - before);
+    }
+    let all = crate::segment::tree::TreeColumns::of(&links);
+    drop(links);
+    let mut offset = 0;
+    for (s, n) in segs.iter().zip(counts) {
+        let part = crate::segment::tree::TreeColumns {
+            depth: all.depth[offset..offset + n].to_vec(),
+            left: all.left[offset..offset + n].to_vec(),
+            right: all.right[offset..offset + n].to_vec(),
+            root: all.root[offset..offset + n].to_vec(),
+        };
+        offset += n;
+        runs.push(Box::new(crate::segment::tree::attach_run(
+            open(s, None)?.map(filtered),
+            part,
+            shared.dir.join(&s.path),
+        )));
+    }
+    Ok(runs)
 }
 
 /// Visits the batches of `segs`, reading only `columns`.
@@ -513,15 +566,7 @@ fn thin_partition(
         if segs.is_empty() {
             return Ok(());
         }
-        let mut runs: Vec<Run<'_>> = Vec::with_capacity(segs.len());
-        for s in &segs {
-            let stream =
-                SegmentStream::open(shared.fs.as_ref(), &shared.dir, s, None, MERGE_BATCH_ROWS)?;
-            let keep = &keep_ids;
-            runs.push(Box::new(
-                stream.map(move |b| b.and_then(|b| crate::thin::filter(&b, keep))),
-            ));
-        }
+        let runs = merge_runs_of(shared, signal, &segs, Some(&keep_ids))?;
         let id = shared.alloc_segment_id();
         written.push((signal, id));
         let mut sink = output_sink(shared, signal, id, start, end)?;

@@ -23,9 +23,6 @@
 //! Clock skew changes nothing here: the shape follows the parent links, whatever the
 //! times say (a child starting before its parent is still its child).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 /// The parent links of spans, as [`link`] finds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Linked {
@@ -40,28 +37,32 @@ pub(crate) struct Linked {
 }
 
 /// Links spans (given in their order) to their parents: a parent id resolves to the first
-/// span with that id.
+/// span with that id. Ids are matched through a sorted copy (no hashing: the cost does not
+/// depend on how ids collide in a hash).
 pub(crate) fn link(ids: &[[u8; 8]], parents: &[Option<[u8; 8]>]) -> Linked {
     let n = ids.len();
-    let mut first: HashMap<[u8; 8], usize> = HashMap::with_capacity(n);
+    // (id, position), sorted: the first entry of each id is its first occurrence.
+    let mut by_id: Vec<([u8; 8], usize)> = ids.iter().copied().zip(0..n).collect();
+    by_id.sort_unstable();
     let mut duplicate = vec![false; n];
-    for (i, id) in ids.iter().enumerate() {
-        match first.entry(*id) {
-            Entry::Occupied(_) => duplicate[i] = true,
-            Entry::Vacant(v) => {
-                v.insert(i);
-            }
+    for w in by_id.windows(2) {
+        if w[0].0 == w[1].0 {
+            duplicate[w[1].1] = true;
         }
     }
+    let first = |id: &[u8; 8]| -> Option<usize> {
+        let at = by_id.partition_point(|(x, _)| x < id);
+        by_id.get(at).filter(|(x, _)| x == id).map(|&(_, i)| i)
+    };
     let mut parent = vec![None; n];
     let mut orphan = vec![false; n];
     let mut self_parent = vec![false; n];
     for (i, p) in parents.iter().enumerate() {
         let Some(p) = p else { continue };
-        match first.get(p) {
+        match first(p) {
             None => orphan[i] = true,
-            Some(&j) if j == i => self_parent[i] = true,
-            Some(&j) => parent[i] = Some(j),
+            Some(j) if j == i => self_parent[i] = true,
+            Some(j) => parent[i] = Some(j),
         }
     }
     Linked {

@@ -143,6 +143,48 @@ fn filter_ids(
 }
 
 impl Snapshot {
+    /// For each of `ids`, whether exactly one span segment of the snapshot holds spans of
+    /// that trace and the memtable holds none — so the trace-tree columns that segment
+    /// stores ([`crate::segment::tree`]) are the whole trace's tree. Decided by the trace
+    /// indexes (bloom filter, then a binary search per segment): a segment whose index is
+    /// missing or damaged makes the answer `false` for every id (it cannot say what it
+    /// holds). Time: segments × ids probes, plus one pass over the memtable's spans.
+    pub fn traces_whole_in_one_segment(&self, ids: &[[u8; 16]]) -> Result<Vec<bool>> {
+        let mut holders = vec![0u32; ids.len()];
+        for seg in self.segments(Signal::Spans, None) {
+            let Some(idx) = self.indexes.index(self.fs.as_ref(), &self.dir, &seg) else {
+                return Ok(vec![false; ids.len()]);
+            };
+            for (id, n) in ids.iter().zip(holders.iter_mut()) {
+                match idx.contains(id) {
+                    Ok(true) => *n += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        log::warn!("trace index of segment {} unusable: {e}", seg.path);
+                        return Ok(vec![false; ids.len()]);
+                    }
+                }
+            }
+        }
+        let mut unflushed = std::collections::HashSet::new();
+        for b in self.memtable_batches(Signal::Spans, None)? {
+            let col = b
+                .column_by_name("trace_id")
+                .expect("canonical batch")
+                .as_fixed_size_binary();
+            for r in 0..b.num_rows() {
+                if let Ok(id) = <[u8; 16]>::try_from(col.value(r)) {
+                    unflushed.insert(id);
+                }
+            }
+        }
+        Ok(ids
+            .iter()
+            .zip(holders)
+            .map(|(id, n)| n == 1 && !unflushed.contains(id))
+            .collect())
+    }
+
     /// The rows of the segment `seg` that may hold one of `ids`, from its index: `None`
     /// when the index is unusable (the caller scans), `Some(empty)` when none does.
     pub fn index_rows(&self, seg: &SegmentMeta, ids: &[[u8; 16]]) -> Option<RoaringBitmap> {

@@ -33,15 +33,15 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, AsArray, FixedSizeBinaryArray, FixedSizeBinaryBuilder, RecordBatch, UInt32Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt32Type};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::{Session as CatalogSession, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::{Result as DfResult, ScalarValue, plan_err};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use futures::StreamExt;
 use scrydb_engine::structure::{SpanLink, TraceShape};
 
-use crate::{Error, Session};
+use crate::{Error, ScryTable, Session};
 
 /// Candidate traces up to which their spans are read through the trace indexes (one
 /// `trace_id IN (...)` lookup); above it, one scan reads the id columns of every span and
@@ -168,6 +168,74 @@ impl Relation {
     }
 }
 
+/// A matched span's place in the tree its segment stores ([`scrydb_engine::segment::tree`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    depth: u32,
+    left: u32,
+    right: u32,
+}
+
+impl Relation {
+    /// Adds the (target, anchor, distance) pairs of one trace to `out` from the trees its
+    /// one segment stores: `anchors` and `targets` are the matching spans' places (the pairs
+    /// index them). Fails once `out` would hold more than `max` pairs. One sweep in
+    /// pre-order: the stack holds the upper spans whose subtree holds the current position
+    /// (nested intervals), so each lower span pairs with exactly the stack's entries — its
+    /// matching proper ancestors, the deepest on top.
+    fn stored_pairs(
+        self,
+        anchors: &[Stored],
+        targets: &[Stored],
+        max: usize,
+        out: &mut Vec<(usize, usize, u32)>,
+    ) -> Result<(), ()> {
+        let (lower, upper) = match self {
+            Relation::Children | Relation::Descendants => (targets, anchors),
+            Relation::Parents | Relation::Ancestors => (anchors, targets),
+        };
+        // (left, is upper, index): at an equal position (a span matching both) the lower
+        // one is looked at first, so a span is never its own ancestor.
+        let mut events: Vec<(u32, bool, usize)> = lower
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.left, false, i))
+            .chain(upper.iter().enumerate().map(|(i, s)| (s.left, true, i)))
+            .collect();
+        events.sort_unstable();
+        let mut stack: Vec<usize> = Vec::new();
+        for (left, is_upper, i) in events {
+            while stack.last().is_some_and(|&u| upper[u].right < left) {
+                stack.pop();
+            }
+            if is_upper {
+                stack.push(i);
+                continue;
+            }
+            let low = lower[i];
+            let from = match self {
+                // Only the parent: the deepest matching ancestor, one generation up.
+                Relation::Children | Relation::Parents => match stack.last() {
+                    Some(&u) if upper[u].depth + 1 == low.depth => stack.len() - 1,
+                    _ => stack.len(),
+                },
+                Relation::Descendants | Relation::Ancestors => 0,
+            };
+            for &u in stack[from..].iter().rev() {
+                if out.len() >= max {
+                    return Err(());
+                }
+                let d = low.depth.saturating_sub(upper[u].depth);
+                out.push(match self {
+                    Relation::Children | Relation::Descendants => (i, u, d),
+                    Relation::Parents | Relation::Ancestors => (u, i, d),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The columns of a structural function's rows: `trace_id`, `span_id` (the target),
 /// `anchor_span_id`, `distance`.
 pub fn relation_schema() -> SchemaRef {
@@ -239,6 +307,73 @@ async fn prepare(
     state.create_physical_plan(&plan).await.map_err(context)
 }
 
+/// The session's `spans` table.
+async fn spans_table(state: &datafusion::execution::SessionState) -> Option<ScryTable> {
+    let options = state.config().options();
+    let schema = state
+        .catalog_list()
+        .catalog(&options.catalog.default_catalog)?
+        .schema(&options.catalog.default_schema)?;
+    let table = schema.table("spans").await.ok()??;
+    table.downcast_ref::<ScryTable>().cloned()
+}
+
+/// The `WHERE` of a statement `SELECT ... FROM spans WHERE ...` (as planned, with its
+/// subqueries), if it has that shape.
+fn spans_filter(plan: &LogicalPlan) -> Option<Expr> {
+    match plan {
+        LogicalPlan::Projection(p) => spans_filter(&p.input),
+        LogicalPlan::Filter(f) => match f.input.as_ref() {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == "spans" => {
+                Some(f.predicate.clone())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The statement [`matching_sql`]`(predicate)` planned over `spans` with the trace-tree
+/// columns its segments store ([`ScryTable::with_tree_columns`]): its rows are the
+/// [`LINK_COLUMNS`] then `tree_depth`, `tree_left`, `tree_right`. `None` when it cannot be
+/// built this way (the caller plans the plain statement; the result is the same, computed
+/// from the spans).
+async fn tree_plan(
+    state: &datafusion::execution::SessionState,
+    table: &ScryTable,
+    sql: &str,
+) -> Option<Plan> {
+    use datafusion::logical_expr::{LogicalPlanBuilder, col};
+    use scrydb_engine::segment::tree;
+    let logical = state.create_logical_plan(sql).await.ok()?;
+    let predicate = spans_filter(&logical)?;
+    let source =
+        datafusion::datasource::provider_as_source(Arc::new(table.clone().with_tree_columns()));
+    let columns = [
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "time",
+        "end_time",
+        tree::DEPTH,
+        tree::LEFT,
+        tree::RIGHT,
+    ]
+    .map(|c| col(format!("spans.{c}")));
+    let plan = LogicalPlanBuilder::scan("spans", source, None)
+        .and_then(|b| b.filter(predicate))
+        .and_then(|b| b.project(columns))
+        .and_then(|b| b.build())
+        .ok()?;
+    match state.create_physical_plan(&plan).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::debug!("structural function: stored trees not used for {sql}: {e}");
+            None
+        }
+    }
+}
+
 /// Runs `plan`, handing each batch to `each`.
 async fn execute(
     state: &datafusion::execution::SessionState,
@@ -265,15 +400,33 @@ fn times(b: &RecordBatch, i: usize) -> DfResult<Vec<i64>> {
         .collect())
 }
 
-/// Calls `each` with the trace and link of every row of a batch of [`LINK_COLUMNS`] that
-/// has a trace id.
-fn links_of(b: &RecordBatch, mut each: impl FnMut([u8; 16], SpanLink)) -> DfResult<()> {
+/// Calls `each` with the trace, link and stored tree place (when the batch has the tree
+/// columns and the row has them) of every row of a batch of [`LINK_COLUMNS`] (then maybe
+/// the tree columns) that has a trace id.
+fn links_of(
+    b: &RecordBatch,
+    mut each: impl FnMut([u8; 16], SpanLink, Option<Stored>),
+) -> DfResult<()> {
     let trace = b.column(0).as_fixed_size_binary();
     let span = b.column(1).as_fixed_size_binary();
     let parent = b.column(2).as_fixed_size_binary();
     let (start, end) = (times(b, 3)?, times(b, 4)?);
+    let tree = (b.num_columns() >= 8).then(|| {
+        (
+            b.column(5).as_primitive::<UInt32Type>(),
+            b.column(6).as_primitive::<UInt32Type>(),
+            b.column(7).as_primitive::<UInt32Type>(),
+        )
+    });
     for r in 0..b.num_rows() {
         if let Some(t) = fixed::<16>(trace, r) {
+            let stored = tree.and_then(|(d, l, rt)| {
+                (d.is_valid(r) && l.is_valid(r) && rt.is_valid(r)).then(|| Stored {
+                    depth: d.value(r),
+                    left: l.value(r),
+                    right: rt.value(r),
+                })
+            });
             each(
                 t,
                 SpanLink {
@@ -282,6 +435,7 @@ fn links_of(b: &RecordBatch, mut each: impl FnMut([u8; 16], SpanLink)) -> DfResu
                     start: start[r],
                     end: end[r],
                 },
+                stored,
             );
         }
     }
@@ -300,43 +454,82 @@ fn count_spans(seen: &mut usize, rows: usize, label: &str, what: &str) -> DfResu
     Ok(())
 }
 
-/// The spans `plan` (a [`matching_sql`]) returns, by trace.
+/// The spans one condition matched in one trace.
+#[derive(Default)]
+struct Matches {
+    links: Vec<SpanLink>,
+    /// Each link's stored tree place, while every one has it.
+    stored: Option<Vec<Stored>>,
+}
+
+/// The spans `plan` (a [`matching_sql`], maybe with the tree columns) returns, by trace.
 async fn matching(
     state: &datafusion::execution::SessionState,
     plan: Plan,
     label: &str,
-) -> DfResult<HashMap<[u8; 16], HashSet<SpanLink>>> {
-    let mut out: HashMap<[u8; 16], HashSet<SpanLink>> = HashMap::new();
+) -> DfResult<HashMap<[u8; 16], Matches>> {
+    let mut out: HashMap<[u8; 16], Matches> = HashMap::new();
     let mut seen = 0usize;
     execute(state, plan, |b| {
         count_spans(&mut seen, b.num_rows(), label, "matches")?;
-        links_of(b, |t, link| {
-            out.entry(t).or_default().insert(link);
+        links_of(b, |t, link, tree| {
+            let m = out.entry(t).or_insert_with(|| Matches {
+                links: Vec::new(),
+                stored: Some(Vec::new()),
+            });
+            m.links.push(link);
+            match (tree, m.stored.as_mut()) {
+                (Some(s), Some(v)) => v.push(s),
+                _ => m.stored = None,
+            }
         })
     })
     .await?;
     Ok(out)
 }
 
+/// What a structural call found, and how it found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Related {
+    /// The related pairs, ordered by trace, then target, then anchor (in the tree's
+    /// pre-order), each once.
+    pub pairs: Vec<Pair>,
+    /// Traces whose tree was read from what their one segment stores.
+    pub stored_trees: usize,
+    /// Traces whose tree was built from their spans (held by several segments or the
+    /// memtable, or by segments written before trees were stored).
+    pub computed_trees: usize,
+}
+
 /// Every pair of `relation` between spans matching `anchor` and `target` (checked
-/// predicates), read as statements of `state` (so from its snapshot), ordered by trace,
-/// then target, then anchor, each pair once.
+/// predicates), read as statements of `state` (so from its snapshot).
 async fn related(
     state: &datafusion::execution::SessionState,
     relation: Relation,
     anchor: &str,
     target: &str,
-) -> DfResult<Vec<Pair>> {
+) -> DfResult<Related> {
     let name = relation.name();
     let anchor_label = format!("{name}: anchor {anchor}");
     let target_label = format!("{name}: target {target}");
     let label = format!("{name}({anchor}, {target})");
     // Both planned first: a condition that cannot run is an error whatever the data.
-    let anchor_plan = prepare(state, &matching_sql(anchor), &anchor_label).await?;
-    let target_plan = prepare(state, &matching_sql(target), &target_label).await?;
+    let mut anchor_plan = prepare(state, &matching_sql(anchor), &anchor_label).await?;
+    let mut target_plan = prepare(state, &matching_sql(target), &target_label).await?;
+    // The same statements reading the stored trees too, when they can.
+    let table = spans_table(state).await;
+    if let Some(t) = &table
+        && let (Some(a), Some(b)) = (
+            tree_plan(state, t, &matching_sql(anchor)).await,
+            tree_plan(state, t, &matching_sql(target)).await,
+        )
+    {
+        (anchor_plan, target_plan) = (a, b);
+    }
+    let mut out = Related::default();
     let anchors = matching(state, anchor_plan, &anchor_label).await?;
     if anchors.is_empty() {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     let targets = matching(state, target_plan, &target_label).await?;
     let mut candidates: Vec<[u8; 16]> = anchors
@@ -345,24 +538,54 @@ async fn related(
         .copied()
         .collect();
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok(out);
     }
     candidates.sort_unstable();
-    let mut traces: HashMap<[u8; 16], TraceRows> = HashMap::with_capacity(candidates.len());
+    // A trace one segment holds whole, whose matches all came with their stored place:
+    // its pairs come from the stored tree. The others' trees are built from their spans.
+    let eligible: Vec<[u8; 16]> = candidates
+        .iter()
+        .filter(|id| anchors[*id].stored.is_some() && targets[*id].stored.is_some())
+        .copied()
+        .collect();
+    let whole: HashSet<[u8; 16]> = match &table {
+        Some(t) if !eligible.is_empty() => {
+            let snapshot = t.snapshot(state);
+            let flags = snapshot
+                .traces_whole_in_one_segment(&eligible)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            eligible
+                .iter()
+                .zip(flags)
+                .filter(|(_, whole)| *whole)
+                .map(|(id, _)| *id)
+                .collect()
+        }
+        _ => HashSet::new(),
+    };
+    let computed: Vec<[u8; 16]> = candidates
+        .iter()
+        .filter(|id| !whole.contains(*id))
+        .copied()
+        .collect();
+    let mut traces: HashMap<[u8; 16], TraceRows> = HashMap::with_capacity(computed.len());
     let mut seen = 0usize;
-    if candidates.len() <= LOOKUP_TRACES {
-        let plan = prepare(state, &links_sql(Some(&candidates)), &label).await?;
+    if computed.is_empty() {
+    } else if computed.len() <= LOOKUP_TRACES {
+        let plan = prepare(state, &links_sql(Some(&computed)), &label).await?;
         execute(state, plan, |b| {
             count_spans(&mut seen, b.num_rows(), &label, "the related traces hold")?;
-            links_of(b, |t, link| traces.entry(t).or_default().links.push(link))
+            links_of(b, |t, link, _| {
+                traces.entry(t).or_default().links.push(link)
+            })
         })
         .await?;
     } else {
-        let keep: HashSet<[u8; 16]> = candidates.iter().copied().collect();
+        let keep: HashSet<[u8; 16]> = computed.iter().copied().collect();
         let plan = prepare(state, &links_sql(None), &label).await?;
         execute(state, plan, |b| {
             let mut kept = 0;
-            links_of(b, |t, link| {
+            links_of(b, |t, link, _| {
                 if keep.contains(&t) {
                     kept += 1;
                     traces.entry(t).or_default().links.push(link);
@@ -372,40 +595,75 @@ async fn related(
         })
         .await?;
     }
-    let mut out = Vec::new();
+    let too_many = || {
+        plan_err!(
+            "{label}: more than {MAX_PAIRS} related pairs; narrow the conditions \
+             (a time range, a service)"
+        )
+    };
     let mut pairs = Vec::new();
+    // (target's pre-order number, anchor's, pair) of one trace, to order it.
+    let mut ordered: Vec<(usize, usize, Pair)> = Vec::new();
     for id in &candidates {
-        let Some(rows) = traces.get(id) else { continue };
-        let shape = TraceShape::of(&rows.links);
-        let flags = |set: Option<&HashSet<SpanLink>>| -> Vec<bool> {
-            rows.links
-                .iter()
-                .map(|l| set.is_some_and(|s| s.contains(l)))
-                .collect()
-        };
-        let (a, t) = (flags(anchors.get(id)), flags(targets.get(id)));
+        let (a, t) = (&anchors[id], &targets[id]);
         pairs.clear();
-        if relation
-            .pairs(&shape, &a, &t, MAX_PAIRS - out.len(), &mut pairs)
-            .is_err()
-        {
-            return plan_err!(
-                "{label}: more than {MAX_PAIRS} related pairs; narrow the conditions \
-                 (a time range, a service)"
+        ordered.clear();
+        let budget = MAX_PAIRS - out.pairs.len();
+        if whole.contains(id) {
+            out.stored_trees += 1;
+            let (sa, st) = (
+                a.stored.as_deref().unwrap_or_default(),
+                t.stored.as_deref().unwrap_or_default(),
             );
-        }
-        pairs.sort_unstable_by_key(|&(t, a, _)| (shape.nodes[t].left, shape.nodes[a].left));
-        // A span stored twice (a retried export) pairs twice: once is enough.
-        let mut once = HashSet::with_capacity(pairs.len());
-        for &(t, a, distance) in &pairs {
-            let pair = Pair {
-                trace_id: *id,
-                span_id: rows.links[t].span_id,
-                anchor_span_id: rows.links[a].span_id,
-                distance,
+            if relation.stored_pairs(sa, st, budget, &mut pairs).is_err() {
+                return too_many();
+            }
+            for &(ti, ai, distance) in &pairs {
+                ordered.push((
+                    st[ti].left as usize,
+                    sa[ai].left as usize,
+                    Pair {
+                        trace_id: *id,
+                        span_id: t.links[ti].span_id,
+                        anchor_span_id: a.links[ai].span_id,
+                        distance,
+                    },
+                ));
+            }
+        } else {
+            let Some(rows) = traces.get(id) else { continue };
+            out.computed_trees += 1;
+            let shape = TraceShape::of(&rows.links);
+            let flags = |m: &Matches| -> Vec<bool> {
+                let set: HashSet<&SpanLink> = m.links.iter().collect();
+                rows.links.iter().map(|l| set.contains(l)).collect()
             };
+            let (fa, ft) = (flags(a), flags(t));
+            if relation
+                .pairs(&shape, &fa, &ft, budget, &mut pairs)
+                .is_err()
+            {
+                return too_many();
+            }
+            for &(ti, ai, distance) in &pairs {
+                ordered.push((
+                    shape.nodes[ti].left,
+                    shape.nodes[ai].left,
+                    Pair {
+                        trace_id: *id,
+                        span_id: rows.links[ti].span_id,
+                        anchor_span_id: rows.links[ai].span_id,
+                        distance,
+                    },
+                ));
+            }
+        }
+        ordered.sort_unstable_by_key(|&(t, a, _)| (t, a));
+        // A span stored twice (a retried export) pairs twice: once is enough.
+        let mut once = HashSet::with_capacity(ordered.len());
+        for &(_, _, pair) in &ordered {
             if once.insert(pair) {
-                out.push(pair);
+                out.pairs.push(pair);
             }
         }
     }
@@ -436,37 +694,34 @@ pub fn relation_batch(pairs: &[Pair]) -> RecordBatch {
 }
 
 /// The spans matching `target` related by `relation` to spans matching `anchor` (SQL
-/// predicates over `spans`), as pairs: one statement of `session`
-/// (`SELECT * FROM descendants(...)` and so on), so one snapshot.
+/// predicates over `spans`), as pairs — what `SELECT * FROM descendants(...)` and so on
+/// return — from one snapshot of `session`'s database.
 pub async fn related_spans(
     session: &Session,
     relation: Relation,
     anchor: &str,
     target: &str,
 ) -> Result<Vec<Pair>, Error> {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let sql = format!(
-        "SELECT * FROM {}({}, {})",
-        relation.name(),
-        quote(anchor),
-        quote(target)
-    );
-    let mut out = Vec::new();
-    for b in session.sql(&sql).await? {
-        let c = |i: usize| b.column(i).as_fixed_size_binary();
-        let d = b
-            .column(3)
-            .as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
-        for r in 0..b.num_rows() {
-            out.push(Pair {
-                trace_id: fixed::<16>(c(0), r).unwrap_or_default(),
-                span_id: fixed::<8>(c(1), r).unwrap_or_default(),
-                anchor_span_id: fixed::<8>(c(2), r).unwrap_or_default(),
-                distance: d.value(r),
-            });
-        }
-    }
-    Ok(out)
+    Ok(relate(session, relation, anchor, target).await?.pairs)
+}
+
+/// [`related_spans`], also saying how many traces' trees were read from what their segment
+/// stores and how many were built from their spans.
+pub async fn relate(
+    session: &Session,
+    relation: Relation,
+    anchor: &str,
+    target: &str,
+) -> Result<Related, Error> {
+    let name = relation.name();
+    let depth = session.max_expression_depth();
+    let anchor = crate::compare::sql_predicate(&format!("{name}'s anchor"), anchor, depth)?;
+    let target = crate::compare::sql_predicate(&format!("{name}'s target"), target, depth)?;
+    let mut state = session.context().state();
+    state
+        .config_mut()
+        .set_extension(Arc::new(crate::StatementSnapshots::default()));
+    Ok(related(&state, relation, &anchor, &target).await?)
 }
 
 /// The SQL table functions `children`, `descendants`, `parents` and `ancestors`, each
@@ -555,10 +810,10 @@ impl TableProvider for RelationTable {
         else {
             return plan_err!("{} runs only in a ScryDB session", self.relation.name());
         };
-        let pairs = related(state, self.relation, &self.anchor, &self.target).await?;
+        let related = related(state, self.relation, &self.anchor, &self.target).await?;
         Ok(
             datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-                &[vec![relation_batch(&pairs)]],
+                &[vec![relation_batch(&related.pairs)]],
                 self.schema(),
                 projection.cloned(),
             )?,
@@ -569,6 +824,66 @@ impl TableProvider for RelationTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_trees_pair_as_the_computed_shape_does() {
+        // Random forests (orphans, second roots, repeated ids, loops), random anchors and
+        // targets: the sweep over stored places gives exactly the pairs of the shape walk.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..400 {
+            let n = 1 + next(40) as usize;
+            let links: Vec<SpanLink> = (0..n)
+                .map(|i| SpanLink {
+                    span_id: [next(n as u64 + 3) as u8; 8],
+                    parent_span_id: (next(6) != 0).then(|| [next(n as u64 + 3) as u8; 8]),
+                    start: next(20) as i64,
+                    end: i as i64,
+                })
+                .collect();
+            let shape = TraceShape::of(&links);
+            let anchor: Vec<bool> = (0..n).map(|_| next(3) == 0).collect();
+            let target: Vec<bool> = (0..n).map(|_| next(2) == 0).collect();
+            let places = |flags: &[bool]| -> (Vec<usize>, Vec<Stored>) {
+                (0..n)
+                    .filter(|&i| flags[i])
+                    .map(|i| {
+                        let node = shape.nodes[i];
+                        (
+                            i,
+                            Stored {
+                                depth: node.depth as u32,
+                                left: node.left as u32,
+                                right: node.right as u32,
+                            },
+                        )
+                    })
+                    .unzip()
+            };
+            let (ai, sa) = places(&anchor);
+            let (ti, st) = places(&target);
+            for relation in Relation::ALL {
+                let mut want = Vec::new();
+                relation
+                    .pairs(&shape, &anchor, &target, usize::MAX, &mut want)
+                    .expect("no budget");
+                let mut got = Vec::new();
+                relation
+                    .stored_pairs(&sa, &st, usize::MAX, &mut got)
+                    .expect("no budget");
+                let mut got: Vec<(usize, usize, u32)> =
+                    got.into_iter().map(|(t, a, d)| (ti[t], ai[a], d)).collect();
+                got.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(got, want, "{relation:?} over {links:?}");
+            }
+        }
+    }
 
     #[test]
     fn pairs_follow_the_tree() {

@@ -148,6 +148,46 @@ impl ScryTable {
     pub fn signal(&self) -> Signal {
         self.signal
     }
+
+    /// The `spans` table with the trace-tree columns segments store after its own
+    /// ([`scrydb_engine::segment::tree`]): each span's depth, nested-set interval and root
+    /// within its trace's spans **in its segment**, null for spans of the memtable, of
+    /// segments written before format 3, and for rows a trace-id lookup reads. Internal:
+    /// the structural functions use it for traces a single segment holds whole.
+    /// The snapshot a scan of this table planned with `state` reads.
+    pub(crate) fn snapshot(&self, state: &dyn Session) -> Arc<Snapshot> {
+        statement_snapshot(state, &self.reader)
+    }
+
+    pub(crate) fn with_tree_columns(mut self) -> Self {
+        if self.signal == Signal::Spans {
+            self.schema = scrydb_engine::segment::tree::spans_with_tree();
+        }
+        self
+    }
+}
+
+/// `batch` with a null column for each field of `schema` it lacks (by name), in `schema`'s
+/// order.
+fn widen(
+    schema: &SchemaRef,
+    batch: &datafusion::arrow::array::RecordBatch,
+) -> Result<datafusion::arrow::array::RecordBatch> {
+    if batch.schema().fields().len() == schema.fields().len() {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => datafusion::arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(datafusion::arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        columns,
+    )?)
 }
 
 /// The `[start, end)` range of `time` that every row matching all `filters` lies in
@@ -519,7 +559,10 @@ impl TableProvider for ScryTable {
         let segments = snapshot.segments(self.signal, bounded.then_some(range));
         let memtable = snapshot
             .memtable_batches(self.signal, bounded.then_some(range))
-            .map_err(crate::Error::from)?;
+            .map_err(crate::Error::from)?
+            .iter()
+            .map(|b| widen(&self.schema, b))
+            .collect::<Result<Vec<_>>>()?;
 
         let lookup = if self.use_index && self.signal != Signal::Metrics {
             trace_ids(filters)
@@ -565,6 +608,7 @@ impl TableProvider for ScryTable {
             segments = rest;
             if !reads.is_empty() {
                 let rows = IndexedRows {
+                    schema: self.schema.clone(),
                     snapshot: snapshot.clone(),
                     signal: self.signal,
                     ids: ids.clone(),
@@ -684,6 +728,8 @@ impl TableProvider for ScryTable {
 /// segment through the engine when the plan runs ([`Snapshot::read_rows`]).
 #[derive(Debug)]
 struct IndexedRows {
+    /// The table's schema (the rows read are widened to it).
+    schema: SchemaRef,
     snapshot: Arc<Snapshot>,
     signal: Signal,
     ids: Vec<[u8; 16]>,
@@ -723,12 +769,15 @@ impl LazyBatchGenerator for IndexedRows {
                 .snapshot
                 .read_rows(seg, rows, self.signal, &self.ids)
                 .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
-            self.pending.extend(batches);
+            for b in &batches {
+                self.pending.push_back(widen(&self.schema, b)?);
+            }
         }
     }
 
     fn reset_state(&self) -> Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> {
         Arc::new(parking_lot::RwLock::new(IndexedRows {
+            schema: self.schema.clone(),
             snapshot: self.snapshot.clone(),
             signal: self.signal,
             ids: self.ids.clone(),

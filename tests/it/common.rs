@@ -187,3 +187,16 @@ pub fn assert_row(row: &std::collections::BTreeMap<String, String>, want: &[(&st
         );
     }
 }
+
+/// `descendants('true', 'true')` over `db`'s spans: every ancestor pair, with how many
+/// traces' trees were read from their segment and how many were built.
+pub fn all_descendants(db: &scrydb::Db) -> scrydb::sql::structure::Related {
+    let session = scrydb::sql::Session::new(db.reader()).expect("session");
+    scrydb::sql::block_on(scrydb::sql::structure::relate(
+        &session,
+        scrydb::sql::structure::Relation::Descendants,
+        "true",
+        "true",
+    ))
+    .expect("descendants")
+}

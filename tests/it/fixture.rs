@@ -15,6 +15,9 @@
 //! - `tests/fixtures/v6`: term index format 2 (event names, numeric attribute ranges).
 //!   The format 1 indexes of v4 and v5 answer every other search; `scry reindex` rewrites
 //!   them.
+//! - `tests/fixtures/v7`: segment format 3 (span segments store each span's place in its
+//!   trace's tree). Earlier span segments have none: structural functions build the trees
+//!   from their spans.
 //!
 //! Write a new one (only when introducing a new format version, into a new folder) with
 //! `SCRY_WRITE_FIXTURE=v<N> cargo test --test it fixture`.
@@ -96,6 +99,68 @@ fn version_5_fixture_opens_with_every_row() {
 #[test]
 fn version_6_fixture_opens_with_every_row() {
     fixture_opens_with_every_row("v6", false);
+}
+
+#[test]
+fn version_7_fixture_opens_with_every_row() {
+    fixture_opens_with_every_row("v7", false);
+}
+
+/// Every (trace, descendant, ancestor, distance) of the spans in `batches`, from the tree
+/// [`scrydb::structure::TraceShape`] builds per trace.
+fn descendant_pairs(
+    batches: &[arrow::array::RecordBatch],
+) -> std::collections::BTreeSet<scrydb::sql::structure::Pair> {
+    use arrow::array::{Array, AsArray};
+    let mut by_trace: std::collections::HashMap<[u8; 16], Vec<scrydb::structure::SpanLink>> =
+        std::collections::HashMap::new();
+    for b in batches {
+        let id = |name: &str| {
+            b.column_by_name(name)
+                .expect("column")
+                .as_fixed_size_binary()
+                .clone()
+        };
+        let ns = |name: &str| {
+            arrow::compute::cast(
+                b.column_by_name(name).expect("column"),
+                &arrow::datatypes::DataType::Int64,
+            )
+            .expect("cast")
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .clone()
+        };
+        let (trace, span, parent) = (id("trace_id"), id("span_id"), id("parent_span_id"));
+        let (start, end) = (ns("time"), ns("end_time"));
+        for r in 0..b.num_rows() {
+            by_trace
+                .entry(trace.value(r).try_into().expect("16 bytes"))
+                .or_default()
+                .push(scrydb::structure::SpanLink {
+                    span_id: span.value(r).try_into().expect("8 bytes"),
+                    parent_span_id: parent
+                        .is_valid(r)
+                        .then(|| parent.value(r).try_into().expect("8 bytes")),
+                    start: start.value(r),
+                    end: end.value(r),
+                });
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for (trace, links) in by_trace {
+        let shape = scrydb::structure::TraceShape::of(&links);
+        for d in 0..links.len() {
+            for a in shape.ancestors(d) {
+                out.insert(scrydb::sql::structure::Pair {
+                    trace_id: trace,
+                    span_id: links[d].span_id,
+                    anchor_span_id: links[a].span_id,
+                    distance: (shape.nodes[d].depth - shape.nodes[a].depth) as u32,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
@@ -187,6 +252,21 @@ fn fixture_opens_with_every_row(version: &str, without_rollups: bool) {
         }
     }
     let session = scrydb::sql::Session::new(db.reader()).expect("session");
+    // Structural functions: from the trees span segments store (format 3), built from the
+    // spans for earlier ones; the same pairs either way.
+    let related = all_descendants(&db);
+    let want = descendant_pairs(&snap.scan(Signal::Spans, None).expect("scan"));
+    assert!(!want.is_empty(), "the fixture's spans have descendants");
+    assert_eq!(
+        related
+            .pairs
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        want
+    );
+    let stores_trees = !matches!(version, "v1" | "v2" | "v3" | "v4" | "v5" | "v6");
+    assert_eq!(related.stored_trees > 0, stores_trees, "{related:?}");
     assert_eq!(rows(&session.sql_blocking(search).expect("search")), before);
     assert_eq!(
         rows(&session.sql_blocking(span_search).expect("search")),

@@ -160,25 +160,50 @@ fn structural_predicates_match_a_naive_walk_across_segments_and_the_memtable() {
     db.append(Signal::Spans, &batch(&again, 0)).expect("append");
     let session = scrydb::sql::Session::new(db.reader()).expect("session");
     let cond = |n: &str| format!("name = '{n}'");
-    for relation in Relation::ALL {
-        for (anchor, target) in [("checkout", "payment"), ("db", "db"), ("cache", "checkout")] {
-            let got: Vec<Pair> = scrydb::sql::block_on(structure::related_spans(
-                &session,
-                relation,
-                &cond(anchor),
-                &cond(target),
-            ))
-            .expect("related");
-            let set: BTreeSet<Pair> = got.iter().copied().collect();
-            assert_eq!(set.len(), got.len(), "{relation:?}: no pair twice");
-            let want = naive(&gens, relation, |g| g.name == anchor, |g| g.name == target);
-            assert!(
-                !want.is_empty(),
-                "{relation:?} {anchor} {target}: the data has pairs"
-            );
-            assert_eq!(set, want, "{relation:?}({anchor}, {target})");
+    // Every relation and condition pair against the naive walk; returns how many traces'
+    // trees were read from their segment and how many were built from their spans.
+    let check_all = |when: &str| {
+        let (mut stored, mut computed) = (0, 0);
+        for relation in Relation::ALL {
+            for (anchor, target) in [("checkout", "payment"), ("db", "db"), ("cache", "checkout")] {
+                let got = scrydb::sql::block_on(structure::relate(
+                    &session,
+                    relation,
+                    &cond(anchor),
+                    &cond(target),
+                ))
+                .expect("related");
+                stored += got.stored_trees;
+                computed += got.computed_trees;
+                let got = got.pairs;
+                let set: BTreeSet<Pair> = got.iter().copied().collect();
+                assert_eq!(set.len(), got.len(), "{when}: {relation:?}: no pair twice");
+                let want = naive(&gens, relation, |g| g.name == anchor, |g| g.name == target);
+                assert!(
+                    !want.is_empty(),
+                    "{relation:?} {anchor} {target}: the data has pairs"
+                );
+                assert_eq!(set, want, "{when}: {relation:?}({anchor}, {target})");
+                // Through SQL, the same pairs.
+                let sql = format!(
+                    "SELECT count(*) FROM {}('name = ''{anchor}''', 'name = ''{target}''')",
+                    relation.name()
+                );
+                assert_eq!(
+                    values(&session.sql_blocking(&sql).expect("sql")),
+                    vec![want.len().to_string()]
+                );
+            }
         }
-    }
+        (stored, computed)
+    };
+    // Traces one segment holds whole use the tree it stores; the others (spans in both
+    // segments or the memtable) are built from their spans.
+    let (stored, computed) = check_all("split");
+    assert!(
+        stored > 0 && computed > 0,
+        "{stored} stored, {computed} computed"
+    );
     // Few candidate traces (an IN list of ids): their spans are read through the trace
     // index; the answer is the same.
     let some: Vec<[u8; 16]> = gens.iter().step_by(97).map(|g| g.trace).collect();
@@ -227,6 +252,19 @@ fn structural_predicates_match_a_naive_walk_across_segments_and_the_memtable() {
         got,
         naive(&gens, Relation::Descendants, |g| g.trace == one, |_| true)
     );
+
+    // Flushed and compacted into one segment: every trace's tree is the one the segment
+    // stores (compaction computes it over the spans of all its inputs), and the answers
+    // stay the same.
+    db.flush().expect("flush");
+    db.compact().expect("compact");
+    assert_eq!(
+        db.reader().snapshot().segments(Signal::Spans, None).len(),
+        1
+    );
+    let (stored, computed) = check_all("compacted");
+    assert!(stored > 0, "{stored}");
+    assert_eq!(computed, 0, "every trace is whole in the one segment");
 }
 
 #[test]

@@ -119,6 +119,13 @@ fn an_aged_partition_keeps_its_interesting_traces_whole_with_their_logs() {
         rows(&want),
         "whole interesting traces"
     );
+    // The thinned segment stores the kept traces' trees: structural functions read them.
+    let related = crate::common::all_descendants(&db);
+    assert_eq!(
+        (related.stored_trees, related.computed_trees),
+        (4, 0),
+        "{related:?}"
+    );
     let logs_left = scan(&db, Signal::Logs);
     assert_eq!(
         count(&logs_left),

@@ -208,8 +208,12 @@ fn index_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for signal in Signal::ALL {
         for part in std::fs::read_dir(dir.join(signal.name())).expect("signal dir") {
-            for f in std::fs::read_dir(part.expect("part").path()).expect("partition") {
-                let p = f.expect("file").path();
+            // Retention may remove a partition's directory between the two listings.
+            let Ok(files) = std::fs::read_dir(part.expect("part").path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let p = f.path();
                 if p.extension().is_some_and(|x| x == "tidx") {
                     out.push(p);
                 }

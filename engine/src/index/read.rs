@@ -69,16 +69,7 @@ impl SegmentIndex {
                 ..
             } => {
                 let key = |i: usize| &self.map[entries_at + i * ENTRY_LEN..][..16];
-                // The first entry of `id`: entries are sorted by (id, first row).
-                let (mut lo, mut hi) = (0, n_entries);
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    if key(mid) < &id[..] {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
-                }
+                let lo = self.first_entry(id, n_entries, entries_at);
                 let mut rows = RoaringBitmap::new();
                 let mut i = lo;
                 while i < n_entries && key(i) == &id[..] {
@@ -124,6 +115,41 @@ impl SegmentIndex {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// In a version 2 index: the position of the first entry whose id is not below `id`
+    /// (entries are sorted by (id, first row)); `n_entries` when there is none.
+    fn first_entry(&self, id: &[u8; 16], n_entries: usize, entries_at: usize) -> usize {
+        let key = |i: usize| &self.map[entries_at + i * ENTRY_LEN..][..16];
+        let (mut lo, mut hi) = (0, n_entries);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if key(mid) < &id[..] {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Whether the segment holds `id` (the bloom filter, then a binary search): `Err` when
+    /// the index cannot say (the caller must not take that for "absent").
+    pub fn contains(&self, id: &[u8; 16]) -> std::result::Result<bool, String> {
+        if !self.may_contain(id) {
+            return Ok(false);
+        }
+        match self.layout {
+            Layout::V2 {
+                n_entries,
+                entries_at,
+                ..
+            } => {
+                let lo = self.first_entry(id, n_entries, entries_at);
+                Ok(lo < n_entries && self.map[entries_at + lo * ENTRY_LEN..][..16] == id[..])
+            }
+            Layout::V1 { .. } => self.rows(id).map(|r| r.is_some()),
         }
     }
 

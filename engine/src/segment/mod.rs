@@ -6,13 +6,15 @@
 //! it. Files carry statistics and the page index (so readers prune row groups and pages by
 //! `time` and sort key) and the key-value metadata `scrydb.format_version` and
 //! `scrydb.signal`. From format 2 a file leaves out the columns that follow from
-//! others (`spans.end_time`), which readers compute ([`stored`]).
+//! others (`spans.end_time`), which readers compute ([`stored`]); from format 3 a span
+//! segment also stores each span's place in its trace's tree ([`tree`]).
 
 pub mod blocks;
 pub mod file;
 pub mod merge;
 pub mod reader;
 pub mod stored;
+pub mod tree;
 pub mod writer;
 
 pub use crate::manifest::SegmentMeta;

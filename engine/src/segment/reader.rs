@@ -107,7 +107,7 @@ impl Iterator for SegmentStream {
 }
 
 /// Checks the ScryDB key-value metadata of a segment: the format version it was written
-/// with (1 or 2; a newer one is [`Error::UnsupportedVersion`]) and the signal it holds.
+/// with (1 to 3; a newer one is [`Error::UnsupportedVersion`]) and the signal it holds.
 pub fn check_metadata(path: &Path, meta: &SegmentMeta, kv: Option<&Vec<KeyValue>>) -> Result<()> {
     let get = |key: &str| {
         kv.and_then(|kv| kv.iter().find(|e| e.key == key))

@@ -33,16 +33,23 @@ fn sources(name: &str) -> &'static [&'static str] {
 }
 
 /// The schema segments of `signal` are written with: the canonical schema without
-/// [`derived_columns`].
+/// [`derived_columns`], and for spans the trace-tree columns after it (format 3,
+/// [`super::tree`]).
 pub fn stored_schema(signal: Signal) -> SchemaRef {
     static SCHEMAS: OnceLock<[SchemaRef; 3]> = OnceLock::new();
     let all = SCHEMAS.get_or_init(|| {
         [Signal::Spans, Signal::Logs, Signal::Metrics].map(|s| {
             let full = schema::schema(s);
-            let keep: Vec<usize> = (0..full.fields().len())
-                .filter(|&i| !derived_columns(s).contains(&full.field(i).name().as_str()))
+            let mut fields: Vec<arrow::datatypes::FieldRef> = full
+                .fields()
+                .iter()
+                .filter(|f| !derived_columns(s).contains(&f.name().as_str()))
+                .cloned()
                 .collect();
-            Arc::new(full.project(&keep).expect("indices come from the schema"))
+            if s == Signal::Spans {
+                fields.extend(super::tree::fields());
+            }
+            Arc::new(Schema::new(fields))
         })
     });
     all[match signal {
@@ -53,22 +60,32 @@ pub fn stored_schema(signal: Signal) -> SchemaRef {
     .clone()
 }
 
-/// `batch` (in `signal`'s canonical schema) as segments store it: without the derived
-/// columns.
+/// `batch` (in `signal`'s canonical schema; spans may carry the tree columns after it,
+/// [`super::tree::spans_with_tree`]) as segments store it: without the derived columns.
+/// Span rows without tree columns get null ones (no tree: readers compute it).
 pub fn to_stored(signal: Signal, batch: &RecordBatch) -> Result<RecordBatch> {
-    let derived = derived_columns(signal);
-    if derived.is_empty() {
-        return Ok(batch.clone());
+    let stored = stored_schema(signal);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(stored.fields().len());
+    for f in stored.fields() {
+        match batch.column_by_name(f.name()) {
+            Some(c) => columns.push(c.clone()),
+            None if super::tree::COLUMNS.contains(&f.name().as_str()) => {
+                columns.push(arrow::array::new_null_array(
+                    f.data_type(),
+                    batch.num_rows(),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    signal,
+                    f.name().as_str(),
+                    None,
+                    "missing from rows written to a segment",
+                ));
+            }
+        }
     }
-    let keep: Vec<ArrayRef> = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .filter(|(f, _)| !derived.contains(&f.name().as_str()))
-        .map(|(_, c)| c.clone())
-        .collect();
-    Ok(RecordBatch::try_new(stored_schema(signal), keep)?)
+    Ok(RecordBatch::try_new(stored, columns)?)
 }
 
 /// The root columns (indices into `file`, a segment's Arrow schema) a reader must decode to
@@ -153,8 +170,10 @@ mod tests {
     fn stored_spans_leave_out_end_time_and_read_back_whole() {
         let full = schema::schema(Signal::Spans);
         let stored = stored_schema(Signal::Spans);
-        assert_eq!(stored.fields().len(), full.fields().len() - 1);
+        // Less end_time, plus the four tree columns (format 3).
+        assert_eq!(stored.fields().len(), full.fields().len() - 1 + 4);
         assert!(stored.index_of("end_time").is_err());
+        assert!(stored.index_of(super::super::tree::LEFT).is_ok());
         assert_eq!(
             stored_schema(Signal::Logs).fields().len(),
             schema::schema(Signal::Logs).fields().len()

@@ -18,11 +18,12 @@ use crate::manifest::SegmentMeta;
 use crate::{Error, Options, Result, Signal, partition, schema};
 
 /// Format version recorded in every segment's key-value metadata.
-pub const SEGMENT_FORMAT_VERSION: &str = "2";
+pub const SEGMENT_FORMAT_VERSION: &str = "3";
 
 /// The highest segment format version this build reads: 1 stores every column, 2 leaves
-/// out the derived ones ([`super::stored`]).
-pub const SEGMENT_FORMAT_MAX: u32 = 2;
+/// out the derived ones ([`super::stored`]), 3 adds each span's place in its trace's tree
+/// ([`super::tree`]).
+pub const SEGMENT_FORMAT_MAX: u32 = 3;
 
 /// What to write: the rows of one signal that fall in one partition, in any order.
 pub struct SegmentJob {
@@ -606,8 +607,28 @@ pub fn write_segment(
     // One row group at a time: the sorted copy never holds more than a row group, beside
     // the memtable's batches (which readers share until the segment replaces them).
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    for piece in ordered.chunks(opts.row_group_size.max(1)) {
-        sink.push(&arrow::compute::interleave_record_batch(&refs, piece)?)?;
+    // Span rows carry their place in their trace's tree within the segment.
+    let tree = match signal {
+        Signal::Spans => {
+            let columns = batches
+                .iter()
+                .map(super::tree::LinkColumns::of)
+                .collect::<Result<Vec<_>>>()?;
+            Some(super::tree::TreeColumns::of_rows(
+                ordered.len(),
+                |i| columns[ordered[i].0].trace(ordered[i].1),
+                |i| columns[ordered[i].0].link(ordered[i].1).1,
+            ))
+        }
+        Signal::Logs | Signal::Metrics => None,
+    };
+    let step = opts.row_group_size.max(1);
+    for (i, piece) in ordered.chunks(step).enumerate() {
+        let rows = arrow::compute::interleave_record_batch(&refs, piece)?;
+        match &tree {
+            Some(t) => sink.push(&t.attach(&rows, i * step)?)?,
+            None => sink.push(&rows)?,
+        }
     }
     sink.finish()
 }
