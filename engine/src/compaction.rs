@@ -288,11 +288,17 @@ fn merged_rollups(shared: &Shared, segs: &[Arc<SegmentMeta>]) -> Result<crate::r
     Ok(all)
 }
 
+/// The most span rows whose trace trees one compaction or thinning output computes (about
+/// 100 bytes each while it does); past it the output stores none.
+pub const MAX_TREE_ROWS: usize = 4_000_000;
+
 /// The merge inputs for `segs` (one run each, in their order), reading only the rows of the
 /// traces in `keep` when given (thinning). Span rows carry their trace-tree columns
 /// ([`crate::segment::tree`]), computed first over the rows of all inputs together — so
 /// the output holds one tree per trace however its spans were split between the inputs.
-/// That first pass reads five columns of every input and holds about 80 bytes per row.
+/// That first pass reads five columns of every input and holds about 100 bytes per row
+/// (the links and their sort keys), then 20 (the columns) while the merge runs; past
+/// [`MAX_TREE_ROWS`] rows it gives up and the output stores no trees.
 fn merge_runs_of<'a>(
     shared: &'a Shared,
     signal: Signal,
@@ -326,25 +332,34 @@ fn merge_runs_of<'a>(
         let columns = ["trace_id", "span_id", "parent_span_id", "time", "end_time"];
         for b in open(s, Some(&columns))?.map(filtered) {
             crate::segment::tree::row_links(&b?, &mut links)?;
+            if links.len() > MAX_TREE_ROWS {
+                // Too many rows to shape in memory (a thinning that keeps most of a huge
+                // partition, or a very large compaction_max_bytes): the output stores no
+                // trees and readers shape its traces when asked, as for older segments.
+                log::info!(
+                    "compaction: more than {MAX_TREE_ROWS} span rows in one output; its trace                      trees are left to readers"
+                );
+                drop(links);
+                let mut runs: Vec<Run<'a>> = Vec::with_capacity(segs.len());
+                for s in segs {
+                    runs.push(Box::new(open(s, None)?.map(filtered)));
+                }
+                return Ok(runs);
+            }
         }
         counts.push(links.len() - before);
     }
-    let all = crate::segment::tree::TreeColumns::of(&links);
+    let all = std::sync::Arc::new(crate::segment::tree::TreeColumns::of(&links));
     drop(links);
     let mut offset = 0;
     for (s, n) in segs.iter().zip(counts) {
-        let part = crate::segment::tree::TreeColumns {
-            depth: all.depth[offset..offset + n].to_vec(),
-            left: all.left[offset..offset + n].to_vec(),
-            right: all.right[offset..offset + n].to_vec(),
-            root: all.root[offset..offset + n].to_vec(),
-        };
-        offset += n;
         runs.push(Box::new(crate::segment::tree::attach_run(
             open(s, None)?.map(filtered),
-            part,
+            all.clone(),
+            offset..offset + n,
             shared.dir.join(&s.path),
         )));
+        offset += n;
     }
     Ok(runs)
 }

@@ -324,7 +324,8 @@ impl Options {
     /// Segments smaller than this (Parquet bytes) are merged by compaction, and a merge
     /// writes at most about this much. A merge streams: it reads its inputs a row group at
     /// a time and holds one decoded batch per input, not their rows (a span merge first
-    /// computes its output's trace trees: about 80 bytes per span, ~30 MB at the default).
+    /// computes its output's trace trees: about 100 bytes per span while it does, ~50 MB at
+    /// the default, and keeps 20 bytes per span of them while it merges).
     ///
     /// Default: 16 MiB (about 350k spans; 10M spans become 32 segments instead of 94).
     /// Must be at least 64 KiB.

@@ -30,6 +30,8 @@ pub(crate) struct Linked {
     pub parent: Vec<Option<usize>>,
     /// Another span with the same id comes earlier.
     pub duplicate: Vec<bool>,
+    /// The first span with each span's id (itself unless the id repeats).
+    pub first: Vec<usize>,
     /// The span names a parent id no span has.
     pub orphan: Vec<bool>,
     /// The span's parent id is its own (first occurrence's) id.
@@ -45,9 +47,11 @@ pub(crate) fn link(ids: &[[u8; 8]], parents: &[Option<[u8; 8]>]) -> Linked {
     let mut by_id: Vec<([u8; 8], usize)> = ids.iter().copied().zip(0..n).collect();
     by_id.sort_unstable();
     let mut duplicate = vec![false; n];
-    for w in by_id.windows(2) {
-        if w[0].0 == w[1].0 {
-            duplicate[w[1].1] = true;
+    let mut first_of: Vec<usize> = (0..n).collect();
+    for g in by_id.chunk_by(|a, b| a.0 == b.0) {
+        for &(_, i) in &g[1..] {
+            duplicate[i] = true;
+            first_of[i] = g[0].1;
         }
     }
     let first = |id: &[u8; 8]| -> Option<usize> {
@@ -68,6 +72,7 @@ pub(crate) fn link(ids: &[[u8; 8]], parents: &[Option<[u8; 8]>]) -> Linked {
     Linked {
         parent,
         duplicate,
+        first: first_of,
         orphan,
         self_parent,
     }
@@ -134,6 +139,9 @@ pub struct ShapeNode {
     pub left: usize,
     /// The largest pre-order number in its subtree (`left` for a leaf).
     pub right: usize,
+    /// The first span with its span id in the spans' order (an index into the spans
+    /// given; itself unless the id repeats): the one children naming that id hang under.
+    pub first: usize,
 }
 
 /// The forest of one trace's spans; `nodes[i]` is the place of the `i`-th span given to
@@ -154,7 +162,8 @@ impl TraceShape {
         let ids: Vec<[u8; 8]> = order.iter().map(|&i| spans[i].span_id).collect();
         let parents: Vec<Option<[u8; 8]>> =
             order.iter().map(|&i| spans[i].parent_span_id).collect();
-        let mut parent = link(&ids, &parents).parent;
+        let linked = link(&ids, &parents);
+        let mut parent = linked.parent;
         break_cycles(&mut parent);
 
         // In sorted positions from here on.
@@ -200,6 +209,7 @@ impl TraceShape {
                 root: 0,
                 left: 0,
                 right: 0,
+                first: 0,
             };
             n
         ];
@@ -210,6 +220,7 @@ impl TraceShape {
                 root: order[root[sorted]],
                 left: left[sorted],
                 right: left[sorted] + size[sorted] - 1,
+                first: order[linked.first[sorted]],
             };
         }
         TraceShape { nodes }
@@ -287,6 +298,10 @@ mod tests {
         let spans = [span(7, None, 5), span(7, None, 1), span(8, Some(7), 6)];
         let s = TraceShape::of(&spans);
         assert_eq!(s.nodes[2].parent, Some(1));
+        assert_eq!(
+            (s.nodes[0].first, s.nodes[1].first, s.nodes[2].first),
+            (1, 1, 2)
+        );
         // A chain deeper than any recursion could go.
         let deep: Vec<SpanLink> = (0..200_000u32)
             .map(|i| {

@@ -509,6 +509,23 @@ async fn related(
     anchor: &str,
     target: &str,
 ) -> DfResult<Related> {
+    // Every scan and the whole-trace check must read one snapshot (a stored tree mixed with
+    // one from a segment a compaction has since replaced would pair wrongly): a state
+    // planned without a statement's snapshots gets them here.
+    let owned;
+    let state = if state
+        .config()
+        .get_extension::<crate::StatementSnapshots>()
+        .is_some()
+    {
+        state
+    } else {
+        let mut s = state.clone();
+        s.config_mut()
+            .set_extension(Arc::new(crate::StatementSnapshots::default()));
+        owned = s;
+        &owned
+    };
     let name = relation.name();
     let anchor_label = format!("{name}: anchor {anchor}");
     let target_label = format!("{name}: target {target}");

@@ -149,16 +149,16 @@ impl ScryTable {
         self.signal
     }
 
-    /// The `spans` table with the trace-tree columns segments store after its own
-    /// ([`scrydb_engine::segment::tree`]): each span's depth, nested-set interval and root
-    /// within its trace's spans **in its segment**, null for spans of the memtable, of
-    /// segments written before format 3, and for rows a trace-id lookup reads. Internal:
-    /// the structural functions use it for traces a single segment holds whole.
     /// The snapshot a scan of this table planned with `state` reads.
     pub(crate) fn snapshot(&self, state: &dyn Session) -> Arc<Snapshot> {
         statement_snapshot(state, &self.reader)
     }
 
+    /// The `spans` table with the trace-tree columns segments store after its own
+    /// ([`scrydb_engine::segment::tree`]): each span's depth, nested-set interval and root
+    /// within its trace's spans **in its segment**, null for spans of the memtable, of
+    /// segments written before format 3, and for rows a trace-id lookup reads. Internal:
+    /// the structural functions use it for traces a single segment holds whole.
     pub(crate) fn with_tree_columns(mut self) -> Self {
         if self.signal == Signal::Spans {
             self.schema = scrydb_engine::segment::tree::spans_with_tree();

@@ -265,6 +265,47 @@ fn structural_predicates_match_a_naive_walk_across_segments_and_the_memtable() {
     let (stored, computed) = check_all("compacted");
     assert!(stored > 0, "{stored}");
     assert_eq!(computed, 0, "every trace is whole in the one segment");
+
+    // Every `checkout` span stored again alike (same id, parent and times) but under
+    // another name, as a second collector might: a condition matching only the copies
+    // relates them as the spans they copy, whether the tree is built (copies unflushed)
+    // or stored (after compaction).
+    let originals =
+        scrydb::sql::block_on(session.sql("SELECT * FROM spans WHERE name = 'checkout'"))
+            .expect("originals");
+    for b in &originals {
+        let field = b.schema().field_with_name("name").expect("name").clone();
+        let renamed = arrow::compute::cast(
+            &(Arc::new(StringArray::from(vec!["retry"; b.num_rows()])) as arrow::array::ArrayRef),
+            field.data_type(),
+        )
+        .expect("cast");
+        db.append(Signal::Spans, &with_column(b, "name", renamed))
+            .expect("append copies");
+    }
+    let copied = |g: &Gen| g.name == "checkout";
+    for relation in [Relation::Descendants, Relation::Children] {
+        let want = naive(&gens, relation, copied, |_| true);
+        assert!(!want.is_empty());
+        for when in ["copies unflushed", "copies compacted"] {
+            if when == "copies compacted" {
+                db.flush().expect("flush");
+                db.compact().expect("compact");
+            }
+            let got = scrydb::sql::block_on(structure::relate(
+                &session,
+                relation,
+                "name = 'retry'",
+                "name <> 'retry'",
+            ))
+            .expect("related");
+            if when == "copies compacted" {
+                assert_eq!(got.computed_trees, 0, "{when}");
+            }
+            let set: BTreeSet<Pair> = got.pairs.iter().copied().collect();
+            assert_eq!(set, want, "{when}: {relation:?}");
+        }
+    }
 }
 
 #[test]

@@ -207,7 +207,16 @@ impl TreeColumns {
             links.clear();
             links.extend(group.iter().map(|&(_, i)| link(i as usize)));
             let shape = TraceShape::of(&links);
-            for (node, &(_, i)) in shape.nodes.iter().zip(group) {
+            for (k, &(_, i)) in group.iter().enumerate() {
+                // A span stored twice alike (a retried export; other columns may differ)
+                // takes its first copy's place, so whichever copy a condition matches, it
+                // relates as the span its children hang under does.
+                let first = shape.nodes[k].first;
+                let node = if links[first] == links[k] {
+                    shape.nodes[first]
+                } else {
+                    shape.nodes[k]
+                };
                 let i = i as usize;
                 out.depth[i] = narrow(node.depth);
                 out.left[i] = narrow(node.left);
@@ -253,25 +262,26 @@ impl TreeColumns {
 }
 
 /// Wraps the batches of `run` (span rows, canonical schema) so each carries its rows' tree
-/// columns from `tree`, which holds the run's rows in the order the run yields them. A run
-/// yielding more rows than `tree` holds (the segment at `path` read differently twice) is
-/// [`Error::Corrupted`].
+/// columns: rows `rows` of `tree` hold the run's rows in the order the run yields them
+/// (several runs share one `tree`). A run yielding more rows than that (the segment at
+/// `path` read differently twice) is [`Error::Corrupted`].
 pub fn attach_run<'a>(
     run: impl Iterator<Item = Result<RecordBatch>> + Send + 'a,
-    tree: TreeColumns,
+    tree: Arc<TreeColumns>,
+    rows: std::ops::Range<usize>,
     path: std::path::PathBuf,
 ) -> impl Iterator<Item = Result<RecordBatch>> + Send + 'a {
-    let mut offset = 0usize;
+    let mut offset = rows.start;
     run.map(move |b| {
         let b = b?;
-        if offset + b.num_rows() > tree.len() {
+        if offset + b.num_rows() > rows.end {
             return Err(Error::corrupted(
                 &path,
                 None,
                 format!(
                     "read {} rows where an earlier read of the same segment gave {}",
-                    offset + b.num_rows(),
-                    tree.len()
+                    offset - rows.start + b.num_rows(),
+                    rows.len()
                 ),
             ));
         }
