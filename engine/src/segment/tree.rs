@@ -64,11 +64,6 @@ pub fn spans_with_tree() -> SchemaRef {
         .clone()
 }
 
-/// Whether `batch` carries the tree columns.
-pub fn has_tree(batch: &RecordBatch) -> bool {
-    COLUMNS.iter().all(|c| batch.schema().index_of(c).is_ok())
-}
-
 /// One span as the tree needs it: its trace and its [`SpanLink`].
 pub type RowLink = ([u8; 16], SpanLink);
 
