@@ -50,6 +50,8 @@ mod mimalloc_tuning;
 #[cfg(feature = "serve")]
 pub mod server;
 pub mod tail;
+#[cfg(feature = "serve")]
+pub mod ui;
 
 #[cfg(feature = "mimalloc")]
 pub use mimalloc_tuning::{MIMALLOC_PURGE_DELAY_MS, tune_mimalloc};

@@ -77,7 +77,7 @@ pub use recovery::RecoveryReport;
 pub use retention::RetentionStats;
 pub use signal::Signal;
 pub use snapshot::{PartitionStats, SignalStats, Snapshot, TimeRange};
-pub use span_tree::{SpanNode, SpanTree};
+pub use span_tree::{FOLD_RUN, Folds, SpanNode, SpanTree, TraceLog, severity_name};
 pub use trace::{Trace, parse_trace_id};
 pub use verify::{VerifyReport, verify_dir};
 pub use wal::WAL_DIR;

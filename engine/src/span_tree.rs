@@ -375,6 +375,187 @@ impl Trace {
     }
 }
 
+/// Runs of at least this many like siblings are what [`SpanTree::folds`] folds by default
+/// (the `scry trace` waterfall and the web UI).
+pub const FOLD_RUN: usize = 6;
+
+/// Which spans a folded waterfall hides ([`SpanTree::folds`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Folds {
+    /// `hidden[i]`: node `i` is folded away.
+    pub hidden: Vec<bool>,
+    /// For the last span shown before each folded run: the nodes of the run, in order (a
+    /// waterfall draws one "⋯ N more" line for them after that span).
+    pub after: HashMap<usize, Vec<usize>>,
+}
+
+impl Folds {
+    /// Nothing folded: every node of `tree` shown.
+    pub fn none(tree: &SpanTree) -> Folds {
+        Folds {
+            hidden: vec![false; tree.nodes.len()],
+            after: HashMap::new(),
+        }
+    }
+
+    /// Nodes shown.
+    pub fn shown(&self) -> usize {
+        self.hidden.iter().filter(|h| !**h).count()
+    }
+}
+
+impl SpanTree {
+    /// Folds runs of at least `min_run` (at least 4) like siblings — children of one span
+    /// (or roots) next to each other with the same service and name, no children of their
+    /// own, no error, and not `keep(i)` (callers keep, e.g., spans with an error log) — to
+    /// their first two and last one. Huge traces of repeated calls (a loop of 1,000 cache
+    /// reads) draw as a few lines; nothing interesting is ever hidden.
+    pub fn folds(&self, min_run: usize, keep: &dyn Fn(usize) -> bool) -> Folds {
+        let min_run = min_run.max(4);
+        let mut hidden = vec![false; self.nodes.len()];
+        let mut after: HashMap<usize, Vec<usize>> = HashMap::new();
+        let foldable = |i: usize| {
+            let n = &self.nodes[i];
+            n.children.is_empty() && !n.is_error() && !keep(i)
+        };
+        for kids in std::iter::once(&self.roots).chain(self.nodes.iter().map(|n| &n.children)) {
+            let mut at = 0;
+            while at < kids.len() {
+                let first = &self.nodes[kids[at]];
+                let mut end = at;
+                while end < kids.len()
+                    && foldable(kids[end])
+                    && self.nodes[kids[end]].service == first.service
+                    && self.nodes[kids[end]].name == first.name
+                {
+                    end += 1;
+                }
+                if end - at >= min_run {
+                    let middle = &kids[at + 2..end - 1];
+                    for &i in middle {
+                        hidden[i] = true;
+                    }
+                    after.insert(kids[at + 1], middle.to_vec());
+                }
+                at = end.max(at + 1);
+            }
+        }
+        Folds { hidden, after }
+    }
+}
+
+/// The OpenTelemetry severity level of a `severity_number` (1–24): `TRACE`, `DEBUG`,
+/// `INFO`, `WARN`, `ERROR`, `FATAL`; `""` outside that range.
+pub fn severity_name(number: i32) -> &'static str {
+    match number {
+        1..=4 => "TRACE",
+        5..=8 => "DEBUG",
+        9..=12 => "INFO",
+        13..=16 => "WARN",
+        17..=20 => "ERROR",
+        21..=24 => "FATAL",
+        _ => "",
+    }
+}
+
+/// One log record of a looked-up [`Trace`] ([`Trace::log_lines`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceLog {
+    /// The span it was emitted in, when it names one.
+    pub span_id: Option<[u8; 8]>,
+    /// `time`, ns since the epoch.
+    pub time: i64,
+    /// `severity_number`, when set.
+    pub severity_number: Option<i32>,
+    /// `severity_text`, or the level of `severity_number` when there is no text.
+    pub severity: String,
+    /// `body` (empty when null).
+    pub body: String,
+    /// `service_name`.
+    pub service: String,
+    /// Batch of [`Trace::logs`] holding the record.
+    pub batch: usize,
+    /// Row in that batch.
+    pub row: usize,
+}
+
+impl TraceLog {
+    /// Whether it is an error: ERROR or FATAL by number (17 and above) or by text.
+    pub fn is_error(&self) -> bool {
+        if let Some(n) = self.severity_number {
+            return n >= 17;
+        }
+        let s = self.severity.to_ascii_uppercase();
+        s.starts_with("ERROR") || s.starts_with("FATAL")
+    }
+}
+
+impl Trace {
+    /// The trace's log records, oldest first (ties in storage order).
+    ///
+    /// Fails only when [`Trace::logs`] holds batches that are not of the `logs` table.
+    pub fn log_lines(&self) -> Result<Vec<TraceLog>> {
+        let bad = |name: &str, reason: String| Error::InvalidBatch {
+            signal: Signal::Logs,
+            column: name.into(),
+            row: None,
+            reason,
+        };
+        let mut out = Vec::new();
+        for (bi, b) in self.logs.iter().enumerate() {
+            let text = |name: &str| -> Result<Vec<Option<String>>> {
+                let c = b
+                    .column_by_name(name)
+                    .ok_or_else(|| bad(name, "missing: not a batch of the logs table".into()))?;
+                let c =
+                    cast(c, &DataType::Utf8).map_err(|e| bad(name, format!("not text: {e}")))?;
+                let c = c.as_string::<i32>();
+                Ok((0..c.len())
+                    .map(|r| c.is_valid(r).then(|| c.value(r).to_string()))
+                    .collect())
+            };
+            let column = |name: &str| {
+                b.column_by_name(name)
+                    .ok_or_else(|| bad(name, "missing: not a batch of the logs table".into()))
+            };
+            let time = cast(column("time")?, &DataType::Int64)
+                .map_err(|e| bad("time", format!("not a timestamp: {e}")))?;
+            let time = time.as_primitive::<Int64Type>();
+            let number = column("severity_number")?
+                .as_primitive_opt::<arrow::datatypes::Int32Type>()
+                .ok_or_else(|| bad("severity_number", "not Int32".into()))?;
+            let span = column("span_id")?
+                .as_fixed_size_binary_opt()
+                .ok_or_else(|| bad("span_id", "not FixedSizeBinary(8)".into()))?;
+            let (texts, bodies, services) =
+                (text("severity_text")?, text("body")?, text("service_name")?);
+            for r in 0..b.num_rows() {
+                let severity_number = number.is_valid(r).then(|| number.value(r));
+                let severity = match (&texts[r], severity_number) {
+                    (Some(t), _) if !t.is_empty() => t.clone(),
+                    (_, Some(n)) => severity_name(n).to_string(),
+                    _ => String::new(),
+                };
+                out.push(TraceLog {
+                    span_id: span
+                        .is_valid(r)
+                        .then(|| <[u8; 8]>::try_from(span.value(r)).ok())
+                        .flatten(),
+                    time: if time.is_valid(r) { time.value(r) } else { 0 },
+                    severity_number,
+                    severity,
+                    body: bodies[r].clone().unwrap_or_default(),
+                    service: services[r].clone().unwrap_or_default(),
+                    batch: bi,
+                    row: r,
+                });
+            }
+        }
+        out.sort_by_key(|l| l.time);
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::Arc;

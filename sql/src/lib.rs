@@ -309,6 +309,45 @@ fn too_deep(node: &impl datafusion::sql::sqlparser::ast::Visit, limit: usize) ->
     node.visit(&mut depth).is_break()
 }
 
+/// Checks that `query` is one read-only statement — a query (`SELECT`, `WITH`, `VALUES`,
+/// set operations) or an `EXPLAIN` of one — before it reaches a [`Session`], for consoles
+/// and agents that must not change the session (`SET`, `CREATE VIEW`, `CREATE EXTERNAL
+/// TABLE`) or write files (`COPY`). A statement that does not parse is refused with the
+/// parser's message; several statements are refused.
+pub fn check_read_only(query: &str) -> Result<(), Error> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    let statements = DFParser::parse_sql(query)?;
+    let [statement] = Vec::from(statements)
+        .try_into()
+        .map_err(|s: Vec<Statement>| {
+            Error::Query(format!(
+                "one statement at a time: this holds {} (separate them, run each alone)",
+                s.len()
+            ))
+        })?;
+    let inner = match &statement {
+        Statement::Explain(e) => e.statement.as_ref(),
+        s => s,
+    };
+    match inner {
+        Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => Ok(()),
+        Statement::Statement(s) => Err(Error::Query(format!(
+            "only queries are allowed here (SELECT, WITH, VALUES or EXPLAIN of one), not {}",
+            s.to_string()
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))),
+        _ => Err(Error::Query(
+            "only queries are allowed here (SELECT, WITH, VALUES or EXPLAIN of one), not \
+             COPY or CREATE EXTERNAL TABLE"
+                .into(),
+        )),
+    }
+}
+
 /// Half the machine's physical memory (`MemTotal` of `/proc/meminfo`), or 4 GiB where that
 /// cannot be read. At least 64 MiB.
 pub fn default_memory_limit() -> usize {
@@ -618,6 +657,35 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_only_statements() {
+        for ok in [
+            "SELECT 1",
+            "with x as (select 1) select * from x",
+            "VALUES (1)",
+            "SELECT 1 UNION ALL SELECT 2",
+            "EXPLAIN SELECT * FROM spans",
+            "EXPLAIN ANALYZE SELECT 1",
+        ] {
+            check_read_only(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "SET datafusion.execution.batch_size = 1",
+            "CREATE VIEW v AS SELECT 1",
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+            "INSERT INTO spans VALUES (1)",
+            "DROP TABLE spans",
+            "SELECT 1; SELECT 2",
+            "EXPLAIN CREATE VIEW v AS SELECT 1",
+            "SELEC 1",
+            "",
+        ] {
+            let e = check_read_only(bad).expect_err(bad);
+            assert!(!e.to_string().is_empty(), "{bad}");
+        }
+    }
 
     #[test]
     fn engine_errors_keep_their_message_in_datafusion() {

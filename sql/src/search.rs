@@ -12,7 +12,7 @@
 //! | `name:GET*`, `operation:…` | – | `name LIKE 'GET%'` |
 //! | `kind:server` | – | `kind = 'SERVER'` |
 //! | `event:exception`, `event:"cache miss"` | – | `matches(events, …)`: an event's name has the term or phrase |
-//! | `duration>500ms` (`ns us ms s m h`; `>= < <= :`) | – | `duration_ns > 500000000` |
+//! | `duration>500ms` (`ns us ms s m h d`; `>= < <= :`) | – | `duration_ns > 500000000` |
 //! | `trace:<32 hex>`, `span:<16 hex>` | `trace_id = '…'` | the same |
 //! | `@http.route:/cart` | `attributes['http.route'] = '/cart'` or the resource's | the same |
 //! | `@http.status_code>=500` | that attribute as a number `>= 500` | the same |
@@ -462,8 +462,9 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// OpenTelemetry severity levels and the first severity number of each.
-const LEVELS: [(&str, i32); 6] = [
+/// OpenTelemetry severity levels (lower case, as the search syntax takes them) and the
+/// first severity number of each.
+pub const LEVELS: [(&str, i32); 6] = [
     ("trace", 1),
     ("debug", 5),
     ("info", 9),
@@ -599,15 +600,19 @@ fn severity_sql(op: Op, value: &str, at: usize) -> Result<String> {
 
 /// A duration such as `500ms`, `1.5s`, `200us` in nanoseconds.
 fn duration_ns(value: &str, at: usize) -> Result<i64> {
+    parse_duration_ns(value).map_err(|m| SearchError::at(at, m))
+}
+
+/// Parses a duration of the search syntax — a number and a unit: `ns`, `us` (`µs`), `ms`,
+/// `s`, `m`, `h` or `d` (`500ms`, `1.5s`, `7d`) — into nanoseconds; the error says why not.
+pub fn parse_duration_ns(value: &str) -> std::result::Result<i64, String> {
     let split = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| {
-            SearchError::at(at, format!("`{value}` needs a unit: ns, us, ms, s, m or h"))
-        })?;
+        .ok_or_else(|| format!("`{value}` needs a unit: ns, us, ms, s, m, h or d"))?;
     let (number, unit) = value.split_at(split);
     let n: f64 = number
         .parse()
-        .map_err(|_| SearchError::at(at, format!("`{number}` is not a number")))?;
+        .map_err(|_| format!("`{number}` is not a number"))?;
     let scale = match unit {
         "ns" => 1.0,
         "us" | "µs" => 1e3,
@@ -615,19 +620,16 @@ fn duration_ns(value: &str, at: usize) -> Result<i64> {
         "s" => 1e9,
         "m" => 60e9,
         "h" => 3600e9,
+        "d" => 86400e9,
         _ => {
-            return Err(SearchError::at(
-                at,
-                format!("unknown duration unit `{unit}` (ns, us, ms, s, m, h)"),
+            return Err(format!(
+                "unknown duration unit `{unit}` (ns, us, ms, s, m, h, d)"
             ));
         }
     };
     let ns = n * scale;
     if !(0.0..9.2e18).contains(&ns) {
-        return Err(SearchError::at(
-            at,
-            format!("duration `{value}` is out of range"),
-        ));
+        return Err(format!("duration `{value}` is out of range"));
     }
     Ok(ns.round() as i64)
 }

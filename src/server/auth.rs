@@ -13,22 +13,42 @@ use http_body_util::BodyExt;
 use super::Shared;
 use super::telemetry::{Outcome, Transport};
 
-/// Whether `req` carries the configured token (always true without one).
+/// Whether `headers` carry the configured token (always true without one).
 pub(crate) fn authorized(shared: &Shared, headers: &axum::http::HeaderMap) -> bool {
-    let Some(token) = &shared.opts.token else {
+    token_matches(shared.opts.token.as_deref(), headers)
+}
+
+/// Whether `headers` carry `token` (always true for `None`): as `Authorization: Bearer`,
+/// or as the `scry_token` cookie a browser got by opening a page with `?token=`.
+pub(crate) fn token_matches(token: Option<&str>, headers: &axum::http::HeaderMap) -> bool {
+    let Some(token) = token else {
         return true;
     };
-    let Some(given) = headers
+    let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        })
-    else {
-        return false;
-    };
-    // Compared in time independent of where the first difference is.
+        });
+    let cookie = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(crate::ui::decode)
+        });
+    bearer.is_some_and(|g| same(g, token)) || cookie.is_some_and(|g| same(&g, token))
+}
+
+/// The cookie that carries the token for a browser.
+const COOKIE: &str = "scry_token";
+
+/// Compared in time independent of where the first difference is.
+fn same(given: &str, token: &str) -> bool {
     given.len() == token.len()
         && given
             .bytes()
@@ -37,18 +57,80 @@ pub(crate) fn authorized(shared: &Shared, headers: &axum::http::HeaderMap) -> bo
             == 0
 }
 
+/// A browser opening `GET <page>?token=<token>` (the right one) is sent to the page
+/// without it, with the token in an HTTP-only cookie, so that links work from then on.
+fn browser_login(token: Option<&str>, req: &Request) -> Option<Response> {
+    let token = token?;
+    if req.method() != axum::http::Method::GET {
+        return None;
+    }
+    let query = req.uri().query()?;
+    let given = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("token="))
+        .map(crate::ui::decode)?;
+    if !same(&given, token) {
+        return None;
+    }
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("token="))
+        .collect();
+    let mut to = req.uri().path().to_string();
+    if !rest.is_empty() {
+        to.push('?');
+        to.push_str(&rest.join("&"));
+    }
+    Some(
+        (
+            axum::http::StatusCode::SEE_OTHER,
+            [
+                (axum::http::header::LOCATION, to),
+                (
+                    axum::http::header::SET_COOKIE,
+                    // Percent-encoded: a token may hold characters a cookie cannot.
+                    format!(
+                        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                        crate::ui::encode(token)
+                    ),
+                ),
+            ],
+        )
+            .into_response(),
+    )
+}
+
+fn unauthorized() -> Response {
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        "missing or wrong bearer token (Authorization: Bearer <token>; in a browser, open \
+         any page once with ?token=<token>)\n",
+    )
+        .into_response()
+}
+
 /// HTTP port: every route but `GET /health` needs the token.
 pub(crate) async fn http(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if let Some(login) = browser_login(shared.opts.token.as_deref(), &req) {
+        return login;
+    }
     if req.uri().path() != "/health" && !authorized(&shared, req.headers()) {
         shared
             .counters
             .request(Transport::Http, None, Outcome::Unauthenticated);
-        return (
-            axum::http::StatusCode::UNAUTHORIZED,
-            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong bearer token (Authorization: Bearer <token>)\n",
-        )
-            .into_response();
+        return unauthorized();
+    }
+    next.run(req).await
+}
+
+/// `scry ui`'s port: the same rule as the HTTP port's, without the receiver's counters.
+pub(crate) async fn ui(token: Option<Arc<str>>, req: Request, next: Next) -> Response {
+    if let Some(login) = browser_login(token.as_deref(), &req) {
+        return login;
+    }
+    if req.uri().path() != "/health" && !token_matches(token.as_deref(), req.headers()) {
+        return unauthorized();
     }
     next.run(req).await
 }

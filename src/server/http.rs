@@ -26,7 +26,7 @@ use crate::Signal;
 use crate::otlp::{self, Ingested};
 
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
-    axum::Router::new()
+    let otlp = axum::Router::new()
         .route(
             "/v1/traces",
             post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| export(s, Signal::Spans, h, b)),
@@ -40,13 +40,27 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| export(s, Signal::Metrics, h, b)),
         )
         .route("/health", get(|| async { "ok\n" }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            super::auth::http,
-        ))
-        .with_state(shared)
+        .route("/ready", get(ready));
+    let app = match &shared.opts.ui {
+        // The UI's `/metrics` page answers non-HTML requests with the exposition.
+        Some(ui) => {
+            let s = shared.clone();
+            let prometheus: Arc<dyn Fn() -> String + Send + Sync> =
+                Arc::new(move || s.counters.prometheus(&s.db));
+            otlp.with_state(shared.clone()).merge(crate::ui::routes(
+                shared.db.clone(),
+                ui.clone(),
+                Some(prometheus),
+            ))
+        }
+        None => otlp
+            .route("/metrics", get(metrics))
+            .with_state(shared.clone()),
+    };
+    app.layer(axum::middleware::from_fn_with_state(
+        shared.clone(),
+        super::auth::http,
+    ))
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {

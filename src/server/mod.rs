@@ -30,9 +30,10 @@
 //! - HTTP port: `POST /v1/traces`, `/v1/logs`, `/v1/metrics` (`application/x-protobuf` or
 //!   `application/json`, optionally `Content-Encoding: gzip`); `GET /health` (liveness,
 //!   never needs the token), `GET /ready` (store open, not failed, not pushing back),
-//!   `GET /metrics` (Prometheus text).
+//!   `GET /metrics` (Prometheus text; a browser asking for HTML gets the UI's metrics page),
+//!   and the web UI's pages ([`crate::ui`]).
 
-mod auth;
+pub(crate) mod auth;
 mod http;
 mod probe;
 mod receiver;
@@ -88,6 +89,9 @@ pub struct ServeOptions {
     /// How long a probe waits for an answer before it counts the target as down.
     /// Default: 2 s.
     pub probe_timeout: Duration,
+    /// The web UI ([`crate::ui`]) on the HTTP port, with these limits; `None` serves no
+    /// UI (and `GET /metrics` is the Prometheus exposition for every request). Default: on.
+    pub ui: Option<crate::ui::UiOptions>,
 }
 
 impl Default for ServeOptions {
@@ -104,6 +108,7 @@ impl Default for ServeOptions {
             probes: Vec::new(),
             probe_every: Duration::from_secs(10),
             probe_timeout: Duration::from_secs(2),
+            ui: Some(crate::ui::UiOptions::default()),
         }
     }
 }

@@ -30,4 +30,5 @@ mod sql_reads;
 mod structure;
 mod thin;
 mod trace;
+mod ui;
 mod validation;

@@ -65,8 +65,16 @@ fn bar(value: f64, max: f64, width: usize) -> String {
     "█".repeat(n.min(width)) + &" ".repeat(width - n.min(width))
 }
 
-/// Runs the demo in `dir`; returns whether the diagnosis matched the injected fault.
-pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
+/// How the demo ended.
+pub struct Outcome {
+    /// The diagnosis named the injected fault's service and operation.
+    pub matched: bool,
+    /// The affected trace the demo drew.
+    pub example_trace: Option<[u8; 16]>,
+}
+
+/// Runs the demo in `dir`.
+pub fn run(dir: &Path, args: &DemoArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
     let ui = Ui {
         color: std::io::stdout().is_terminal(),
     };
@@ -148,7 +156,10 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         say!("no anomaly found");
         db.close()?;
         verdict("none");
-        return Ok(false);
+        return Ok(Outcome {
+            matched: false,
+            example_trace: d.example_trace,
+        });
     };
     say!(
         "  anomaly: {} from {} to {} (baseline: {:.1}% errors, p99 {:.0} ms)",
@@ -216,7 +227,10 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
         say!("  no span in the window explains it");
         db.close()?;
         verdict("none");
-        return Ok(false);
+        return Ok(Outcome {
+            matched: false,
+            example_trace: d.example_trace,
+        });
     };
     say!("  → {}/{}", cause.service, cause.operation);
     if !d.differences.is_empty() {
@@ -326,5 +340,8 @@ pub fn run(dir: &Path, args: &DemoArgs) -> Result<bool, Box<dyn std::error::Erro
     db.close()?;
     let ok = cause.service == truth.service && cause.operation == truth.operation;
     verdict(&format!("{}/{}", cause.service, cause.operation));
-    Ok(ok)
+    Ok(Outcome {
+        matched: ok,
+        example_trace: d.example_trace,
+    })
 }

@@ -19,6 +19,7 @@ mod serve;
 mod sql;
 mod tail;
 mod trace;
+mod ui;
 
 /// OTLP decoding allocates every string and list of a request; mimalloc makes that about a
 /// third cheaper than the system allocator (see `benches/benches/otlp.rs`).
@@ -63,6 +64,22 @@ enum Command {
         /// Requests per simulated second.
         #[arg(long, default_value_t = 20, hide = true)]
         rate: u32,
+        /// Then serve the web UI over the demo's store (read-only) on this address and
+        /// print the affected trace's URL; Ctrl-C stops.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4319")]
+        ui: Option<std::net::SocketAddr>,
+    },
+    /// Browse a store in the web browser: traces, logs, metrics, the service map and a SQL
+    /// console, read-only (also beside a running writer). `scry serve` serves the same UI
+    /// on its HTTP port. Ctrl-C stops.
+    Ui {
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:4319")]
+        http: std::net::SocketAddr,
+        /// Require this token: `Authorization: Bearer TOKEN`, or open a page once with
+        /// `?token=TOKEN` in a browser.
+        #[arg(long, env = "SCRY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Generate workload telemetry as OTLP: `.json`/`.jsonl` (one request per line) or
     /// `.pb`/`.binpb` (length-prefixed protobuf).
@@ -333,6 +350,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             fault,
             seconds,
             rate,
+            ui,
         } => {
             // The demo writes a fresh store: never into one that holds anything, and a
             // temporary one is kept (and named) so the commands it prints can be run.
@@ -366,9 +384,16 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                     dir.display()
                 );
             }
-            match result {
-                Ok(ok) => Ok(ok),
-                Err(e) => {
+            match (result, ui) {
+                (Ok(outcome), Some(addr)) => {
+                    let first = outcome
+                        .example_trace
+                        .map(|id| format!("/trace/{}?cp=1", scrydb::sql::ids::hex(&id)));
+                    let served = ui::run(&dir, addr, None, first.as_deref())?;
+                    Ok(outcome.matched && served)
+                }
+                (Ok(outcome), None) => Ok(outcome.matched),
+                (Err(e), _) => {
                     eprintln!("error: {e}");
                     Ok(false)
                 }
@@ -520,6 +545,9 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 max_bytes: max_bytes.map(|b| b as u64),
             },
         ),
+        Command::Ui { http, token } => {
+            ui::run(&db_dir, http, token.filter(|t| !t.is_empty()), None)
+        }
         Command::Compact => {
             let db = Db::open(&db_dir, Options::default())?;
             let s = db.compact()?;

@@ -3,15 +3,10 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
-use scrydb::arrow::array::{Array, AsArray, RecordBatch};
-use scrydb::arrow::datatypes::{Int32Type, TimestampNanosecondType};
 use scrydb::sql::ids::hex;
-use scrydb::{Db, SpanTree, Trace};
+use scrydb::{Db, FOLD_RUN, Folds, SpanTree, Trace, TraceLog};
 
 const BAR: usize = 40;
-/// Runs of at least this many like siblings (same service and name, no children, no error)
-/// are folded to their first two and last one.
-const FOLD_RUN: usize = 6;
 
 /// How a waterfall is drawn.
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,80 +16,6 @@ pub struct View {
     pub critical_path: bool,
     /// Draw every span (no folding of repeated siblings).
     pub all: bool,
-}
-
-struct Log {
-    span: Option<Vec<u8>>,
-    time: i64,
-    severity: String,
-    body: String,
-}
-
-fn dict_str(b: &RecordBatch, col: &str, row: usize) -> String {
-    let c = b.column_by_name(col).expect("canonical column");
-    if c.is_null(row) {
-        return String::new();
-    }
-    match c.as_dictionary_opt::<Int32Type>() {
-        Some(d) => {
-            let k = d.keys().value(row) as usize;
-            d.values().as_string::<i32>().value(k).to_string()
-        }
-        None => c.as_string::<i32>().value(row).to_string(),
-    }
-}
-
-fn id(b: &RecordBatch, col: &str, row: usize) -> Option<Vec<u8>> {
-    let c = b
-        .column_by_name(col)
-        .expect("canonical column")
-        .as_fixed_size_binary();
-    c.is_valid(row).then(|| c.value(row).to_vec())
-}
-
-fn ts(b: &RecordBatch, col: &str, row: usize) -> i64 {
-    b.column_by_name(col)
-        .expect("canonical column")
-        .as_primitive::<TimestampNanosecondType>()
-        .value(row)
-}
-
-fn logs(t: &Trace) -> Vec<Log> {
-    let mut out = Vec::new();
-    for b in &t.logs {
-        for r in 0..b.num_rows() {
-            let sev = dict_str(b, "severity_text", r);
-            let num = b.column_by_name("severity_number").expect("column");
-            let severity = if !sev.is_empty() {
-                sev
-            } else if num.is_valid(r) {
-                severity_name(num.as_primitive::<Int32Type>().value(r))
-            } else {
-                String::new()
-            };
-            out.push(Log {
-                span: id(b, "span_id", r),
-                time: ts(b, "time", r),
-                severity,
-                body: dict_str(b, "body", r),
-            });
-        }
-    }
-    out.sort_by_key(|l| l.time);
-    out
-}
-
-fn severity_name(n: i32) -> String {
-    match n {
-        1..=4 => "TRACE",
-        5..=8 => "DEBUG",
-        9..=12 => "INFO",
-        13..=16 => "WARN",
-        17..=20 => "ERROR",
-        21..=24 => "FATAL",
-        _ => "",
-    }
-    .to_string()
 }
 
 fn ms(ns: i64) -> String {
@@ -161,54 +82,6 @@ fn draw(db: &Db, id: [u8; 16], style: &Style, view: View) -> scrydb::Result<bool
     Ok(true)
 }
 
-/// The spans a folded waterfall hides, and after which span each fold line goes: (spans
-/// hidden, their total duration, the longest).
-struct Folds {
-    hidden: Vec<bool>,
-    after: HashMap<usize, Vec<usize>>,
-}
-
-/// Folds runs of [`FOLD_RUN`] or more like siblings (children of one span, or roots) to
-/// their first two and last one; a span with an error, children, or an error log
-/// (`loud`) is never folded.
-fn folds(tree: &SpanTree, loud: &dyn Fn(usize) -> bool) -> Folds {
-    let mut hidden = vec![false; tree.nodes.len()];
-    let mut after: HashMap<usize, Vec<usize>> = HashMap::new();
-    let foldable = |i: usize| {
-        let n = &tree.nodes[i];
-        n.children.is_empty() && !n.is_error() && !loud(i)
-    };
-    for kids in std::iter::once(&tree.roots).chain(tree.nodes.iter().map(|n| &n.children)) {
-        let mut at = 0;
-        while at < kids.len() {
-            let first = &tree.nodes[kids[at]];
-            let mut end = at;
-            while end < kids.len()
-                && foldable(kids[end])
-                && tree.nodes[kids[end]].service == first.service
-                && tree.nodes[kids[end]].name == first.name
-            {
-                end += 1;
-            }
-            if end - at >= FOLD_RUN {
-                let middle = &kids[at + 2..end - 1];
-                for &i in middle {
-                    hidden[i] = true;
-                }
-                after.insert(kids[at + 1], middle.to_vec());
-            }
-            at = end.max(at + 1);
-        }
-    }
-    Folds { hidden, after }
-}
-
-/// Whether a log of this severity is an error (ERROR or FATAL, any level of them).
-fn loud_severity(severity: &str) -> bool {
-    let sev = severity.to_ascii_uppercase();
-    sev.starts_with("ERROR") || sev.starts_with("FATAL")
-}
-
 /// `part` of `total` as a position on a bar of `BAR` cells.
 fn cells(part: i64, total: i64) -> f64 {
     (part.max(0) as f64 / total.max(1) as f64) * BAR as f64
@@ -223,7 +96,7 @@ fn print(
     view: View,
     took: std::time::Duration,
 ) -> std::io::Result<()> {
-    let logs = &logs(trace);
+    let logs = &trace.log_lines().unwrap_or_default();
     let path = view.critical_path.then(|| tree.critical_path());
     let mut stretches: HashMap<usize, Vec<(i64, i64)>> = HashMap::new();
     for seg in path.iter().flat_map(|p| &p.segments) {
@@ -235,24 +108,21 @@ fn print(
     let start = tree.start;
     let total = tree.duration_ns().max(1);
     let by_id = tree.index_by_id();
-    let mut logs_of: HashMap<usize, Vec<&Log>> = HashMap::new();
+    let mut logs_of: HashMap<usize, Vec<&TraceLog>> = HashMap::new();
     let mut loose_logs = Vec::new();
     for l in logs {
-        match l.span.as_deref().and_then(|s| by_id.get(s)) {
+        match l.span_id.as_ref().and_then(|s| by_id.get(s)) {
             Some(&i) => logs_of.entry(i).or_default().push(l),
             None => loose_logs.push(l),
         }
     }
     let folds = if view.all {
-        Folds {
-            hidden: vec![false; tree.nodes.len()],
-            after: HashMap::new(),
-        }
+        Folds::none(tree)
     } else {
-        folds(tree, &|i| {
+        tree.folds(FOLD_RUN, &|i| {
             logs_of
                 .get(&i)
-                .is_some_and(|ls| ls.iter().any(|l| loud_severity(&l.severity)))
+                .is_some_and(|ls| ls.iter().any(|l| l.is_error()))
         })
     };
     writeln!(
@@ -346,7 +216,7 @@ fn print(
                 l.severity,
                 l.body
             );
-            if loud_severity(&l.severity) {
+            if l.is_error() {
                 writeln!(out, "{}", style.paint("31", &line))?;
             } else {
                 writeln!(out, "{}", style.paint("2", &line))?;
