@@ -6,3 +6,4 @@
 pub mod analysis_bench;
 pub mod harness;
 pub mod search_bench;
+pub mod ui_bench;

@@ -72,6 +72,9 @@ pub struct UiOptions {
     pub csv_rows: usize,
     /// Longest a console statement (or its CSV) may run; it is cancelled then. Default: 10 s.
     pub sql_timeout: Duration,
+    /// Pages drawn at once; more wait their turn (each runs queries: this bounds the UI's
+    /// share of CPU and memory beside ingest). Default: 4.
+    pub concurrent_pages: usize,
 }
 
 impl Default for UiOptions {
@@ -80,6 +83,7 @@ impl Default for UiOptions {
             sql_rows: 1_000,
             csv_rows: 100_000,
             sql_timeout: Duration::from_secs(10),
+            concurrent_pages: 4,
         }
     }
 }
@@ -90,6 +94,8 @@ pub(crate) struct UiState {
     opts: UiOptions,
     /// `scry serve` (receiving): shown in the header; `/metrics` negotiates Prometheus.
     live: bool,
+    /// Slots for pages being drawn ([`UiOptions::concurrent_pages`]).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a page could not be drawn; shown as a page with the status code.
@@ -129,7 +135,13 @@ pub(crate) fn routes(
     prometheus: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 ) -> axum::Router {
     let live = prometheus.is_some();
-    let state = Arc::new(UiState { db, opts, live });
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.concurrent_pages.max(1)));
+    let state = Arc::new(UiState {
+        db,
+        opts,
+        live,
+        slots,
+    });
     axum::Router::new()
         .route("/", get(|| async { Redirect::to("/traces") }))
         .route("/traces", get(traces_page))
@@ -174,6 +186,9 @@ async fn render(
 ) -> Response {
     let params = Params::parse(query.as_deref().unwrap_or(""));
     let nav = page::Nav::of(title);
+    let Ok(_slot) = state.slots.clone().acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the UI is stopping\n").into_response();
+    };
     let result = tokio::task::spawn_blocking(move || {
         let drawn = draw(&state, &params);
         (drawn, state)
@@ -214,9 +229,10 @@ async fn trace_page(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    // The id travels as a parameter so that `render` keeps one signature.
+    // The id travels as the first parameter (an `id` in the query cannot override it) so
+    // that `render` keeps one signature.
     let q = match q {
-        Some(q) if !q.is_empty() => format!("{q}&id={}", params::encode(&id)),
+        Some(q) if !q.is_empty() => format!("id={}&{q}", params::encode(&id)),
         _ => format!("id={}", params::encode(&id)),
     };
     render(s.0, Some(q), "Trace", trace::page).await
@@ -240,6 +256,9 @@ async fn sql_page(s: State<Arc<UiState>>, RawQuery(q): RawQuery) -> Response {
 
 async fn sql_csv(State(state): State<Arc<UiState>>, RawQuery(q): RawQuery) -> Response {
     let params = Params::parse(q.as_deref().unwrap_or(""));
+    let Ok(_slot) = state.slots.clone().acquire_owned().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the UI is stopping\n").into_response();
+    };
     match tokio::task::spawn_blocking(move || sql::csv(&state, &params)).await {
         Ok(Ok(csv)) => (
             [

@@ -15,6 +15,12 @@ use super::{UiError, UiState};
 const MAX_OPERATIONS: usize = 300;
 /// Edges drawn.
 const MAX_EDGES: usize = 200;
+/// How much of the window the map reads by default (the `map` parameter): its end.
+const MAP_DEFAULT_NS: i64 = 120_000_000_000;
+/// How long before the map's window a parent span may have started.
+const PARENT_BEFORE_NS: i64 = 600_000_000_000;
+/// How long after the map's window a parent span may have started (clock skew).
+const SKEW_NS: i64 = 60_000_000_000;
 
 /// One row of the RED table.
 struct Op {
@@ -40,13 +46,35 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
     let newest = db.snapshot().newest_time(Signal::Spans)?;
     let w = Window::of(p, newest)?;
     let session = db.session()?;
-    let (gs, ge) = (
-        w.start.unwrap_or(i64::MIN / 2),
-        w.end.unwrap_or(i64::MAX / 2),
-    );
+    // The map reads the calls of the last `map` (default 2 minutes) of the window: a join
+    // of every span of an hour of a busy store with its parent takes seconds, and the map
+    // of the last minutes is what a person looks at. A call's parent must have started
+    // at most `PARENT_BEFORE` before the map's window (or up to `SKEW` after it); the SQL
+    // function `service_graph` has no such bound and reads every span.
+    let map_len = match p.get("map") {
+        Some(m) => crate::sql::search::parse_duration_ns(m)
+            .map_err(|e| UiError::BadRequest(format!("map: {e}")))?
+            .max(1),
+        None => MAP_DEFAULT_NS,
+    };
+    let map_end = w.end.unwrap_or(w.anchor);
+    let map_start = match w.start {
+        Some(s) => s.max(map_end.saturating_sub(map_len)),
+        None => map_end.saturating_sub(map_len),
+    };
     let graph_sql = format!(
-        "SELECT caller, callee, calls, errors, p99_ms FROM service_graph(\
-         to_timestamp_nanos({gs}), to_timestamp_nanos({ge})) ORDER BY calls DESC LIMIT {MAX_EDGES}"
+        "SELECT CAST(p.service_name AS VARCHAR) AS caller, CAST(c.service_name AS VARCHAR) AS callee, \
+         count(*) AS calls, sum(CASE WHEN c.status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors, \
+         approx_percentile_cont(c.duration_ns, 0.99) / 1e6 AS p99_ms \
+         FROM (SELECT trace_id, parent_span_id, service_name, status_code, duration_ns FROM spans \
+               WHERE time >= to_timestamp_nanos({map_start}) AND time < to_timestamp_nanos({map_end}) \
+               AND parent_span_id IS NOT NULL) c \
+         JOIN (SELECT trace_id, span_id, service_name FROM spans \
+               WHERE time >= to_timestamp_nanos({}) AND time < to_timestamp_nanos({})) p \
+         ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
+         WHERE p.service_name <> c.service_name GROUP BY 1, 2 ORDER BY calls DESC LIMIT {MAX_EDGES}",
+        map_start.saturating_sub(PARENT_BEFORE_NS),
+        map_end.saturating_add(SKEW_NS),
     );
     let mut edges = Vec::new();
     for b in &session.sql_blocking(&graph_sql)? {
@@ -89,8 +117,12 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
         h1 { "Services" }
         (page::window_bar("/services", p, &w))
         h2 { "Service map" }
+        p.note #map-window { "Calls from " (page::time(map_start)) " to " (page::time(map_end)) " UTC: the last "
+            (page::dur(map_end - map_start)) " of the window ("
+            a href=(format!("/services{}", p.with("map", Some("15m")))) { "map the last 15m" } ", "
+            a href=(format!("/services{}", p.with("map", Some("1h")))) { "1h" } ": slower on a busy store)." }
         (map(&edges, &red))
-        p.note { "An edge is a span whose parent span is in another service: calls, errors (the callee span failed) and p99 of the callee spans. Nodes link to the service's spans." }
+        p.note { "An edge is a span whose parent span is in another service (and started at most 10 minutes before the map's window, or up to a minute after it): calls, errors (the callee span failed) and p99 of the callee spans. Every service of the window is a node; a node opens its spans. The SQL function service_graph(start, end) gives the same rows with no bound on the parent." }
         h2 { "Requests, errors and duration by operation" }
         table.results #red {
             thead { tr { th { "Service" } th { "Operation" } th { "Kind" } th.num { "Calls" }

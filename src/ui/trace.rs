@@ -183,13 +183,9 @@ fn rows(v: &View, folds: &Folds) -> Markup {
         @if shown > MAX_WATERFALL_ROWS {
             div.wf-fold { "⋯ " (shown - MAX_WATERFALL_ROWS) " more rows not drawn (a page draws at most "
                 (MAX_WATERFALL_ROWS) "); query them with SQL: "
-                code { "SELECT * FROM trace_spans('" (hex_of_first(v)) "')" } }
+                code { "SELECT * FROM trace_spans('" (v.p.get("id").unwrap_or("")) "')" } }
         }
     }
-}
-
-fn hex_of_first(v: &View) -> String {
-    v.p.get("id").unwrap_or("").to_string()
 }
 
 fn row(v: &View, i: usize, n: &SpanNode, stretches: &[(i64, i64)]) -> Markup {

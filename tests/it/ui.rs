@@ -259,6 +259,7 @@ fn bad_input_gets_a_page_that_says_what_and_where() {
         ("/traces?end=yesterday", "end:"),
         ("/traces?attr=a+b%3Dc", "attr:"),
         ("/logs?severity=loud", "severity:"),
+        ("/services?map=wide", "map:"),
     ] {
         let p = page(a, path, 400);
         assert!(p.contains(says), "{path}: {p}");
@@ -540,4 +541,97 @@ fn in_a_real_browser_search_leads_to_the_trace_and_the_critical_path_toggles() {
         "{stdout}\n{stderr}"
     );
     ui.shutdown().expect("shutdown");
+}
+
+/// Reads `child`'s standard output until the line with `open http://…`: the address and path.
+fn opened(child: &mut std::process::Child) -> (SocketAddr, String, String) {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line.expect("a line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(url) = line.trim().strip_prefix("open http://") {
+            let url = url.split_whitespace().next().expect("a URL");
+            let (addr, path) = url.split_at(url.find('/').expect("a path"));
+            return (addr.parse().expect("address"), path.to_string(), seen);
+        }
+    }
+    panic!("no `open http://` line in:\n{seen}");
+}
+
+/// SIGTERM, then the exit status.
+fn stop(mut child: std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    child.wait().expect("wait")
+}
+
+#[test]
+fn scry_demo_ui_opens_on_the_affected_trace_and_scry_ui_serves_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .args([
+            "demo",
+            "--seconds",
+            "60",
+            "--rate",
+            "8",
+            "--ui",
+            "127.0.0.1:0",
+        ])
+        .env_remove("SCRY_DB")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start scry demo --ui");
+    let (addr, path, printed) = opened(&mut demo);
+    assert!(
+        path.starts_with("/trace/") && path.ends_with("?cp=1"),
+        "{path}"
+    );
+    assert!(printed.contains("verdict:"), "{printed}");
+    let trace = page(addr, &path, 200);
+    assert!(trace.contains("class=\"waterfall cp-on\""));
+    assert!(
+        trace.contains("wf-row err"),
+        "the affected trace failed: {trace}"
+    );
+    page(addr, "/services?range=all", 200);
+    assert!(stop(demo).success());
+
+    // `scry ui` over the demo's store, with a token: the printed URL logs the browser in.
+    let mut ui = std::process::Command::new(env!("CARGO_BIN_EXE_scry"))
+        .arg("--db")
+        .arg(dir.path())
+        .args(["ui", "--http", "127.0.0.1:0", "--token", "t0k en"])
+        .env_remove("SCRY_DB")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start scry ui");
+    let (addr, path, _) = opened(&mut ui);
+    assert_eq!(path, "/traces?token=t0k+en");
+    assert_eq!(http(addr, "GET", "/traces", &[], b"").0, 401);
+    let (code, headers, _) = http(addr, "GET", &path, &[], b"");
+    assert_eq!(code, 303);
+    let cookie = headers["set-cookie"]
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string();
+    let (code, _, body) = http(
+        addr,
+        "GET",
+        "/traces?range=all",
+        &[("Cookie", &cookie)],
+        b"",
+    );
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("class=\"trace-link\""));
+    assert!(stop(ui).success());
 }

@@ -74,6 +74,18 @@ struct Cli {
     /// An existing store (such as the harness's 10M spans) for `--analysis`'s `compare`.
     #[arg(long, requires = "analysis")]
     analysis_store: Option<PathBuf>,
+    /// Run the web UI benchmark instead: every route of the UI over this existing store
+    /// (opened read-only), p50 and p99 over `--ui-runs` loopback requests each. `--json`
+    /// names its results file.
+    #[arg(long, value_name = "STORE", conflicts_with_all = ["lookups_only", "otlp_only", "search", "analysis"])]
+    ui: Option<PathBuf>,
+    /// Requests of each UI route.
+    #[arg(long, default_value_t = 20)]
+    ui_runs: usize,
+    /// Time only this UI route (a path with its query string; repeatable) instead of the
+    /// default set.
+    #[arg(long, requires = "ui")]
+    ui_route: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -123,6 +135,20 @@ fn main() -> ExitCode {
             runs: cli.search_runs.max(1),
         };
         return match scrydb_benches::search_bench::run(&dir, &a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(store) = &cli.ui {
+        return match scrydb_benches::ui_bench::run(
+            store,
+            cli.ui_runs.max(1),
+            &cli.ui_route,
+            &args.json,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
