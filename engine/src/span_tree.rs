@@ -480,9 +480,10 @@ pub struct TraceLog {
 }
 
 impl TraceLog {
-    /// Whether it is an error: ERROR or FATAL by number (17 and above) or by text.
+    /// Whether it is an error: ERROR or FATAL by number (17 and above), or, when the
+    /// number is absent or 0 ("unspecified"), by text.
     pub fn is_error(&self) -> bool {
-        if let Some(n) = self.severity_number {
+        if let Some(n) = self.severity_number.filter(|&n| n > 0) {
             return n >= 17;
         }
         let s = self.severity.to_ascii_uppercase();

@@ -331,6 +331,11 @@ pub fn check_read_only(query: &str) -> Result<(), Error> {
         s => s,
     };
     match inner {
+        Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(q) if selects_into(&q.body)) => {
+            Err(Error::Query(
+                "only queries are allowed here, not SELECT … INTO (it creates a table)".into(),
+            ))
+        }
         Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => Ok(()),
         Statement::Statement(s) => Err(Error::Query(format!(
             "only queries are allowed here (SELECT, WITH, VALUES or EXPLAIN of one), not {}",
@@ -345,6 +350,17 @@ pub fn check_read_only(query: &str) -> Result<(), Error> {
              COPY or CREATE EXTERNAL TABLE"
                 .into(),
         )),
+    }
+}
+
+/// Whether a query body (or one of its set operations' sides) is a `SELECT … INTO`.
+fn selects_into(body: &datafusion::sql::sqlparser::ast::SetExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::SetExpr;
+    match body {
+        SetExpr::Select(s) => s.into.is_some(),
+        SetExpr::Query(q) => selects_into(&q.body),
+        SetExpr::SetOperation { left, right, .. } => selects_into(left) || selects_into(right),
+        _ => false,
     }
 }
 
@@ -543,6 +559,35 @@ impl Session {
         Ok((schema, batches))
     }
 
+    /// Plans one read-only statement ([`check_read_only`]) with a snapshot of its own; the
+    /// `DataFrame` runs it. Unlike [`Session::dataframe`], nothing runs at planning: a plan
+    /// that would change the session or write (`SELECT … INTO`, which DataFusion plans as
+    /// `CREATE TABLE`, and any DDL, DML or statement) is refused before it runs. For
+    /// consoles and agents.
+    pub async fn read_only_dataframe(&self, query: &str) -> Result<DataFrame, Error> {
+        check_read_only(query)?;
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .set_extension(Arc::new(StatementSnapshots::default()));
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(query, &dialect)?;
+        check_depth(&statement, self.max_expression_depth)?;
+        let plan = state.statement_to_plan(statement).await?;
+        datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| {
+                Error::Query(format!(
+                    "only queries are allowed here: {}",
+                    one_line(&e.to_string())
+                ))
+            })?;
+        Ok(DataFrame::new(state, plan))
+    }
+
     /// Plans one SQL statement with a snapshot of its own (see [`Session`]); the
     /// `DataFrame` runs it. Statements that change the session (`SET`, `CREATE VIEW`, ...)
     /// apply to the session, not only to this statement.
@@ -679,6 +724,8 @@ mod tests {
             "DROP TABLE spans",
             "SELECT 1; SELECT 2",
             "EXPLAIN CREATE VIEW v AS SELECT 1",
+            "SELECT 1 INTO t",
+            "SELECT 1 UNION ALL SELECT 2 INTO t",
             "SELEC 1",
             "",
         ] {

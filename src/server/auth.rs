@@ -13,14 +13,20 @@ use http_body_util::BodyExt;
 use super::Shared;
 use super::telemetry::{Outcome, Transport};
 
-/// Whether `headers` carry the configured token (always true without one).
+/// Whether `headers` carry the configured token as `Authorization: Bearer` (always true
+/// without one). OTLP (both transports) takes only the header, never the UI's cookie.
 pub(crate) fn authorized(shared: &Shared, headers: &axum::http::HeaderMap) -> bool {
-    token_matches(shared.opts.token.as_deref(), headers)
+    token_matches(shared.opts.token.as_deref(), headers, false)
 }
 
 /// Whether `headers` carry `token` (always true for `None`): as `Authorization: Bearer`,
-/// or as the `scry_token` cookie a browser got by opening a page with `?token=`.
-pub(crate) fn token_matches(token: Option<&str>, headers: &axum::http::HeaderMap) -> bool {
+/// or, when `take_cookie` (the web UI's routes), as the `scry_token` cookie a browser got by
+/// opening a page with `?token=`.
+pub(crate) fn token_matches(
+    token: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    take_cookie: bool,
+) -> bool {
     let Some(token) = token else {
         return true;
     };
@@ -41,7 +47,8 @@ pub(crate) fn token_matches(token: Option<&str>, headers: &axum::http::HeaderMap
                 .strip_prefix(&format!("{COOKIE}="))
                 .map(crate::ui::decode)
         });
-    bearer.is_some_and(|g| same(g, token)) || cookie.is_some_and(|g| same(&g, token))
+    bearer.is_some_and(|g| same(g, token))
+        || (take_cookie && cookie.is_some_and(|g| same(&g, token)))
 }
 
 /// The cookie that carries the token for a browser.
@@ -76,7 +83,8 @@ fn browser_login(token: Option<&str>, req: &Request) -> Option<Response> {
         .split('&')
         .filter(|p| !p.starts_with("token="))
         .collect();
-    let mut to = req.uri().path().to_string();
+    // One leading slash: `//host/` would send the browser to another site.
+    let mut to = format!("/{}", req.uri().path().trim_start_matches(['/', '\\']));
     if !rest.is_empty() {
         to.push('?');
         to.push_str(&rest.join("&"));
@@ -110,12 +118,58 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-/// HTTP port: every route but `GET /health` needs the token.
+/// Whether `path` is one of the web UI's (not OTLP, health, readiness or the exposition).
+fn is_ui(path: &str) -> bool {
+    !(path.starts_with("/v1/") || matches!(path, "/health" | "/ready" | "/metrics"))
+}
+
+/// Whether the request names a loopback host (`localhost`, `127.x.y.z`, `[::1]`) or none.
+fn loopback_host(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return true;
+    };
+    let name = if host.starts_with('[') {
+        host.split(']').next().map_or(host, |h| &h[1..])
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name == "::1"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
+/// Without a token, the UI's pages answer only requests naming a loopback host: a web page
+/// elsewhere cannot read them through a DNS name rebound to 127.0.0.1.
+fn rebinding_refused(token: Option<&str>, req: &Request) -> Option<Response> {
+    if token.is_some() || !is_ui(req.uri().path()) || loopback_host(req.headers()) {
+        return None;
+    }
+    Some(
+        (
+            axum::http::StatusCode::FORBIDDEN,
+            "without a token the web UI answers only requests for localhost, 127.0.0.1 or \
+             [::1]; serve it with a token (--token) to browse it from elsewhere\n",
+        )
+            .into_response(),
+    )
+}
+
+/// HTTP port: every route but `GET /health` needs the token (the UI's also as a cookie).
 pub(crate) async fn http(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    if let Some(login) = browser_login(shared.opts.token.as_deref(), &req) {
+    let token = shared.opts.token.as_deref();
+    if let Some(login) = browser_login(token, &req) {
         return login;
     }
-    if req.uri().path() != "/health" && !authorized(&shared, req.headers()) {
+    if let Some(refused) = rebinding_refused(token, &req) {
+        return refused;
+    }
+    let path = req.uri().path();
+    if path != "/health" && !token_matches(token, req.headers(), is_ui(path)) {
         shared
             .counters
             .request(Transport::Http, None, Outcome::Unauthenticated);
@@ -124,12 +178,16 @@ pub(crate) async fn http(State(shared): State<Arc<Shared>>, req: Request, next: 
     next.run(req).await
 }
 
-/// `scry ui`'s port: the same rule as the HTTP port's, without the receiver's counters.
+/// `scry ui`'s port: the same rules as the HTTP port's, without the receiver's counters.
 pub(crate) async fn ui(token: Option<Arc<str>>, req: Request, next: Next) -> Response {
-    if let Some(login) = browser_login(token.as_deref(), &req) {
+    let token = token.as_deref();
+    if let Some(login) = browser_login(token, &req) {
         return login;
     }
-    if req.uri().path() != "/health" && !token_matches(token.as_deref(), req.headers()) {
+    if let Some(refused) = rebinding_refused(token, &req) {
+        return refused;
+    }
+    if req.uri().path() != "/health" && !token_matches(token, req.headers(), true) {
         return unauthorized();
     }
     next.run(req).await

@@ -224,6 +224,12 @@ impl Server {
                 reason: "must be above zero".into(),
             });
         }
+        if opts.token.as_deref().is_some_and(str::is_empty) {
+            return Err(ServeError::InvalidOption {
+                option: "token",
+                reason: "is empty: every request would pass; give none or a real one".into(),
+            });
+        }
         if db.is_read_only() {
             return Err(ServeError::InvalidOption {
                 option: "db",
@@ -296,6 +302,13 @@ impl Server {
             tasks.push(runtime.spawn(probe::run(shared.clone(), target, stop_rx.clone())));
         }
         log::info!("OTLP/gRPC on {grpc_addr}, OTLP/HTTP on {http_addr}");
+        if shared.opts.ui.is_some() && shared.opts.token.is_none() && !http_addr.ip().is_loopback()
+        {
+            log::warn!(
+                "the web UI on {http_addr} has no token: it answers only requests naming a \
+                 loopback host; set a token to browse it from other hosts"
+            );
+        }
         Ok(Server {
             shared,
             runtime: Some(runtime),

@@ -18,7 +18,7 @@ const MAX_PATTERNS: usize = 30;
 fn search_text(p: &Params) -> Result<String, UiError> {
     let mut terms = Vec::new();
     if let Some(q) = p.get("q") {
-        terms.push(format!("({q})"));
+        terms.push(super::traces::own_query(q, Target::Logs)?);
     }
     if let Some(sev) = p.get("severity") {
         let Some((_, n)) = LEVELS.iter().find(|(l, _)| l.eq_ignore_ascii_case(sev)) else {
@@ -28,8 +28,14 @@ fn search_text(p: &Params) -> Result<String, UiError> {
         };
         terms.push(format!("severity>={n}"));
     }
-    for s in p.all("service") {
-        terms.push(format!("service:{}", quoted(s)));
+    let services: Vec<String> = p
+        .all("service")
+        .iter()
+        .map(|s| format!("service:{}", quoted(s)))
+        .collect();
+    if !services.is_empty() {
+        // Chips of several services show the logs of any of them.
+        terms.push(format!("({})", services.join(" OR ")));
     }
     for a in p.all("attr") {
         terms.push(attr_term(a)?);
@@ -60,11 +66,10 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
          FROM logs WHERE {} AND {pred} ORDER BY time DESC LIMIT {limit}",
         w.sql()
     );
-    let session = db.session()?;
     let mut lines = Vec::new();
-    for b in &session.sql_blocking(&sql)? {
+    for b in &super::query(state, &sql)? {
         for r in 0..b.num_rows() {
-            let number = cells::int(b, "severity_number", r);
+            let number = cells::int(b, "severity_number", r).filter(|&n| n > 0);
             let mut severity = cells::text(b, "severity_text", r);
             if severity.is_empty() {
                 severity = number.map_or(String::new(), |n| {
@@ -89,7 +94,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
         w.sql()
     );
     let mut services = Vec::new();
-    for b in &session.sql_blocking(&chips_sql)? {
+    for b in &super::query(state, &chips_sql)? {
         for r in 0..b.num_rows() {
             services.push((
                 cells::text(b, "service", r),

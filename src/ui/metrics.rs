@@ -51,7 +51,6 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
     let db = &state.db;
     let newest = db.snapshot().newest_time(Signal::Metrics)?;
     let w = Window::of(p, newest)?;
-    let session = db.session()?;
     let list_sql = format!(
         "SELECT CAST(service_name AS VARCHAR) AS service, name, CAST(metric_type AS VARCHAR) AS kind, \
          max(unit) AS unit, count(*) AS points FROM metrics WHERE {} GROUP BY 1, 2, 3 \
@@ -59,7 +58,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
         w.sql()
     );
     let mut list = Vec::new();
-    for b in &session.sql_blocking(&list_sql)? {
+    for b in &super::query(state, &list_sql)? {
         for r in 0..b.num_rows() {
             list.push(Metric {
                 service: cells::text(b, "service", r),
@@ -128,11 +127,11 @@ fn chart(state: &UiState, p: &Params, w: &Window, name: &str) -> Result<Markup, 
     let sql = format!(
         "SELECT time, CAST(service_name AS VARCHAR) AS service, attributes, \
          CAST(metric_type AS VARCHAR) AS kind, CAST(aggregation_temporality AS VARCHAR) AS temporality, \
-         is_monotonic, unit, value, value_int, bucket_counts, explicit_bounds, quantile_values, exemplars \
+         is_monotonic, unit, value, value_int, bucket_counts, explicit_bounds, quantile_values, exemplars, \
+         resource_attributes['service.instance.id'] AS instance \
          FROM metrics WHERE {filter} ORDER BY time LIMIT {MAX_METRIC_POINTS}"
     );
-    let session = state.db.session()?;
-    let batches = session.sql_blocking(&sql)?;
+    let batches = super::query(state, &sql)?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let first = batches.iter().find(|b| b.num_rows() > 0);
     let Some(first) = first else {
@@ -213,7 +212,12 @@ fn series_key(b: &RecordBatch, r: usize) -> String {
         .map(|(k, v)| format!("{k}={}", v.unwrap_or_default()))
         .collect();
     attrs.sort();
-    let service = cells::text(b, "service", r);
+    // Instances of one service are series of their own (their counters run separately).
+    let mut service = cells::text(b, "service", r);
+    let instance = cells::text(b, "instance", r);
+    if !instance.is_empty() {
+        service = format!("{service}/{instance}");
+    }
     if attrs.is_empty() {
         service
     } else {
@@ -263,7 +267,7 @@ fn bucketed(points: &[(i64, f64)]) -> Vec<(i64, f64)> {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Vec::new();
     };
-    let width = ((last.0 - first.0) / BUCKETS).max(1);
+    let width = (last.0.saturating_sub(first.0) / BUCKETS).saturating_add(1);
     let mut out: Vec<(i64, f64, u32)> = Vec::new();
     for &(t, v) in points {
         let b = first.0 + (t - first.0) / width * width;
@@ -303,14 +307,14 @@ fn f64_list(b: &RecordBatch, name: &str, r: usize) -> Option<Vec<f64>> {
 /// The `q` quantile of explicit-bucket counts (linear inside the bucket; the overflow
 /// bucket answers its lower bound).
 pub fn bucket_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = counts.iter().sum();
+    let total = counts.iter().fold(0u64, |a, &c| a.saturating_add(c));
     if total == 0 || counts.len() != bounds.len() + 1 {
         return None;
     }
     let rank = q * total as f64;
     let mut seen = 0u64;
     for (i, &c) in counts.iter().enumerate() {
-        if c > 0 && (seen + c) as f64 >= rank {
+        if c > 0 && seen.saturating_add(c) as f64 >= rank {
             if i == bounds.len() {
                 return bounds.last().copied();
             }
@@ -323,7 +327,7 @@ pub fn bucket_quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
             let into = ((rank - seen as f64) / c as f64).clamp(0.0, 1.0);
             return Some(lower + (upper - lower) * into);
         }
-        seen += c;
+        seen = seen.saturating_add(c);
     }
     bounds.last().copied()
 }
@@ -353,13 +357,19 @@ fn histogram_lines(batches: &[RecordBatch], cumulative: bool) -> Vec<Line> {
                         if prev.len() == counts.len()
                             && prev.iter().zip(&counts).all(|(p, c)| c >= p) =>
                     {
-                        counts.iter().zip(prev).map(|(c, p)| c - p).collect()
+                        Some(counts.iter().zip(prev).map(|(c, p)| c - p).collect())
                     }
-                    // First point of the series, or a reset: its counts since its start.
-                    _ => counts.clone(),
+                    // A reset: its counts since it started again.
+                    Some(_) => Some(counts.clone()),
+                    // The first point of the series in the window is only the baseline (its
+                    // counts go back to whenever the process started).
+                    None => None,
                 };
                 last.insert(key, counts);
-                d
+                match d {
+                    Some(d) => d,
+                    None => continue,
+                }
             } else {
                 counts
             };
@@ -372,14 +382,14 @@ fn histogram_lines(batches: &[RecordBatch], cumulative: bool) -> Vec<Line> {
     let (Some(first), Some(end)) = (deltas.first().map(|d| d.0), deltas.last().map(|d| d.0)) else {
         return Vec::new();
     };
-    let width = ((end - first) / BUCKETS).max(1);
+    let width = (end.saturating_sub(first) / BUCKETS).saturating_add(1);
     let mut merged: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
     for (t, d) in deltas {
         let slot = merged
             .entry(first + (t - first) / width * width)
             .or_insert_with(|| vec![0; d.len()]);
         for (s, c) in slot.iter_mut().zip(d) {
-            *s += c;
+            *s = s.saturating_add(c);
         }
     }
     [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)]
@@ -416,12 +426,13 @@ fn exp_histogram_lines(
     };
     let sql = format!(
         "SELECT date_bin(INTERVAL '{seconds} seconds', time) AS t, {} AS p50, {} AS p90, {} AS p99 \
-         FROM metrics WHERE {filter} GROUP BY 1 ORDER BY 1 LIMIT {MAX_METRIC_POINTS}",
+         FROM metrics WHERE {filter} AND time <= to_timestamp_nanos({hi}) GROUP BY 1 ORDER BY 1 \
+         LIMIT {MAX_METRIC_POINTS}",
         q(0.5),
         q(0.9),
         q(0.99)
     );
-    let out = state.db.session()?.sql_blocking(&sql)?;
+    let out = super::query(state, &sql)?;
     Ok(["p50", "p90", "p99"]
         .into_iter()
         .map(|label| Line {
@@ -508,7 +519,12 @@ fn read_exemplars(b: &RecordBatch, out: &mut Vec<Exemplar>) {
                 .column_by_name("value")
                 .and_then(|c| c.as_primitive_opt::<Float64Type>())
                 .filter(|c| c.is_valid(k))
-                .map(|c| c.value(k));
+                .map(|c| c.value(k))
+                .or_else(|| {
+                    s.column_by_name("value_int")
+                        .and_then(|c| cells::int_of(c.as_ref(), k))
+                        .map(|v| v as f64)
+                });
             let t = s
                 .column_by_name("time")
                 .and_then(|c| cells::int_of(c.as_ref(), k));
@@ -642,7 +658,8 @@ mod tests {
         assert_eq!(bucket_quantile(&bounds, &[1, 2], 0.5), None);
         let b = bucketed(&[(0, 1.0), (1, 3.0), (1_000, 5.0)]);
         assert_eq!(b.first(), Some(&(0, 2.0)));
-        assert_eq!(b.last(), Some(&(1_000, 5.0)));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.last().map(|p| p.1), Some(5.0));
         assert_eq!(short(1234567.0), "1.23M");
     }
 }

@@ -72,6 +72,9 @@ pub struct UiOptions {
     pub csv_rows: usize,
     /// Longest a console statement (or its CSV) may run; it is cancelled then. Default: 10 s.
     pub sql_timeout: Duration,
+    /// Longest the queries of one page (other than the console's) may run; the page then
+    /// answers 503 and says to narrow the window. Default: 10 s.
+    pub page_timeout: Duration,
     /// Pages drawn at once; more wait their turn (each runs queries: this bounds the UI's
     /// share of CPU and memory beside ingest). Default: 4.
     pub concurrent_pages: usize,
@@ -84,6 +87,7 @@ impl Default for UiOptions {
             csv_rows: 100_000,
             sql_timeout: Duration::from_secs(10),
             concurrent_pages: 4,
+            page_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -107,6 +111,8 @@ pub(crate) enum UiError {
     NotFound(String),
     /// The store or the query failed: 500.
     Internal(String),
+    /// A query of the page ran out of time: 503.
+    TooSlow(String),
 }
 
 impl From<crate::Error> for UiError {
@@ -176,6 +182,23 @@ pub(crate) fn routes(
         .with_state(state)
 }
 
+/// Runs one of a page's queries, cancelled after [`UiOptions::page_timeout`].
+pub(crate) fn query(
+    state: &UiState,
+    sql: &str,
+) -> Result<Vec<scrydb_engine::arrow::array::RecordBatch>, UiError> {
+    let session = state.db.session()?;
+    let timeout = state.opts.page_timeout;
+    crate::sql::block_on(async move { tokio::time::timeout(timeout, session.sql(sql)).await })
+        .map_err(|_| {
+            UiError::TooSlow(format!(
+                "the page's queries ran longer than {timeout:?} and were cancelled; narrow \
+                 the window or the search"
+            ))
+        })?
+        .map_err(UiError::from)
+}
+
 /// Runs `draw` on a blocking thread (pages read the store and run queries synchronously)
 /// and answers with its page, or an error page.
 async fn render(
@@ -210,6 +233,7 @@ fn error_page(title: &'static str, nav: page::Nav, live: bool, e: UiError) -> Re
         UiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
         UiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
         UiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        UiError::TooSlow(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
     };
     let body = maud::html! {
         div.error role="alert" {
@@ -278,6 +302,9 @@ async fn sql_csv(State(state): State<Arc<UiState>>, RawQuery(q): RawQuery) -> Re
         Ok(Err(UiError::Internal(m))) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{m}\n")).into_response()
         }
+        Ok(Err(UiError::TooSlow(m))) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{m}\n")).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
@@ -330,6 +357,12 @@ impl UiServer {
     /// `scry-ui`). Returns once the port accepts connections.
     pub fn start(db: Arc<Db>, opts: UiServeOptions) -> Result<UiServer, crate::server::ServeError> {
         use crate::server::ServeError;
+        if opts.token.as_deref().is_some_and(str::is_empty) {
+            return Err(ServeError::InvalidOption {
+                option: "token",
+                reason: "is empty: every request would pass; give none or a real one".into(),
+            });
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("scry-ui")

@@ -163,10 +163,16 @@ impl Window {
             Some(e) => Some(parse_time(e).map_err(UiError::BadRequest)?),
             None => None,
         };
+        // A record stamped far in the future (a client's clock) must not move every page's
+        // default window there: at most an hour past now.
         let anchor = end.unwrap_or_else(|| match newest {
-            Some(n) => n.saturating_add(1),
+            Some(n) => n
+                .saturating_add(1)
+                .min(now_ns().saturating_add(3_600_000_000_000)),
             None => now_ns(),
         });
+        // Far from i64's ends, so that SQL can always print the bounds.
+        let anchor = anchor.clamp(-(1 << 62), 1 << 62);
         let range = params.get("range").unwrap_or("1h");
         if range == "all" {
             return Ok(Window {
@@ -180,7 +186,7 @@ impl Window {
             .map_err(|e| UiError::BadRequest(format!("range: {e}")))?
             .max(1);
         Ok(Window {
-            start: Some(anchor.saturating_sub(len)),
+            start: Some(anchor.saturating_sub(len).max(-(1 << 62))),
             end: Some(anchor),
             anchor,
             len: Some(len),

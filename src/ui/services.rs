@@ -16,7 +16,9 @@ const MAX_OPERATIONS: usize = 300;
 /// Edges drawn.
 const MAX_EDGES: usize = 200;
 /// How much of the window the map reads by default (the `map` parameter): its end.
-const MAP_DEFAULT_NS: i64 = 120_000_000_000;
+const MAP_DEFAULT_NS: i64 = 60_000_000_000;
+/// The longest map (`map`): a day.
+const MAP_MAX_NS: i64 = 86_400_000_000_000;
 /// How long before the map's window a parent span may have started.
 const PARENT_BEFORE_NS: i64 = 600_000_000_000;
 /// How long after the map's window a parent span may have started (clock skew).
@@ -45,8 +47,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
     let db = &state.db;
     let newest = db.snapshot().newest_time(Signal::Spans)?;
     let w = Window::of(p, newest)?;
-    let session = db.session()?;
-    // The map reads the calls of the last `map` (default 2 minutes) of the window: a join
+    // The map reads the calls of the last `map` (default 1 minute) of the window: a join
     // of every span of an hour of a busy store with its parent takes seconds, and the map
     // of the last minutes is what a person looks at. A call's parent must have started
     // at most `PARENT_BEFORE` before the map's window (or up to `SKEW` after it); the SQL
@@ -54,7 +55,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
     let map_len = match p.get("map") {
         Some(m) => crate::sql::search::parse_duration_ns(m)
             .map_err(|e| UiError::BadRequest(format!("map: {e}")))?
-            .max(1),
+            .clamp(1, MAP_MAX_NS),
         None => MAP_DEFAULT_NS,
     };
     let map_end = w.end.unwrap_or(w.anchor);
@@ -77,7 +78,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
         map_end.saturating_add(SKEW_NS),
     );
     let mut edges = Vec::new();
-    for b in &session.sql_blocking(&graph_sql)? {
+    for b in &super::query(state, &graph_sql)? {
         for r in 0..b.num_rows() {
             edges.push(Edge {
                 caller: cells::text(b, "caller", r),
@@ -94,11 +95,23 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
          exp_histogram_quantile(scale, zero_count, positive_offset, positive_bucket_counts, 0.5) / 1e6 AS p50_ms, \
          exp_histogram_quantile(scale, zero_count, positive_offset, positive_bucket_counts, 0.99) / 1e6 AS p99_ms, \
          min(time) AS first, max(time) AS last \
-         FROM span_metrics WHERE {} GROUP BY 1, 2, 3 ORDER BY service, calls DESC LIMIT {MAX_OPERATIONS}",
+         FROM span_metrics WHERE {} GROUP BY 1, 2, 3 ORDER BY calls DESC, service, name LIMIT {MAX_OPERATIONS}",
         w.sql()
     );
+    // Every service of the window is a node, whatever the table's limit keeps.
+    let services_sql = format!(
+        "SELECT DISTINCT CAST(service_name AS VARCHAR) AS service FROM span_metrics WHERE {} \
+         ORDER BY 1 LIMIT {MAX_EDGES}",
+        w.sql()
+    );
+    let mut services = Vec::new();
+    for b in &super::query(state, &services_sql)? {
+        for r in 0..b.num_rows() {
+            services.push(cells::text(b, "service", r));
+        }
+    }
     let mut red = Vec::new();
-    for b in &session.sql_blocking(&red_sql)? {
+    for b in &super::query(state, &red_sql)? {
         for r in 0..b.num_rows() {
             red.push(Op {
                 service: cells::text(b, "service", r),
@@ -121,7 +134,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
             (page::dur(map_end - map_start)) " of the window ("
             a href=(format!("/services{}", p.with("map", Some("15m")))) { "map the last 15m" } ", "
             a href=(format!("/services{}", p.with("map", Some("1h")))) { "1h" } ": slower on a busy store)." }
-        (map(&edges, &red))
+        (map(&edges, &services, &red, &window_params(p)))
         p.note { "An edge is a span whose parent span is in another service (and started at most 10 minutes before the map's window, or up to a minute after it): calls, errors (the callee span failed) and p99 of the callee spans. Every service of the window is a node; a node opens its spans. The SQL function service_graph(start, end) gives the same rows with no bound on the parent." }
         h2 { "Requests, errors and duration by operation" }
         table.results #red {
@@ -132,7 +145,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
                 @for o in &red {
                     tr.err[o.errors > 0] {
                         td { (page::service(&o.service)) }
-                        td { a href=(format!("/traces{}", query_string(&[("service", &o.service), ("operation", &o.name), ("range", p.get("range").unwrap_or("1h"))]))) { (o.name) } }
+                        td { a href=(format!("/traces{}", query_string(&[[("service", o.service.as_str()), ("operation", o.name.as_str())].as_slice(), &window_params(p)].concat()))) { (o.name) } }
                         td { (o.kind) }
                         td.num { (o.calls) }
                         @if seconds > 0.0 { td.num { (format!("{:.2}", o.calls as f64 / seconds)) } }
@@ -151,14 +164,22 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
 
 /// The graph drawn in layers: services nobody calls on the left, each callee one layer
 /// right of its first caller (breadth first; cycles stay where first reached).
-fn map(edges: &[Edge], red: &[Op]) -> Markup {
+/// The window's parameters, for links to other pages over the same window.
+fn window_params(p: &Params) -> Vec<(&'static str, &str)> {
+    ["range", "end"]
+        .into_iter()
+        .filter_map(|k| p.get(k).map(|v| (k, v)))
+        .collect()
+}
+
+fn map(edges: &[Edge], services: &[String], red: &[Op], window: &[(&str, &str)]) -> Markup {
     let mut nodes: BTreeSet<&str> = BTreeSet::new();
     for e in edges {
         nodes.insert(&e.caller);
         nodes.insert(&e.callee);
     }
-    for o in red {
-        nodes.insert(&o.service);
+    for s in services {
+        nodes.insert(s);
     }
     if nodes.is_empty() {
         return html! { p.empty { "No spans in this window." } };
@@ -283,7 +304,7 @@ fn map(edges: &[Edge], red: &[Op]) -> Markup {
         svg.push_str(&format!(
             "<a href=\"/traces{}\"><g class=\"node{}\" data-service=\"{}\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{node_w}\" height=\"{node_h}\" rx=\"6\" \
              style=\"stroke:{}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text></g></a>",
-            query_string(&[("service", n)]),
+            query_string(&[[("service", *n)].as_slice(), window].concat()),
             if errors > 0 { " err" } else { "" },
             page::escape(n),
             colour(n),

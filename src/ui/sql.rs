@@ -45,12 +45,11 @@ struct Ran {
 
 /// Runs `query` (one read-only statement) for at most `timeout`, keeping `max_rows` rows.
 fn run(state: &UiState, query: &str, max_rows: usize) -> Result<Ran, UiError> {
-    crate::sql::check_read_only(query)?;
     let session = state.db.session()?;
     let timeout = state.opts.sql_timeout;
     let started = Instant::now();
     let work = async {
-        let df = session.dataframe(query).await?;
+        let df = session.read_only_dataframe(query).await?;
         let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(crate::sql::Error::from)?;
         let (mut batches, mut rows, mut truncated) = (Vec::new(), 0usize, false);
@@ -121,7 +120,10 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
             }
             Some(Err(e)) => {
                 div.error role="alert" { strong { "Error: " } span.message { (match e {
-                    UiError::BadRequest(m) | UiError::NotFound(m) | UiError::Internal(m) => m,
+                    UiError::BadRequest(m)
+                    | UiError::NotFound(m)
+                    | UiError::Internal(m)
+                    | UiError::TooSlow(m) => m,
                 }) } }
             }
             Some(Ok(r)) => {

@@ -16,6 +16,8 @@ use crate::sql::ids::hex;
 
 /// Rows of a waterfall above which a minimap is drawn.
 const MINIMAP_ROWS: usize = 40;
+/// Logs drawn under one span, and in the list of logs of no span.
+const MAX_LOGS_SHOWN: usize = 50;
 
 pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
     let id_hex = p.get("id").unwrap_or("");
@@ -65,6 +67,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
     let errors = tree.nodes.iter().filter(|n| n.is_error()).count();
     let services = tree.services();
     let view = View {
+        here: format!("/trace/{}", hex(&id)),
         tree: &tree,
         path: &path,
         p,
@@ -87,15 +90,15 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
                 @for s in &services { (page::service(s)) " " }
             }
             p.controls {
-                a #cp-toggle.button.on[cp] href=(p.with("cp", if cp { None } else { Some("1") }))
+                a #cp-toggle.button.on[cp] href=(view.link("cp", if cp { None } else { Some("1") }))
                     role="switch" aria-checked=(cp) {
                     "Critical path: " span.state { @if cp { "on" } @else { "off" } }
                 }
                 " "
                 @if p.flag("all") {
-                    a.button href=(p.with("all", None)) { "Fold repeated spans" }
+                    a.button href=(view.link("all", None)) { "Fold repeated spans" }
                 } @else if !folds.after.is_empty() {
-                    a.button href=(p.with("all", Some("1"))) { "Show all " (tree.nodes.len()) " spans" }
+                    a.button href=(view.link("all", Some("1"))) { "Show all " (tree.nodes.len()) " spans" }
                 }
             }
         }
@@ -115,11 +118,21 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
 }
 
 struct View<'a> {
+    /// `/trace/<id>`: links carry their path, so that one with no parameters left is not
+    /// empty (an empty link reloads the page as it is).
+    here: String,
     tree: &'a SpanTree,
     path: &'a CriticalPath,
     p: &'a Params,
     logs_of: &'a HashMap<usize, Vec<&'a TraceLog>>,
     selected: usize,
+}
+
+impl View<'_> {
+    /// This trace's page with `name` set to `value` (or removed).
+    fn link(&self, name: &str, value: Option<&str>) -> String {
+        format!("{}{}", self.here, self.p.with(name, value))
+    }
 }
 
 /// A span id in hex (16 digits).
@@ -192,8 +205,9 @@ fn row(v: &View, i: usize, n: &SpanNode, stretches: &[(i64, i64)]) -> Markup {
     let (left, width) = place(v.tree, n.start, n.end.max(n.start));
     let on_path = v.path.contains(i);
     let span_hex = hex(&n.span_id);
-    let link = format!("{}#detail", v.p.with("span", Some(&span_hex)));
-    let logs = v.logs_of.get(&i).map(Vec::as_slice).unwrap_or(&[]);
+    let link = format!("{}#detail", v.link("span", Some(&span_hex)));
+    let all_logs = v.logs_of.get(&i).map(Vec::as_slice).unwrap_or(&[]);
+    let logs = &all_logs[..all_logs.len().min(MAX_LOGS_SHOWN)];
     html! {
         div.wf-row.err[n.is_error()].cp[on_path].sel[i == v.selected] id=(format!("s-{span_hex}"))
             data-span=(span_hex) data-cp=(if on_path { "1" } else { "0" }) {
@@ -213,6 +227,11 @@ fn row(v: &View, i: usize, n: &SpanNode, stretches: &[(i64, i64)]) -> Markup {
             }
             span.wf-dur { (dur(n.duration_ns))
                 @if on_path { span.wf-cpdur title="time on the critical path" { " ◆ " (dur(v.path.contribution[i])) } }
+            }
+        }
+        @if all_logs.len() > logs.len() {
+            div.wf-log style=(format!("padding-left:{}px", 26 + 14 * n.depth.min(40))) {
+                "⋯ " (all_logs.len() - logs.len()) " more logs of this span (SQL: logs WHERE span_id = '" (span_hex) "')"
             }
         }
         @for l in logs {
@@ -245,7 +264,7 @@ fn fold_line(v: &View, n: &SpanNode, hidden: &[usize]) -> Markup {
             "⋯ " (hidden.len()) " more " (n.service) " " (n.name) " spans: " (dur(sum)) " in all, longest " (dur(longest))
             @if on_path > 0 { ", " (dur(on_path)) " on the critical path" }
             @if logs > 0 { ", " (logs) " logs" }
-            " · " a href=(v.p.with("all", Some("1"))) { "show all" }
+            " · " a href=(v.link("all", Some("1"))) { "show all" }
         }
     }
 }
@@ -303,8 +322,10 @@ fn critical_summary(tree: &SpanTree, path: &CriticalPath) -> Markup {
     }
 }
 
-fn log_lines(logs: &[&TraceLog], start: i64) -> Markup {
+fn log_lines(all: &[&TraceLog], start: i64) -> Markup {
+    let logs = &all[..all.len().min(MAX_LOGS_SHOWN * 4)];
     html! {
+        @if all.len() > logs.len() { p.note { "The first " (logs.len()) " of " (all.len()) " logs." } }
         table.results.logs {
             thead { tr { th { "Offset" } th { "Severity" } th { "Service" } th { "Body" } } }
             tbody {
@@ -352,7 +373,7 @@ fn detail(v: &View, trace: &Trace, i: usize, logs_of: &HashMap<usize, Vec<&Trace
                 tr { th { "span id" } td { code #detail-span-id { (hex(&n.span_id)) } } }
                 tr { th { "parent" } td {
                     @match (n.parent, n.parent_span_id) {
-                        (Some(pi), _) => a href=(v.p.with("span", Some(&hex(&v.tree.nodes[pi].span_id)))) { code { (hex(&v.tree.nodes[pi].span_id)) } },
+                        (Some(pi), _) => a href=(v.link("span", Some(&hex(&v.tree.nodes[pi].span_id)))) { code { (hex(&v.tree.nodes[pi].span_id)) } },
                         (None, Some(ps)) => { code { (hex(&ps)) } " (not in the trace)" },
                         (None, None) => "none: a root span",
                     }

@@ -52,7 +52,7 @@ pub fn attr_term(a: &str) -> Result<String, UiError> {
 fn search_text(p: &Params) -> Result<String, UiError> {
     let mut terms = Vec::new();
     if let Some(q) = p.get("q") {
-        terms.push(format!("({q})"));
+        terms.push(own_query(q, Target::Spans)?);
     }
     if let Some(s) = p.get("service") {
         terms.push(format!("service:{}", quoted(s)));
@@ -80,6 +80,13 @@ fn search_text(p: &Params) -> Result<String, UiError> {
         }
     }
     Ok(terms.join(" "))
+}
+
+/// The `q` of a form, checked on its own (an error points into what the person typed) and
+/// grouped, to be joined with the form's other filters.
+pub fn own_query(q: &str, target: Target) -> Result<String, UiError> {
+    predicate(q, target)?;
+    Ok(format!("({q})"))
 }
 
 /// The SQL predicate of a search text (`true` for none); a syntax error names where.
@@ -121,8 +128,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
          ORDER BY time DESC LIMIT {limit}",
         w.sql()
     );
-    let session = db.session()?;
-    let batches = session.sql_blocking(&sql)?;
+    let batches = super::query(state, &sql)?;
     let mut hits = Vec::new();
     for b in &batches {
         for r in 0..b.num_rows() {
@@ -144,7 +150,7 @@ pub(super) fn page(state: &UiState, p: &Params) -> Result<Markup, UiError> {
          WHERE {} ORDER BY service, name LIMIT 5000",
         w.sql()
     );
-    let ops = session.sql_blocking(&ops_sql)?;
+    let ops = super::query(state, &ops_sql)?;
     let mut services: Vec<String> = Vec::new();
     let mut operations: Vec<String> = Vec::new();
     let chosen = p.get("service");

@@ -137,6 +137,8 @@ fn every_route_draws_the_shop_with_its_fault() {
     assert!(t.contains("id=\"detail\""));
     assert!(t.contains("wf-row err"), "an error span is marked");
     assert!(t.contains("Critical path: "));
+    // Without script the toggle is a link; off again is the page without `cp`.
+    assert!(t.contains(&format!("href=\"/trace/{trace}\"")), "{t}");
     let off = page(a, &format!("/trace/{trace}"), 200);
     assert!(off.contains("class=\"waterfall\" id=\"waterfall\""));
     // The trace's logs sit under their spans.
@@ -148,6 +150,15 @@ fn every_route_draws_the_shop_with_its_fault() {
     assert!(logs.contains("class=\"chip on\""));
     assert!(logs.contains("Patterns of the window"));
     assert!(count(&logs, "class=\"pattern") > 0);
+    // Two service chips show the logs of either.
+    let two = page(
+        a,
+        "/logs?service=inventory&service=checkout&severity=error&range=all",
+        200,
+    );
+    let rows = count(&two, "class=\"trace-link\"");
+    let one = page(a, "/logs?service=inventory&severity=error&range=all", 200);
+    assert!(rows > count(&one, "class=\"trace-link\""), "{two}");
     let chip = page(a, "/logs?service=inventory&range=all", 200);
     assert!(
         chip.contains("service_name = &#39;inventory&#39;")
@@ -270,12 +281,19 @@ fn bad_input_gets_a_page_that_says_what_and_where() {
         "COPY+(SELECT+1)+TO+%27%2Ftmp%2Fx.csv%27",
         "SET+datafusion.execution.batch_size+%3D+1",
         "SELECT+1%3B+SELECT+2",
+        "SELECT+1+AS+x+INTO+made",
+        "SELECT+1+AS+x+UNION+ALL+SELECT+2+INTO+made",
     ] {
         let p = page(a, &format!("/sql?q={q}"), 200);
         assert!(p.contains("class=\"error\""), "{q}: {p}");
         let (code, _, body) = http(a, "GET", &format!("/sql.csv?q={q}"), &[], b"");
         assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
     }
+    let p = page(a, "/sql?q=SELECT+*+FROM+made", 200);
+    assert!(
+        p.contains("class=\"error\""),
+        "SELECT INTO made no table: {p}"
+    );
     let p = page(a, "/sql?q=SELECT+nosuchcolumn+FROM+spans", 200);
     assert!(p.contains("nosuchcolumn"));
     let p = page(a, "/sql?q=SELECT+*+FROM+spans", 200);
@@ -344,7 +362,57 @@ fn the_token_guards_every_page_and_a_browser_logs_in_once() {
         http(a, "GET", "/traces", &[("Cookie", "scry_token=s3cret")], b"").0,
         401
     );
+    // The login redirect stays on this site.
+    let (code, headers, _) = http(a, "GET", "//evil.example/x?token=s3cret%3Bx", &[], b"");
+    assert_eq!(code, 303);
+    assert_eq!(headers["location"], "/evil.example/x");
+    // With a token, any host name may browse (the token is the guard).
+    assert_eq!(
+        http(
+            a,
+            "GET",
+            "/traces",
+            &[
+                ("Authorization", "Bearer s3cret;x"),
+                ("Host", "scry.example:80")
+            ],
+            b""
+        )
+        .0,
+        200
+    );
     ui.shutdown().expect("shutdown");
+
+    // Without a token, pages answer only loopback host names (no DNS rebinding).
+    let ui = serve(dir.path(), local());
+    let a = ui.addr();
+    for host in ["localhost:1234", "127.0.0.1", "[::1]:80"] {
+        assert_eq!(
+            http(a, "GET", "/traces", &[("Host", host)], b"").0,
+            200,
+            "{host}"
+        );
+    }
+    let (code, _, body) = http(
+        a,
+        "GET",
+        "/traces",
+        &[("Host", "rebound.example:4319")],
+        b"",
+    );
+    assert_eq!(code, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        http(a, "GET", "/health", &[("Host", "rebound.example")], b"").0,
+        200
+    );
+    ui.shutdown().expect("shutdown");
+
+    // An empty token would let everyone in: refused.
+    let mut opts = local();
+    opts.token = Some(String::new());
+    let db = Arc::new(Db::open_read_only(dir.path(), Options::default()).expect("open"));
+    let e = UiServer::start(db, opts).expect_err("an empty token");
+    assert!(e.to_string().contains("token"), "{e}");
 }
 
 #[test]

@@ -214,9 +214,13 @@ enum Command {
         /// OTLP/gRPC address (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:4317")]
         grpc: std::net::SocketAddr,
-        /// OTLP/HTTP address, also /health, /ready and /metrics (port 0: any free port).
+        /// OTLP/HTTP address, also /health, /ready, /metrics and the web UI (port 0: any
+        /// free port). Without --token, the UI answers only requests naming a loopback host.
         #[arg(long, default_value = "127.0.0.1:4318")]
         http: std::net::SocketAddr,
+        /// Serve no web UI on the HTTP port (/metrics is then always the Prometheus text).
+        #[arg(long)]
+        no_ui: bool,
         /// Require `Authorization: Bearer TOKEN` on every request but /health.
         #[arg(long, env = "SCRY_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -505,6 +509,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         Command::Serve {
             grpc,
             http,
+            no_ui,
             token,
             probes,
             probe_interval,
@@ -523,6 +528,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             serve::ServeArgs {
                 grpc,
                 http,
+                ui: !no_ui,
                 token: token.filter(|t| !t.is_empty()),
                 probes,
                 probe_interval,

@@ -13,6 +13,8 @@ use scrydb::{Db, Options, Signal};
 pub struct ServeArgs {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// Serve the web UI on the HTTP port.
+    pub ui: bool,
     pub token: Option<String>,
     pub probes: Vec<ProbeTarget>,
     pub probe_interval: Duration,
@@ -97,6 +99,9 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     let mut opts = ServeOptions::default();
     opts.grpc_addr = args.grpc;
     opts.http_addr = args.http;
+    if !args.ui {
+        opts.ui = None;
+    }
     opts.token = args.token;
     opts.probes = args.probes;
     opts.probe_every = args.probe_interval;
@@ -145,6 +150,9 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
         server.grpc_addr(),
         server.http_addr()
     );
+    if args.ui {
+        say!("  web UI: http://{}/", server.http_addr());
+    }
     let _ = stop_rx.recv();
     say!("scry serve: stopping (finishing requests in progress, then flushing)");
     let accepted: Vec<(Signal, u64)> = Signal::ALL
