@@ -559,13 +559,12 @@ impl Session {
         Ok((schema, batches))
     }
 
-    /// Plans one read-only statement ([`check_read_only`]) with a snapshot of its own; the
-    /// `DataFrame` runs it. Unlike [`Session::dataframe`], nothing runs at planning: a plan
-    /// that would change the session or write (`SELECT … INTO`, which DataFusion plans as
-    /// `CREATE TABLE`, and any DDL, DML or statement) is refused before it runs. For
-    /// consoles and agents.
-    pub async fn read_only_dataframe(&self, query: &str) -> Result<DataFrame, Error> {
-        check_read_only(query)?;
+    /// Parses and plans one statement in a state of its own that carries the statement's
+    /// snapshots; runs nothing.
+    async fn plan(
+        &self,
+        query: &str,
+    ) -> Result<(datafusion::execution::SessionState, LogicalPlan), Error> {
         let mut state = self.ctx.state();
         state
             .config_mut()
@@ -574,6 +573,17 @@ impl Session {
         let statement = state.sql_to_statement(query, &dialect)?;
         check_depth(&statement, self.max_expression_depth)?;
         let plan = state.statement_to_plan(statement).await?;
+        Ok((state, plan))
+    }
+
+    /// Plans one read-only statement ([`check_read_only`]) with a snapshot of its own; the
+    /// `DataFrame` runs it. Unlike [`Session::dataframe`], nothing runs at planning: a plan
+    /// that would change the session or write (`SELECT … INTO`, which DataFusion plans as
+    /// `CREATE TABLE`, and any DDL, DML or statement) is refused before it runs. For
+    /// consoles and agents.
+    pub async fn read_only_dataframe(&self, query: &str) -> Result<DataFrame, Error> {
+        check_read_only(query)?;
+        let (state, plan) = self.plan(query).await?;
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -592,14 +602,7 @@ impl Session {
     /// `DataFrame` runs it. Statements that change the session (`SET`, `CREATE VIEW`, ...)
     /// apply to the session, not only to this statement.
     pub async fn dataframe(&self, query: &str) -> Result<DataFrame, Error> {
-        let mut state = self.ctx.state();
-        state
-            .config_mut()
-            .set_extension(Arc::new(StatementSnapshots::default()));
-        let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(query, &dialect)?;
-        check_depth(&statement, self.max_expression_depth)?;
-        let plan = state.statement_to_plan(statement).await?;
+        let (state, plan) = self.plan(query).await?;
         Ok(match plan {
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
                 self.ctx.execute_logical_plan(plan).await?
