@@ -44,6 +44,8 @@
 //! The storage engine is [`scrydb_engine`] (re-exported here; [`Db`] dereferences to its
 //! handle, so every engine call works on it); the SQL layer is [`scrydb_sql`].
 
+#[cfg(feature = "serve")]
+pub mod alert;
 pub mod diagnose;
 #[cfg(feature = "mimalloc")]
 mod mimalloc_tuning;

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alerts;
 pub mod compare;
 pub mod export;
 pub mod functions;
@@ -445,6 +446,11 @@ impl Session {
                 .map_err(Error::from)?;
             tables.push(table);
         }
+        ctx.register_table(
+            "alerts",
+            Arc::new(alerts::view(tables[1].clone()).map_err(Error::from)?),
+        )
+        .map_err(Error::from)?;
         ctx.register_table(
             "span_metrics",
             Arc::new(rollups::SpanMetricsTable::new(reader.clone())),

@@ -35,9 +35,10 @@
 
 pub(crate) mod auth;
 mod http;
+pub(crate) mod http_client;
 mod probe;
 mod receiver;
-mod telemetry;
+pub(crate) mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use probe::{Probe, ProbeTarget};
+pub(crate) use telemetry::Sample;
 pub use telemetry::{Counters, Outcome, Transport};
 
 use crate::Db;
@@ -92,6 +94,9 @@ pub struct ServeOptions {
     /// The web UI ([`crate::ui`]) on the HTTP port, with these limits; `None` serves no
     /// UI (and `GET /metrics` is the Prometheus exposition for every request). Default: on.
     pub ui: Option<crate::ui::UiOptions>,
+    /// Alerting rules evaluated by the receiver ([`crate::alert`]); `None`: none.
+    /// Default: none.
+    pub alerts: Option<crate::alert::AlertOptions>,
 }
 
 impl Default for ServeOptions {
@@ -109,6 +114,7 @@ impl Default for ServeOptions {
             probe_every: Duration::from_secs(10),
             probe_timeout: Duration::from_secs(2),
             ui: Some(crate::ui::UiOptions::default()),
+            alerts: None,
         }
     }
 }
@@ -135,6 +141,9 @@ pub enum ServeError {
         /// Why.
         reason: String,
     },
+    /// The alerting rules file was refused.
+    #[error(transparent)]
+    Rules(#[from] crate::alert::RuleError),
     /// The receiver's runtime could not start, or one of its tasks failed.
     #[error("the receiver failed: {0}")]
     Runtime(String),
@@ -181,7 +190,10 @@ pub struct Server {
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    reload: Option<ReloadSender>,
 }
+
+type ReloadSender = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<usize, String>>>;
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,6 +248,10 @@ impl Server {
                 reason: "the store is open read-only; the receiver writes".into(),
             });
         }
+        let rules = match &opts.alerts {
+            Some(a) => Some(crate::alert::load(&db, a)?),
+            None => None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(64)
@@ -301,6 +317,20 @@ impl Server {
         for target in shared.opts.probes.clone() {
             tasks.push(runtime.spawn(probe::run(shared.clone(), target, stop_rx.clone())));
         }
+        let mut reload = None;
+        if let (Some(set), Some(a)) = (rules, shared.opts.alerts.clone()) {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            reload = Some(tx);
+            tasks.push(runtime.spawn(crate::alert::run(
+                shared.db.clone(),
+                set,
+                a,
+                format!("http://{http_addr}"),
+                shared.counters.alerts().clone(),
+                rx,
+                stop_rx.clone(),
+            )));
+        }
         log::info!("OTLP/gRPC on {grpc_addr}, OTLP/HTTP on {http_addr}");
         if shared.opts.ui.is_some() && shared.opts.token.is_none() && !http_addr.ip().is_loopback()
         {
@@ -317,6 +347,27 @@ impl Server {
             servers,
             grpc_addr,
             http_addr,
+            reload,
+        })
+    }
+
+    /// Reloads the alerting rules file now (as a change of the file or SIGHUP does) and
+    /// returns how many rules run; a refused file keeps the rules that were running and is
+    /// the error. An error too when the server has no rules.
+    pub fn reload_rules(&self) -> Result<usize, String> {
+        let tx = self
+            .reload
+            .as_ref()
+            .ok_or_else(|| "the server evaluates no alerting rules".to_string())?;
+        let runtime = self.runtime.as_ref().ok_or("the server is stopping")?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        runtime.block_on(async {
+            tx.send(reply)
+                .await
+                .map_err(|_| "the alerting task stopped".to_string())?;
+            answer
+                .await
+                .map_err(|_| "the alerting task stopped".to_string())?
         })
     }
 

@@ -20,9 +20,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Shared;
+use super::http_client::{HttpUrl, request};
 use super::telemetry::{kv, nanos, scope, store_own};
 use crate::otlp::Request;
 
@@ -33,9 +33,7 @@ pub struct ProbeTarget {
     pub name: String,
     /// The URL, as given.
     pub url: String,
-    host: String,
-    port: u16,
-    path: String,
+    http: HttpUrl,
 }
 
 impl std::str::FromStr for ProbeTarget {
@@ -50,37 +48,11 @@ impl std::str::FromStr for ProbeTarget {
         if name.is_empty() {
             return Err(format!("probe {s:?} has an empty name"));
         }
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            if url.starts_with("https://") {
-                format!("probe {name}: https is not supported, only http:// health endpoints")
-            } else {
-                format!("probe {name}: {url:?} is not an http:// URL")
-            }
-        })?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("probe {name}: bad port {p:?} in {url:?}"))?,
-            ),
-            _ => (authority, 80),
-        };
-        if host.is_empty() {
-            return Err(format!("probe {name}: no host in {url:?}"));
-        }
+        let url_parsed = HttpUrl::parse(url, &format!("probe {name}"))?;
         Ok(ProbeTarget {
             name: name.to_string(),
             url: url.to_string(),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            port,
-            path: path.to_string(),
+            http: url_parsed,
         })
     }
 }
@@ -126,42 +98,7 @@ pub async fn probe_once(target: &ProbeTarget, timeout: Duration) -> Probe {
 }
 
 async fn fetch_status(t: &ProbeTarget) -> Result<u16, String> {
-    let mut stream = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: scrydb-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        t.path, t.host, t.port
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("cannot send the request: {e}"))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.windows(2).any(|w| w == b"\r\n") {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("cannot read the answer: {e}"))?;
-        if n == 0 {
-            return Err("the connection closed before a status line".into());
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.len() > 8192 {
-            return Err("no HTTP status line in the first 8 KiB".into());
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let line = line.lines().next().unwrap_or("");
-    let mut parts = line.split_whitespace();
-    match (
-        parts.next(),
-        parts.next().and_then(|c| c.parse::<u16>().ok()),
-    ) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
-        _ => Err(format!("not an HTTP answer: {line:?}")),
-    }
+    request(&t.http, "GET", None, &[], "scrydb-probe").await
 }
 
 /// Probes `target` every `probe_every` until stopped, storing each result.
@@ -323,11 +260,16 @@ mod tests {
             .parse()
             .expect("parses");
         assert_eq!(
-            (t.name.as_str(), t.host.as_str(), t.port, t.path.as_str()),
+            (
+                t.name.as_str(),
+                t.http.host.as_str(),
+                t.http.port,
+                t.http.path.as_str()
+            ),
             ("cart", "127.0.0.1", 8080, "/healthz")
         );
         let t: ProbeTarget = "web=http://localhost".parse().expect("parses");
-        assert_eq!((t.port, t.path.as_str()), (80, "/"));
+        assert_eq!((t.http.port, t.http.path.as_str()), (80, "/"));
         for (bad, says) in [
             ("nourl", "NAME=URL"),
             ("=http://x/", "empty name"),

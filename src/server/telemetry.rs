@@ -78,7 +78,7 @@ impl Outcome {
 type RequestCounts = BTreeMap<(Transport, Option<Signal>, Outcome), u64>;
 
 /// One sample: metric name, labels, value, and whether it is a counter (else a gauge).
-type Sample = (&'static str, Vec<(&'static str, String)>, f64, bool);
+pub(crate) type Sample = (&'static str, Vec<(&'static str, String)>, f64, bool);
 
 /// Upper bounds (seconds) of the request latency histogram.
 const LATENCY_BOUNDS: [f64; 12] = [
@@ -95,6 +95,7 @@ pub struct Counters {
     bytes: [AtomicU64; 2],
     latency_buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
     latency_nanos: AtomicU64,
+    alerts: Arc<crate::alert::AlertCounters>,
 }
 
 impl Default for Counters {
@@ -107,11 +108,17 @@ impl Default for Counters {
             bytes: Default::default(),
             latency_buckets: Default::default(),
             latency_nanos: AtomicU64::new(0),
+            alerts: Arc::default(),
         }
     }
 }
 
 impl Counters {
+    /// The alerting counters (evaluations, notifications sent, failed, retried, dropped).
+    pub fn alerts(&self) -> &Arc<crate::alert::AlertCounters> {
+        &self.alerts
+    }
+
     pub(crate) fn request(&self, t: Transport, s: Option<Signal>, o: Outcome) {
         *self
             .requests
@@ -227,6 +234,7 @@ impl Counters {
             w.flush_time.as_secs_f64(),
             true,
         ));
+        out.extend(self.alerts.samples());
         out.push(("scrydb_write_stalls_total", vec![], w.stalls as f64, true));
         out.push((
             "scrydb_write_stall_seconds_total",

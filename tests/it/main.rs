@@ -1,5 +1,6 @@
 //! Integration tests of the whole engine, compiled into one binary.
 
+mod alert;
 mod common;
 mod compaction;
 mod compare;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[macro_use]
 mod out;
+mod alerts;
 mod compare;
 mod demo;
 mod export;
@@ -68,6 +69,20 @@ enum Command {
         /// print the affected trace's URL; Ctrl-C stops.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4319")]
         ui: Option<std::net::SocketAddr>,
+    },
+    /// Firing and pending alerts of the store (what `scry serve --rules` recorded), then
+    /// the recent state changes; or check a rules file against the store.
+    Alerts {
+        /// Show the state changes of this long before now.
+        #[arg(long, default_value = "24h", value_parser = serve::parse_duration)]
+        since: std::time::Duration,
+        /// At most this many recent changes.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Check this rules file against the store (every query planned) and list its
+        /// rules, instead of listing alerts.
+        #[arg(long, value_name = "FILE")]
+        check: Option<std::path::PathBuf>,
     },
     /// Browse a store in the web browser: traces, logs, metrics, the service map and a SQL
     /// console, read-only (also beside a running writer). `scry serve` serves the same UI
@@ -221,6 +236,14 @@ enum Command {
         /// Serve no web UI on the HTTP port (/metrics is then always the Prometheus text).
         #[arg(long)]
         no_ui: bool,
+        /// Evaluate the alerting rules of this TOML file (docs/alerting.md); it is reloaded
+        /// when it changes and on SIGHUP (a refused reload keeps the running rules).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<std::path::PathBuf>,
+        /// Post alert notifications (Alertmanager webhook format) to this http:// URL,
+        /// for rules without webhooks of their own (repeatable).
+        #[arg(long = "webhook", value_name = "URL", requires = "rules")]
+        webhooks: Vec<scrydb::alert::WebhookUrl>,
         /// Require `Authorization: Bearer TOKEN` on every request but /health.
         #[arg(long, env = "SCRY_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -510,6 +533,8 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             grpc,
             http,
             no_ui,
+            rules,
+            webhooks,
             token,
             probes,
             probe_interval,
@@ -529,6 +554,8 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 grpc,
                 http,
                 ui: !no_ui,
+                rules,
+                webhooks,
                 token: token.filter(|t| !t.is_empty()),
                 probes,
                 probe_interval,
@@ -551,6 +578,11 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 max_bytes: max_bytes.map(|b| b as u64),
             },
         ),
+        Command::Alerts {
+            since,
+            limit,
+            check,
+        } => alerts::run(&db_dir, since, limit, check.as_deref()),
         Command::Ui { http, token } => {
             ui::run(&db_dir, http, token.filter(|t| !t.is_empty()), None)
         }

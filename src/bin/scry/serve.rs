@@ -15,6 +15,10 @@ pub struct ServeArgs {
     pub http: SocketAddr,
     /// Serve the web UI on the HTTP port.
     pub ui: bool,
+    /// The alerting rules file.
+    pub rules: Option<std::path::PathBuf>,
+    /// Default webhooks of the rules.
+    pub webhooks: Vec<scrydb::alert::WebhookUrl>,
     pub token: Option<String>,
     pub probes: Vec<ProbeTarget>,
     pub probe_interval: Duration,
@@ -110,6 +114,12 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     opts.max_in_flight_bytes = args.max_in_flight_bytes;
     opts.ingest_concurrency = args.ingest_concurrency;
     opts.self_metrics_every = args.self_metrics_interval;
+    if let Some(rules) = &args.rules {
+        let mut a = scrydb::alert::AlertOptions::new(rules);
+        a.webhooks = args.webhooks.clone();
+        a.reload_on_sighup = true;
+        opts.alerts = Some(a);
+    }
 
     // The first Ctrl-C or SIGTERM stops gracefully; a second one exits at once (the next
     // open recovers everything acknowledged from the log).
@@ -152,6 +162,12 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     );
     if args.ui {
         say!("  web UI: http://{}/", server.http_addr());
+    }
+    if let Some(rules) = &args.rules {
+        say!(
+            "  alerting rules: {} (reloaded on change and SIGHUP)",
+            rules.display()
+        );
     }
     let _ = stop_rx.recv();
     say!("scry serve: stopping (finishing requests in progress, then flushing)");
