@@ -47,6 +47,8 @@
 #[cfg(feature = "serve")]
 pub mod alert;
 pub mod diagnose;
+#[cfg(feature = "serve")]
+pub mod mcp;
 #[cfg(feature = "mimalloc")]
 mod mimalloc_tuning;
 #[cfg(feature = "serve")]

@@ -899,8 +899,18 @@ fn map_row(map: &MapArray, row: usize) -> BTreeMap<String, String> {
 }
 
 /// Every row of the store's `alerts` table with `time >= since` (all with `None`), oldest
-/// first, at most `limit` of the newest. Must not be called from an async task.
+/// first, at most `limit` of the newest. Must not be called from an async task (see
+/// [`history_async`]).
 pub fn history(db: &Db, since: Option<i64>, limit: usize) -> Result<Vec<Alert>, crate::sql::Error> {
+    crate::sql::block_on(history_async(db, since, limit))
+}
+
+/// [`history`] in an async task.
+pub async fn history_async(
+    db: &Db,
+    since: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Alert>, crate::sql::Error> {
     let filter = since.map_or_else(String::new, |s| {
         format!(
             "WHERE time >= {}",
@@ -912,7 +922,7 @@ pub fn history(db: &Db, since: Option<i64>, limit: usize) -> Result<Vec<Alert>, 
          ended, labels, annotations, summary, error FROM alerts {filter} \
          ORDER BY time DESC, fingerprint LIMIT {limit}) ORDER BY time, fingerprint"
     );
-    let batches = db.sql_blocking(&sql)?;
+    let batches = db.sql(&sql).await?;
     let mut out = Vec::new();
     for b in &batches {
         let ts = |i: usize| {
@@ -972,10 +982,16 @@ pub fn history(db: &Db, since: Option<i64>, limit: usize) -> Result<Vec<Alert>, 
 }
 
 /// The current alerts of the store: for every instance, its latest row, kept when it is
-/// pending, firing, `nodata` or `error`. Must not be called from an async task.
+/// pending, firing, `nodata` or `error`. Must not be called from an async task (see
+/// [`current_async`]).
 pub fn current(db: &Db) -> Result<Vec<Alert>, crate::sql::Error> {
+    crate::sql::block_on(current_async(db))
+}
+
+/// [`current`] in an async task.
+pub async fn current_async(db: &Db) -> Result<Vec<Alert>, crate::sql::Error> {
     let mut latest: HashMap<String, Alert> = HashMap::new();
-    for a in history(db, None, usize::MAX >> 1)? {
+    for a in history_async(db, None, usize::MAX >> 1).await? {
         latest.insert(a.fingerprint.clone(), a);
     }
     let mut v: Vec<Alert> = latest

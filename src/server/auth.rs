@@ -152,8 +152,8 @@ fn rebinding_refused(token: Option<&str>, req: &Request) -> Option<Response> {
     Some(
         (
             axum::http::StatusCode::FORBIDDEN,
-            "without a token the web UI answers only requests for localhost, 127.0.0.1 or \
-             [::1]; serve it with a token (--token) to browse it from elsewhere\n",
+            "without a token the web UI and MCP answer only requests for localhost, \
+             127.0.0.1 or [::1]; serve with a token (--token) to reach them from elsewhere\n",
         )
             .into_response(),
     )
@@ -169,7 +169,9 @@ pub(crate) async fn http(State(shared): State<Arc<Shared>>, req: Request, next: 
         return refused;
     }
     let path = req.uri().path();
-    if path != "/health" && !token_matches(token, req.headers(), is_ui(path)) {
+    // MCP clients send the header; the browser's cookie is for the UI's pages only.
+    let take_cookie = is_ui(path) && !path.starts_with("/mcp");
+    if path != "/health" && !token_matches(token, req.headers(), take_cookie) {
         shared
             .counters
             .request(Transport::Http, None, Outcome::Unauthenticated);

@@ -57,6 +57,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
             .route("/metrics", get(metrics))
             .with_state(shared.clone()),
     };
+    let app = match &shared.opts.mcp {
+        Some(opts) => app.nest_service(
+            "/mcp",
+            crate::mcp::server::http_service(
+                crate::mcp::Tools::new(shared.db.clone(), opts.clone()),
+                shared.mcp_stop.child_token(),
+            ),
+        ),
+        None => app,
+    };
     app.layer(axum::middleware::from_fn_with_state(
         shared.clone(),
         super::auth::http,

@@ -31,7 +31,11 @@
 //!   `application/json`, optionally `Content-Encoding: gzip`); `GET /health` (liveness,
 //!   never needs the token), `GET /ready` (store open, not failed, not pushing back),
 //!   `GET /metrics` (Prometheus text; a browser asking for HTML gets the UI's metrics page),
-//!   and the web UI's pages ([`crate::ui`]).
+//!   the web UI's pages ([`crate::ui`]), and MCP over streamable HTTP at `/mcp`
+//!   ([`crate::mcp`]).
+//!
+//! With [`ServeOptions::alerts`], the receiver also evaluates alerting rules
+//! ([`crate::alert`]).
 
 pub(crate) mod auth;
 mod http;
@@ -94,6 +98,9 @@ pub struct ServeOptions {
     /// The web UI ([`crate::ui`]) on the HTTP port, with these limits; `None` serves no
     /// UI (and `GET /metrics` is the Prometheus exposition for every request). Default: on.
     pub ui: Option<crate::ui::UiOptions>,
+    /// The MCP server ([`crate::mcp`]) at `/mcp` on the HTTP port (streamable HTTP), with
+    /// these limits; `None`: none. Default: on.
+    pub mcp: Option<crate::mcp::McpOptions>,
     /// Alerting rules evaluated by the receiver ([`crate::alert`]); `None`: none.
     /// Default: none.
     pub alerts: Option<crate::alert::AlertOptions>,
@@ -114,6 +121,7 @@ impl Default for ServeOptions {
             probe_every: Duration::from_secs(10),
             probe_timeout: Duration::from_secs(2),
             ui: Some(crate::ui::UiOptions::default()),
+            mcp: Some(crate::mcp::McpOptions::default()),
             alerts: None,
         }
     }
@@ -158,6 +166,8 @@ pub(crate) struct Shared {
     /// Slots for requests being decoded and stored ([`ServeOptions::ingest_concurrency`]).
     pub slots: tokio::sync::Semaphore,
     pub stopping: AtomicBool,
+    /// Cancelled when the server stops: ends MCP sessions and streams.
+    pub mcp_stop: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
@@ -268,6 +278,7 @@ impl Server {
             budget: Arc::new(tokio::sync::Semaphore::new(permits)),
             slots: tokio::sync::Semaphore::new(opts.ingest_concurrency),
             stopping: AtomicBool::new(false),
+            mcp_stop: tokio_util::sync::CancellationToken::new(),
             opts,
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -391,6 +402,7 @@ impl Server {
     /// last time, and returns. The store stays open: close it (which flushes) afterwards.
     pub fn shutdown(mut self) -> Result<(), ServeError> {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.mcp_stop.cancel();
         let _ = self.stop.send(true);
         let runtime = self
             .runtime
@@ -433,6 +445,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
+            self.shared.mcp_stop.cancel();
             let _ = self.stop.send(true);
             rt.shutdown_background();
         }

@@ -32,11 +32,11 @@
 //! [`MAX_WATERFALL_ROWS`] rows after folding.
 
 mod assets;
-mod cells;
+pub(crate) mod cells;
 mod logs;
 mod metrics;
 mod page;
-mod params;
+pub(crate) mod params;
 mod services;
 mod sql;
 mod trace;
@@ -113,6 +113,17 @@ pub(crate) enum UiError {
     Internal(String),
     /// A query of the page ran out of time: 503.
     TooSlow(String),
+}
+
+impl std::fmt::Display for UiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UiError::BadRequest(m)
+            | UiError::NotFound(m)
+            | UiError::Internal(m)
+            | UiError::TooSlow(m) => f.write_str(m),
+        }
+    }
 }
 
 impl From<crate::Error> for UiError {

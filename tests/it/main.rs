@@ -16,6 +16,7 @@ mod follow;
 mod foreign;
 mod fuzz;
 mod ingest;
+mod mcp;
 mod otlp;
 mod partitions;
 mod patterns;

@@ -70,6 +70,18 @@ enum Command {
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:4319")]
         ui: Option<std::net::SocketAddr>,
     },
+    /// Serve the store to an AI agent over MCP on stdin/stdout (read-only, also beside a
+    /// running writer): tools to search traces and logs, read a trace and its critical
+    /// path, run read-only SQL, list alerts and diagnose a window, each with a byte cap
+    /// (docs/mcp.md). `scry serve` serves the same tools at /mcp on its HTTP port.
+    Mcp {
+        /// The most bytes of JSON one tool result may take.
+        #[arg(long, default_value_t = 24_000)]
+        max_bytes: usize,
+        /// How long one tool call may run before it is cancelled.
+        #[arg(long, default_value = "15s", value_parser = serve::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Firing and pending alerts of the store (what `scry serve --rules` recorded), then
     /// the recent state changes; or check a rules file against the store.
     Alerts {
@@ -236,6 +248,9 @@ enum Command {
         /// Serve no web UI on the HTTP port (/metrics is then always the Prometheus text).
         #[arg(long)]
         no_ui: bool,
+        /// Serve no MCP endpoint (/mcp) on the HTTP port.
+        #[arg(long)]
+        no_mcp: bool,
         /// Evaluate the alerting rules of this TOML file (docs/alerting.md); it is reloaded
         /// when it changes and on SIGHUP (a refused reload keeps the running rules).
         #[arg(long, value_name = "FILE")]
@@ -357,6 +372,44 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `scry mcp`: the MCP tools over stdin/stdout until the client closes stdin.
+fn mcp(
+    dir: &std::path::Path,
+    max_bytes: usize,
+    timeout: std::time::Duration,
+) -> scrydb::Result<bool> {
+    if max_bytes < 1024 {
+        eprintln!("error: --max-bytes {max_bytes} is below 1024");
+        return Ok(false);
+    }
+    let db = std::sync::Arc::new(Db::open_read_only(dir, Options::default())?);
+    let mut opts = scrydb::mcp::McpOptions::default();
+    opts.max_bytes = max_bytes;
+    opts.timeout = timeout;
+    let tools = scrydb::mcp::Tools::new(db, opts);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Ok(false);
+        }
+    };
+    let result = runtime.block_on(scrydb::mcp::server::serve_stdio(tools));
+    // Tokio's stdin read cannot be cancelled: do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(false)
         }
     }
 }
@@ -533,6 +586,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             grpc,
             http,
             no_ui,
+            no_mcp,
             rules,
             webhooks,
             token,
@@ -554,6 +608,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 grpc,
                 http,
                 ui: !no_ui,
+                mcp: !no_mcp,
                 rules,
                 webhooks,
                 token: token.filter(|t| !t.is_empty()),
@@ -578,6 +633,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 max_bytes: max_bytes.map(|b| b as u64),
             },
         ),
+        Command::Mcp { max_bytes, timeout } => mcp(&db_dir, max_bytes, timeout),
         Command::Alerts {
             since,
             limit,

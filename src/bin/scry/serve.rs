@@ -15,6 +15,8 @@ pub struct ServeArgs {
     pub http: SocketAddr,
     /// Serve the web UI on the HTTP port.
     pub ui: bool,
+    /// Serve MCP at /mcp on the HTTP port.
+    pub mcp: bool,
     /// The alerting rules file.
     pub rules: Option<std::path::PathBuf>,
     /// Default webhooks of the rules.
@@ -106,6 +108,9 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     if !args.ui {
         opts.ui = None;
     }
+    if !args.mcp {
+        opts.mcp = None;
+    }
     opts.token = args.token;
     opts.probes = args.probes;
     opts.probe_every = args.probe_interval;
@@ -162,6 +167,9 @@ pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
     );
     if args.ui {
         say!("  web UI: http://{}/", server.http_addr());
+    }
+    if args.mcp {
+        say!("  MCP (streamable HTTP): http://{}/mcp", server.http_addr());
     }
     if let Some(rules) = &args.rules {
         say!(
