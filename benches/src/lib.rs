@@ -3,6 +3,7 @@
 //! DuckDB side by side (`cargo run --release -p scrydb-benches --bin scry-bench`). Their data
 //! comes from `scrydb-workload`.
 
+pub mod agent_bench;
 pub mod analysis_bench;
 pub mod harness;
 pub mod search_bench;

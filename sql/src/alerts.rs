@@ -25,6 +25,9 @@
 //! | `error` | string | why the rule's query failed (`error` rows only) |
 //!
 //! The latest row of a fingerprint is that instance's current state.
+//!
+//! The view trusts its records: whoever may write logs into the store (the ingest token of
+//! `scry serve`) could also write a record that reads as an alert.
 
 use std::sync::Arc;
 
@@ -141,7 +144,8 @@ pub(crate) fn view(
     .filter(
         col("event_name")
             .eq(lit(EVENT_NAME))
-            .and(col("scope_name").eq(lit(SCOPE_NAME))),
+            .and(col("scope_name").eq(lit(SCOPE_NAME)))
+            .and(col("service_name").eq(lit("scrydb"))),
     )?
     .project(vec![
         col("time"),

@@ -24,13 +24,22 @@ fn interval_sql(d: Duration) -> String {
 /// The group a built-in rule becomes: named after the rule, one rule.
 pub(crate) fn expand(spec: BuiltinSpec) -> Result<Group, String> {
     let dur = |v: &Option<String>, default: &str| parse_duration(v.as_deref().unwrap_or(default));
-    let interval = dur(&spec.interval, "30s")?;
+    // `window`, `baseline` and `interval` errors name the value; say which field.
+    let dur = |v: &Option<String>, default: &str, what: &str| {
+        dur(v, default).map_err(|e| format!("{what}: {e}"))
+    };
+    let interval = dur(&spec.interval, "30s", "interval")?;
     if interval < Duration::from_secs(1) {
         return Err("interval is below 1s".into());
     }
     let factor = spec.factor.unwrap_or(2.0);
     if !(factor.is_finite() && factor >= 1.0) {
         return Err(format!("factor {factor} must be a number of at least 1"));
+    }
+    if let Some(r) = spec.min_rise
+        && !(r.is_finite() && r >= 0.0)
+    {
+        return Err(format!("min_rise {r} must be a number of at least 0"));
     }
     let min_count = spec.min_count.unwrap_or(20);
     let kind = spec.kind.clone();
@@ -43,8 +52,8 @@ pub(crate) fn expand(spec: BuiltinSpec) -> Result<Group, String> {
     });
     let (expr, condition, summary) = match kind.as_str() {
         "error_rate_jump" | "latency_jump" => {
-            let window = dur(&spec.window, "5m")?;
-            let baseline = dur(&spec.baseline, "1h")?;
+            let window = dur(&spec.window, "5m", "window")?;
+            let baseline = dur(&spec.baseline, "1h", "baseline")?;
             if window.is_zero() || baseline.is_zero() {
                 return Err("window and baseline must be above zero".into());
             }
@@ -104,7 +113,7 @@ pub(crate) fn expand(spec: BuiltinSpec) -> Result<Group, String> {
             }
         }
         "probe_down" => {
-            let window = dur(&spec.window, "1m")?;
+            let window = dur(&spec.window, "1m", "window")?;
             (
                 format!(
                     "SELECT CAST(service_name AS VARCHAR) AS service_name, \
@@ -118,7 +127,7 @@ pub(crate) fn expand(spec: BuiltinSpec) -> Result<Group, String> {
             )
         }
         "log_surge" => {
-            let window = dur(&spec.window, "5m")?;
+            let window = dur(&spec.window, "5m", "window")?;
             let w = window.as_millis();
             // The baseline is the window before; it is only complete when logs were already
             // arriving at its start (else, on a new store, every template looks new).

@@ -376,10 +376,11 @@ impl Evaluator {
         for rule in &group.rules {
             counters.evaluations.fetch_add(1, Relaxed);
             let result = self.query(rule, now, group.timeout).await;
-            if result.is_err() {
+            let (changes, payload) = self.apply(group, rule, now, result);
+            // The query failed, or its rows broke the rules (too many, duplicate labels).
+            if self.health.get(&rule.name).map(|h| h.0) == Some(State::Error) {
                 counters.evaluation_failures.fetch_add(1, Relaxed);
             }
-            let (changes, payload) = self.apply(group, rule, now, result);
             if let Some(payload) = payload {
                 let hooks = if rule.webhooks.is_empty() {
                     default_webhooks
@@ -425,7 +426,12 @@ impl Evaluator {
                 .read_only_dataframe(&sql)
                 .await
                 .map_err(|e| e.to_string())?;
-            df.collect().await.map_err(|e| e.to_string())
+            // One row past the most a rule may return: enough to say it returned too many.
+            df.limit(0, Some(MAX_INSTANCES + 1))
+                .map_err(|e| e.to_string())?
+                .collect()
+                .await
+                .map_err(|e| e.to_string())
         });
         let abort = task.abort_handle();
         match tokio::time::timeout(timeout, task).await {
@@ -533,27 +539,14 @@ impl Evaluator {
         let mut changes = Vec::new();
         let rows = result.and_then(|b| Self::rows(rule, &b));
         let health = |state: State, error: Option<String>| {
-            let labels = Self::base_labels(rule);
-            let mut a = Alert {
-                time: now,
-                rule: rule.name.clone(),
-                group: group.name.clone(),
+            health_alert(
+                &rule.name,
+                &group.name,
+                rule.labels.clone(),
                 state,
-                fingerprint: fingerprint(&labels, HEALTH_SALT),
-                value: f64::NAN,
-                started: None,
-                fired: None,
-                ended: None,
-                labels,
-                annotations: BTreeMap::new(),
-                summary: String::new(),
-                error: error.clone(),
-            };
-            a.summary = match &error {
-                Some(e) => format!("{} error: {e}", rule.name),
-                None => format!("{} {}", rule.name, state.as_str()),
-            };
-            a
+                error,
+                now,
+            )
         };
         let rows = match rows {
             Err(e) => {
@@ -700,7 +693,7 @@ impl Evaluator {
             .filter(|i| i.alert.rule == rule.name && i.alert.state == State::Firing)
             .map(|i| i.alert.clone())
             .chain(resolved_now)
-            .map(|a| self.payload_alert(rule, a))
+            .map(|a| self.payload_alert(Some(rule), a))
             .collect();
         alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         (
@@ -709,8 +702,10 @@ impl Evaluator {
         )
     }
 
-    fn payload_alert(&self, rule: &Rule, mut a: Alert) -> PayloadAlert {
-        if a.state == State::Firing {
+    fn payload_alert(&self, rule: Option<&Rule>, mut a: Alert) -> PayloadAlert {
+        if let Some(rule) = rule
+            && a.state == State::Firing
+        {
             Self::annotate(rule, &mut a);
         }
         let generator_url = if self.external_url.is_empty() {
@@ -742,15 +737,20 @@ impl Evaluator {
         }
     }
 
-    /// Ends the instances of rules `set` no longer has (a reload removed them): pending
-    /// ones become inactive, firing ones resolve (recorded; the messages are returned).
+    /// Ends what `new` (the rules after a reload, or the rules at a start) no longer has:
+    /// instances of removed rules — pending ones become inactive, firing ones resolve — and
+    /// removed rules' `nodata`/`error` states (recorded `inactive`). The changes are
+    /// recorded; the messages for the resolved ones are returned, addressed to the removed
+    /// rule's webhooks as `old` had them (or `default_webhooks`).
     pub async fn retire_missing(
         &mut self,
-        set: &RuleSet,
+        old: &RuleSet,
+        new: &RuleSet,
+        default_webhooks: &[WebhookUrl],
         counters: &AlertCounters,
-    ) -> Vec<Payload> {
+    ) -> Vec<Notification> {
         let names: std::collections::HashSet<&str> =
-            set.rules().map(|(_, r)| r.name.as_str()).collect();
+            new.rules().map(|(_, r)| r.name.as_str()).collect();
         let now = now_ns();
         let gone: Vec<String> = self
             .instances
@@ -758,8 +758,23 @@ impl Evaluator {
             .filter(|(_, i)| !names.contains(i.alert.rule.as_str()))
             .map(|(fp, _)| fp.clone())
             .collect();
-        self.health.retain(|rule, _| names.contains(rule.as_str()));
         let mut changes = Vec::new();
+        let dropped: Vec<String> = self
+            .health
+            .keys()
+            .filter(|rule| !names.contains(rule.as_str()))
+            .cloned()
+            .collect();
+        for rule in dropped {
+            self.health.remove(&rule);
+            let group = old
+                .rules()
+                .find(|(_, r)| r.name == rule)
+                .map_or_else(String::new, |(g, _)| g.name.clone());
+            let mut a = health_alert(&rule, &group, BTreeMap::new(), State::Inactive, None, now);
+            a.summary = format!("{rule} inactive: the rule was removed");
+            changes.push(a);
+        }
         let mut resolved: HashMap<String, Vec<PayloadAlert>> = HashMap::new();
         for fp in gone {
             let Some(mut inst) = self.instances.remove(&fp) else {
@@ -776,19 +791,7 @@ impl Evaluator {
             a.summary = format!("{} {}: the rule was removed", a.rule, a.state.as_str());
             changes.push(a.clone());
             if a.state == State::Resolved {
-                let generator = Rule {
-                    name: a.rule.clone(),
-                    expr: String::new(),
-                    condition: None,
-                    for_: Duration::ZERO,
-                    keep_firing_for: Duration::ZERO,
-                    labels: BTreeMap::new(),
-                    annotations: BTreeMap::new(),
-                    webhooks: Vec::new(),
-                    no_data: NoData::Ok,
-                };
-                let mut pa = self.payload_alert(&generator, a.clone());
-                pa.annotations = a.annotations.clone();
+                let pa = self.payload_alert(None, a.clone());
                 resolved.entry(a.rule.clone()).or_default().push(pa);
             }
         }
@@ -798,10 +801,60 @@ impl Evaluator {
             counters.record_failures.fetch_add(1, Relaxed);
             log::error!("could not record {} alert change(s): {e}", changes.len());
         }
-        resolved
-            .into_iter()
-            .map(|(rule, alerts)| Payload::new(&rule, &self.external_url, alerts))
-            .collect()
+        let mut out = Vec::new();
+        for (rule, alerts) in resolved {
+            let payload = Payload::new(&rule, &self.external_url, alerts);
+            let own = old
+                .rules()
+                .find(|(_, r)| r.name == rule)
+                .map(|(_, r)| r.webhooks.clone())
+                .unwrap_or_default();
+            let hooks = if own.is_empty() {
+                default_webhooks.to_vec()
+            } else {
+                own
+            };
+            for w in hooks {
+                out.push(Notification {
+                    webhook: w,
+                    payload: payload.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A rule's own state record (`nodata`, `error`, or `inactive` when it is back to normal):
+/// keyed by the rule's name alone, so changing the rule's labels keeps its identity.
+fn health_alert(
+    rule: &str,
+    group: &str,
+    rule_labels: BTreeMap<String, String>,
+    state: State,
+    error: Option<String>,
+    now: i64,
+) -> Alert {
+    let mut labels = rule_labels;
+    labels.insert("alertname".into(), rule.to_string());
+    let key = BTreeMap::from([("alertname".to_string(), rule.to_string())]);
+    Alert {
+        time: now,
+        rule: rule.to_string(),
+        group: group.to_string(),
+        state,
+        fingerprint: fingerprint(&key, HEALTH_SALT),
+        value: f64::NAN,
+        started: None,
+        fired: None,
+        ended: None,
+        labels,
+        annotations: BTreeMap::new(),
+        summary: match &error {
+            Some(e) => format!("{rule} error: {e}"),
+            None => format!("{rule} {}", state.as_str()),
+        },
+        error,
     }
 }
 
@@ -922,7 +975,12 @@ pub async fn history_async(
          ended, labels, annotations, summary, error FROM alerts {filter} \
          ORDER BY time DESC, fingerprint LIMIT {limit}) ORDER BY time, fingerprint"
     );
-    let batches = db.sql(&sql).await?;
+    read_alerts(db, &sql).await
+}
+
+/// The rows of `sql` (the `alerts` table's columns, in its order) as alerts.
+async fn read_alerts(db: &Db, sql: &str) -> Result<Vec<Alert>, crate::sql::Error> {
+    let batches = db.sql(sql).await?;
     let mut out = Vec::new();
     for b in &batches {
         let ts = |i: usize| {
@@ -990,14 +1048,14 @@ pub fn current(db: &Db) -> Result<Vec<Alert>, crate::sql::Error> {
 
 /// [`current`] in an async task.
 pub async fn current_async(db: &Db) -> Result<Vec<Alert>, crate::sql::Error> {
-    let mut latest: HashMap<String, Alert> = HashMap::new();
-    for a in history_async(db, None, usize::MAX >> 1).await? {
-        latest.insert(a.fingerprint.clone(), a);
-    }
-    let mut v: Vec<Alert> = latest
-        .into_values()
-        .filter(|a| a.state.is_current())
-        .collect();
+    let mut v = read_alerts(
+        db,
+        "SELECT * FROM (SELECT time, rule, \"group\", state, fingerprint, value, started, fired, \
+         ended, labels, annotations, summary, error, row_number() OVER (PARTITION BY fingerprint \
+         ORDER BY time DESC) AS newest FROM alerts) \
+         WHERE newest = 1 AND state IN ('pending', 'firing', 'nodata', 'error')",
+    )
+    .await?;
     v.sort_by(|a, b| (&a.rule, &a.fingerprint).cmp(&(&b.rule, &b.fingerprint)));
     Ok(v)
 }
@@ -1078,6 +1136,13 @@ pub(crate) async fn run(
         counters.clone(),
         tokio::runtime::Handle::current(),
     );
+    // Alerts restored from the store whose rules are gone from the file end now.
+    for n in evaluator
+        .retire_missing(&set, &set, &opts.webhooks, &counters)
+        .await
+    {
+        dispatcher.send(&n.webhook, &n.payload);
+    }
     #[cfg(unix)]
     let mut hup = if opts.reload_on_sighup {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -1136,13 +1201,14 @@ pub(crate) async fn run(
                         path.display(),
                         new.rules().count()
                     );
-                    let payloads = evaluator.retire_missing(&new, &counters).await;
-                    for p in payloads {
-                        for w in &opts.webhooks {
-                            dispatcher.send(w, &p);
-                        }
+                    for n in evaluator
+                        .retire_missing(&set, &new, &opts.webhooks, &counters)
+                        .await
+                    {
+                        dispatcher.send(&n.webhook, &n.payload);
                     }
-                    due.retain(|g, _| new.groups.iter().any(|n| &n.name == g));
+                    // Every group is evaluated at once under its new interval.
+                    due.clear();
                     let n = new.rules().count();
                     set = new;
                     Ok(n)
@@ -1154,7 +1220,8 @@ pub(crate) async fn run(
                 }
                 Err(e) => {
                     counters.reload_failures.fetch_add(1, Relaxed);
-                    Err(e.to_string())
+                    log::error!("alerting: reloading the rules failed (the old ones run): {e}");
+                    Err(format!("reloading the rules failed: {e}"))
                 }
             };
             if let Some(tx) = reply {
@@ -1168,9 +1235,12 @@ pub(crate) async fn run(
                 continue;
             }
             due.insert(group.name.clone(), now_i + group.interval);
-            let done = evaluator
-                .evaluate_group(group, now_ns(), &opts.webhooks, &counters)
-                .await;
+            // Stopping does not wait for a slow group (what it changed is not recorded; the
+            // next start goes on from the store).
+            let done = tokio::select! {
+                done = evaluator.evaluate_group(group, now_ns(), &opts.webhooks, &counters) => done,
+                _ = stop.changed() => return,
+            };
             for n in done.notifications {
                 dispatcher.send(&n.webhook, &n.payload);
             }

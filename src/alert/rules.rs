@@ -264,7 +264,7 @@ impl RuleSet {
                 return Err(group_err("the group has no name".into()));
             }
             let interval = match &g.interval {
-                Some(s) => parse_duration(s).map_err(group_err)?,
+                Some(s) => parse_duration(s).map_err(|e| group_err(format!("interval: {e}")))?,
                 None => Duration::from_secs(60),
             };
             if interval < Duration::from_secs(1) {
@@ -274,7 +274,7 @@ impl RuleSet {
                 )));
             }
             let timeout = match &g.timeout {
-                Some(s) => parse_duration(s).map_err(group_err)?,
+                Some(s) => parse_duration(s).map_err(|e| group_err(format!("timeout: {e}")))?,
                 None => interval.min(Duration::from_secs(30)),
             };
             if timeout.is_zero() {
@@ -354,7 +354,14 @@ impl RuleSet {
                         .map(|df| df.schema().inner().clone())
                 })
                 .map_err(|e| fail(format!("the query does not plan: {e}")))?;
-                value_column(&schema).map_err(fail)?;
+                let value = value_column(&schema).map_err(&fail)?;
+                for (i, f) in schema.fields().iter().enumerate() {
+                    if i != value {
+                        check_label_name(f.name()).map_err(|e| {
+                            fail(format!("column {:?} cannot be a label: {e}", f.name()))
+                        })?;
+                    }
+                }
             }
         }
         Ok(())
@@ -421,17 +428,20 @@ fn build_rule(r: RuleDoc) -> Result<Rule, String> {
     }
     super::template::render_expr(&r.expr, 0)?;
     let condition = r.condition.as_deref().map(Condition::parse).transpose()?;
+    let named = |what: &'static str| move |e: String| format!("{what}: {e}");
     let for_ = r
         .for_
         .as_deref()
         .map(parse_duration)
-        .transpose()?
+        .transpose()
+        .map_err(named("for"))?
         .unwrap_or_default();
     let keep_firing_for = r
         .keep_firing_for
         .as_deref()
         .map(parse_duration)
-        .transpose()?
+        .transpose()
+        .map_err(named("keep_firing_for"))?
         .unwrap_or_default();
     check_labels(&r.labels)?;
     let mut annotations = BTreeMap::new();

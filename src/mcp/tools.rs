@@ -180,12 +180,16 @@ fn failed(e: impl std::fmt::Display) -> ToolError {
     ToolError::Failed(e.to_string())
 }
 
-/// `s` with at most `n` characters (an ellipsis when cut).
+/// `s` in at most `n` bytes (cut at a character boundary, with an ellipsis when cut).
 fn clip(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        None => s.to_string(),
-        Some((i, _)) => format!("{}…", &s[..i]),
+    if s.len() <= n {
+        return s.to_string();
     }
+    let mut end = n.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 fn rfc3339(ns: i64) -> String {
@@ -206,12 +210,20 @@ fn hash(s: &str) -> u32 {
     h
 }
 
+/// The largest offset a cursor may carry.
+const MAX_OFFSET: usize = 100_000_000;
+
 /// The arguments every paged tool takes, and the page it asked for.
 struct Paging {
     offset: usize,
     cap: usize,
     /// What a cursor of these arguments is tied to.
     seed: u32,
+    /// The window end the first page resolved (a cursor keeps it, so that the pages of a
+    /// live store read the same window).
+    anchor: Option<i64>,
+    /// The window end this page used, for its cursor.
+    used_anchor: std::sync::Mutex<Option<i64>>,
 }
 
 impl Paging {
@@ -234,47 +246,96 @@ impl Paging {
                 if n < 1024 {
                     return Err(bad(format!("max_bytes {n} is below 1024")));
                 }
-                (n as usize).min(server_cap)
+                usize::try_from(n).unwrap_or(usize::MAX).min(server_cap)
             }
         };
         let seed = hash(&format!("{tool}{}", Value::Object(args.clone())));
-        let offset = match cursor {
-            None => 0,
+        let (offset, anchor) = match cursor {
+            None => (0, None),
             Some(c) => {
-                let (o, h) = c
-                    .split_once('.')
-                    .ok_or_else(|| bad(format!("cursor {c:?} is not one this server gave")))?;
-                let o: usize = o
-                    .parse()
-                    .map_err(|_| bad(format!("cursor {c:?} is not one this server gave")))?;
+                let foreign = || bad(format!("cursor {c:?} is not one this server gave"));
+                let mut parts = c.split('.');
+                let (Some(o), Some(a), Some(h), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(foreign());
+                };
+                let o: usize = o.parse().map_err(|_| foreign())?;
+                let a: Option<i64> = match a {
+                    "" => None,
+                    a => Some(a.parse().map_err(|_| foreign())?),
+                };
                 if u32::from_str_radix(h, 16).ok() != Some(seed) {
                     return Err(bad(format!(
                         "cursor {c:?} belongs to a call with other arguments: repeat that \
                          call's arguments with it"
                     )));
                 }
-                o
+                if o > MAX_OFFSET {
+                    return Err(foreign());
+                }
+                (o, a)
             }
         };
-        Ok(Paging { offset, cap, seed })
+        Ok(Paging {
+            offset,
+            cap,
+            seed,
+            anchor,
+            used_anchor: std::sync::Mutex::new(None),
+        })
     }
 
     fn cursor(&self, offset: usize) -> String {
-        format!("{offset}.{:08x}", self.seed)
+        let anchor = self
+            .used_anchor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or_else(String::new, |a| a.to_string());
+        format!("{offset}.{anchor}.{:08x}", self.seed)
     }
 
     /// `head` with `items` under `key`, as many as fit the byte cap; `more` says the query
-    /// had rows beyond `items`. Adds `truncated` and, when there is more, `cursor`.
+    /// had rows beyond `items`. Adds `truncated` and, when there is more, `cursor`. The
+    /// head's own lists are shortened first if the head alone would not leave room; an item
+    /// larger than the cap by itself is replaced by a note (and the cursor moves past it).
     fn fit(&self, mut head: Map<String, Value>, key: &str, items: Vec<Value>, more: bool) -> Value {
         head.insert("truncated".into(), Value::Bool(false));
         head.insert(key.into(), Value::Array(Vec::new()));
-        // Room for the cursor and the flag flipping to true.
-        let mut size = Value::Object(head.clone()).to_string().len() + 40;
+        // Room for the cursor, the flag flipping to true, and a note.
+        const SLACK: usize = 160;
+        let budget = self.cap.saturating_sub(SLACK);
+        let mut head_cut = false;
+        while Value::Object(head.clone()).to_string().len() > budget / 2 {
+            // Halve the head's longest list (never the page's own).
+            let longest = head
+                .iter()
+                .filter(|(k, v)| k.as_str() != key && v.as_array().is_some_and(|a| !a.is_empty()))
+                .max_by_key(|(_, v)| v.to_string().len())
+                .map(|(k, _)| k.clone());
+            let Some(k) = longest else { break };
+            if let Some(Value::Array(a)) = head.get_mut(&k) {
+                a.truncate(a.len() / 2);
+            }
+            head_cut = true;
+        }
+        if head_cut {
+            head.insert(
+                "head_truncated".into(),
+                Value::String("some lists above were shortened to fit max_bytes".into()),
+            );
+        }
+        let mut size = Value::Object(head.clone()).to_string().len();
         let total = items.len();
         let mut kept = Vec::new();
         for item in items {
             let n = item.to_string().len() + 1;
-            if size + n > self.cap {
+            if size + n > budget {
+                if kept.is_empty() {
+                    kept.push(json!({"omitted": format!(
+                        "this item alone takes {n} bytes, more than max_bytes allows; raise max_bytes to read it"
+                    )}));
+                }
                 break;
             }
             size += n;
@@ -282,12 +343,6 @@ impl Paging {
         }
         let cut = kept.len() < total;
         let next = self.offset + kept.len();
-        if cut && kept.is_empty() {
-            head.insert(
-                "note".into(),
-                Value::String("the next item alone is larger than max_bytes; raise it".into()),
-            );
-        }
         head.insert(key.into(), Value::Array(kept));
         if cut || more {
             head.insert("truncated".into(), Value::Bool(true));
@@ -314,19 +369,23 @@ fn limit(v: Option<u64>, default: usize, max: usize, what: &str) -> Result<usize
     }
 }
 
-/// The window of `since` / `end` over `signal`'s newest record.
+/// The window of `since` / `end` over `signal`'s newest record (or the end a cursor kept).
 fn window(
     tools: &Tools,
     signal: Signal,
     since: Option<&str>,
     end: Option<&str>,
+    paging: &Paging,
 ) -> Result<Window, ToolError> {
     let newest = tools.db.snapshot().newest_time(signal).map_err(failed)?;
     let mut q = format!("range={}", crate::ui::encode(since.unwrap_or("1h")));
-    if let Some(e) = end {
+    let kept = paging.anchor.map(|a| a.to_string());
+    if let Some(e) = end.or(kept.as_deref()) {
         q.push_str(&format!("&end={}", crate::ui::encode(e)));
     }
-    Window::of(&Params::parse(&q), newest).map_err(|e| bad(format!("window: {e}")))
+    let w = Window::of(&Params::parse(&q), newest).map_err(|e| bad(format!("window: {e}")))?;
+    *paging.used_anchor.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.anchor);
+    Ok(w)
 }
 
 fn search_predicate(text: Option<&str>, target: Target) -> Result<String, ToolError> {
@@ -511,7 +570,13 @@ async fn search_traces(
     }
     let a: A = take("search_traces", args)?;
     let n = limit(a.limit, 20, 100, "trace")?;
-    let w = window(tools, Signal::Spans, a.since.as_deref(), a.end.as_deref())?;
+    let w = window(
+        tools,
+        Signal::Spans,
+        a.since.as_deref(),
+        a.end.as_deref(),
+        paging,
+    )?;
     let mut conds = vec![
         w.sql(),
         search_predicate(a.query.as_deref(), Target::Spans)?,
@@ -708,7 +773,7 @@ fn get_trace(tools: &Tools, args: Map<String, Value>, paging: &Paging) -> Result
                 i,
                 n.parent,
                 hex(&n.span_id),
-                n.service,
+                clip(&n.service, 100),
                 clip(&n.name, 100),
                 ms(n.offset_ns),
                 ms(n.duration_ns),
@@ -766,11 +831,11 @@ fn detail(trace: &crate::Trace, tree: &SpanTree, i: usize, logs: &[crate::TraceL
         .collect();
     json!({
         "span_id": hex(&n.span_id),
-        "service": n.service,
-        "name": n.name,
+        "service": clip(&n.service, 100),
+        "name": clip(&n.name, 200),
         "kind": n.kind,
         "status": n.status_code,
-        "status_message": n.status_message,
+        "status_message": n.status_message.as_deref().map(|m| clip(m, 300)),
         "start": rfc3339(n.start),
         "duration_ms": ms(n.duration_ns),
         "self_ms": ms(n.self_ns),
@@ -833,7 +898,7 @@ fn get_critical_path(
             let c = path.contribution[i];
             json!([
                 hex(&node.span_id),
-                node.service,
+                clip(&node.service, 100),
                 clip(&node.name, 100),
                 ms(c),
                 (path.share(c) * 1000.0).round() / 1000.0
@@ -863,7 +928,13 @@ async fn search_logs(
     }
     let a: A = take("search_logs", args)?;
     let n = limit(a.limit, 50, 200, "record")?;
-    let w = window(tools, Signal::Logs, a.since.as_deref(), a.end.as_deref())?;
+    let w = window(
+        tools,
+        Signal::Logs,
+        a.since.as_deref(),
+        a.end.as_deref(),
+        paging,
+    )?;
     let mut conds = vec![w.sql(), search_predicate(a.query.as_deref(), Target::Logs)?];
     if let Some(s) = &a.service {
         conds.push(format!("service_name = {}", sql_string_literal(s)));
@@ -887,7 +958,8 @@ async fn search_logs(
         tools,
         &format!(
             "SELECT time, CAST(service_name AS VARCHAR) AS service, severity_text, severity_number, \
-             body, trace_id, span_id FROM logs WHERE {} ORDER BY time DESC LIMIT {} OFFSET {}",
+             body, trace_id, span_id FROM logs WHERE {} \
+             ORDER BY time DESC, trace_id, span_id, body LIMIT {} OFFSET {}",
             conds.join(" AND "),
             n + 1,
             paging.offset
@@ -942,6 +1014,7 @@ async fn log_patterns(
         Signal::Logs,
         a.since.as_deref().or(Some("15m")),
         a.end.as_deref(),
+        paging,
     )?;
     let (Some(start), Some(end)) = (w.start, w.end) else {
         return Err(bad(
@@ -1028,7 +1101,7 @@ async fn run_sql(
         .schema()
         .fields()
         .iter()
-        .map(|f| json!([f.name(), clip(&f.data_type().to_string(), 60)]))
+        .map(|f| json!([clip(f.name(), 100), clip(&f.data_type().to_string(), 60)]))
         .collect();
     let b = df
         .limit(paging.offset, Some(n + 1))
@@ -1051,7 +1124,13 @@ fn alert_json(a: &crate::alert::Alert) -> Value {
         "time": rfc3339(a.time),
         "rule": a.rule,
         "state": a.state.as_str(),
-        "labels": a.labels,
+        "labels": Value::Object(
+            a.labels
+                .iter()
+                .take(30)
+                .map(|(k, v)| (clip(k, 100), Value::String(clip(v, 200))))
+                .collect()
+        ),
         "value": a.value.is_finite().then_some(a.value),
         "started": a.started.map(rfc3339),
         "fired": a.fired.map(rfc3339),
@@ -1115,7 +1194,13 @@ async fn diagnose(
         end: Option<String>,
     }
     let a: A = take("diagnose", args)?;
-    let w = window(tools, Signal::Spans, a.since.as_deref(), a.end.as_deref())?;
+    let w = window(
+        tools,
+        Signal::Spans,
+        a.since.as_deref(),
+        a.end.as_deref(),
+        paging,
+    )?;
     let session = tools.db.session().map_err(failed)?;
     let range = (w.start.is_some() || w.end.is_some()).then(|| w.range());
     let d = crate::diagnose::diagnose(session, range, &crate::diagnose::DiagnoseOptions::default())

@@ -31,13 +31,28 @@ impl HttpUrl {
                 "{what}: user information in {url:?} is not supported"
             ));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h,
-                p.parse::<u16>()
+        let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+            // `[v6]` or `[v6]:port`.
+            let (h, tail) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("{what}: unclosed `[` in {url:?}"))?;
+            let port = match tail.strip_prefix(':') {
+                Some(p) => p
+                    .parse::<u16>()
                     .map_err(|_| format!("{what}: bad port {p:?} in {url:?}"))?,
-            ),
-            _ => (authority, 80),
+                None if tail.is_empty() => 80,
+                None => return Err(format!("{what}: {tail:?} after the address in {url:?}")),
+            };
+            (h, port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h,
+                    p.parse::<u16>()
+                        .map_err(|_| format!("{what}: bad port {p:?} in {url:?}"))?,
+                ),
+                None => (authority, 80),
+            }
         };
         if host.is_empty() {
             return Err(format!("{what}: no host in {url:?}"));
@@ -48,10 +63,7 @@ impl HttpUrl {
             ));
         }
         Ok(HttpUrl {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host: host.to_string(),
             port,
             path: path.to_string(),
         })
@@ -120,5 +132,36 @@ pub(crate) async fn request(
     ) {
         (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
         _ => Err(format!("not an HTTP answer: {line:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpUrl;
+
+    #[test]
+    fn urls_parse_with_names_v4_and_v6_hosts() {
+        for (url, host, port, path) in [
+            ("http://localhost/hook", "localhost", 80, "/hook"),
+            ("http://127.0.0.1:9093", "127.0.0.1", 9093, "/"),
+            ("http://[::1]/hook", "::1", 80, "/hook"),
+            ("http://[::1]:8080/a?b=c", "::1", 8080, "/a?b=c"),
+        ] {
+            let u = HttpUrl::parse(url, "webhook").expect(url);
+            assert_eq!(
+                (u.host.as_str(), u.port, u.path.as_str()),
+                (host, port, path)
+            );
+        }
+        for (url, says) in [
+            ("http://[::1/x", "unclosed"),
+            ("http://[::1]x/", "after the address"),
+            ("http://h:99999/", "bad port"),
+            ("http://u:p@h/", "user information"),
+            ("http://h/a b", "spaces"),
+        ] {
+            let e = HttpUrl::parse(url, "webhook").expect_err(url);
+            assert!(e.contains(says), "{url}: {e}");
+        }
     }
 }

@@ -343,11 +343,14 @@ impl Server {
             )));
         }
         log::info!("OTLP/gRPC on {grpc_addr}, OTLP/HTTP on {http_addr}");
-        if shared.opts.ui.is_some() && shared.opts.token.is_none() && !http_addr.ip().is_loopback()
+        if (shared.opts.ui.is_some() || shared.opts.mcp.is_some())
+            && shared.opts.token.is_none()
+            && !http_addr.ip().is_loopback()
         {
             log::warn!(
-                "the web UI on {http_addr} has no token: it answers only requests naming a \
-                 loopback host; set a token to browse it from other hosts"
+                "the web UI and MCP on {http_addr} have no token: they answer only requests \
+                 naming a loopback host, which a client on another host can still claim; set \
+                 a token before exposing them"
             );
         }
         Ok(Server {
@@ -364,7 +367,8 @@ impl Server {
 
     /// Reloads the alerting rules file now (as a change of the file or SIGHUP does) and
     /// returns how many rules run; a refused file keeps the rules that were running and is
-    /// the error. An error too when the server has no rules.
+    /// the error. An error too when the server has no rules. Waits for the reload: must not
+    /// be called from an async task.
     pub fn reload_rules(&self) -> Result<usize, String> {
         let tx = self
             .reload

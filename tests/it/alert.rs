@@ -669,6 +669,22 @@ fn bad_rules_are_refused_with_the_rule_and_the_error() {
         ),
         ("[[builtin]]\nkind = \"cpu_melt\"", "unknown built-in kind"),
         (
+            "[[builtin]]\nkind = \"error_rate_jump\"\nmin_rise = -1.0",
+            "min_rise",
+        ),
+        (
+            "[[builtin]]\nkind = \"probe_down\"\nwindow = \"soon\"",
+            "window: duration",
+        ),
+        (
+            &format!("{group}expr = \"SELECT 'x' AS alertname, 1 AS value\""),
+            "column \"alertname\" cannot be a label",
+        ),
+        (
+            &format!("{group}expr = \"SELECT 1 AS value\"\nkeep_firing_for = \"1 fortnight\""),
+            "keep_firing_for: duration",
+        ),
+        (
             &format!("{group}expr = \"SELECT {{{{ $value }}}} AS value\""),
             "only `{{ $now }}`",
         ),
@@ -709,5 +725,96 @@ fn bad_rules_are_refused_with_the_rule_and_the_error() {
                 .is_some_and(|e| e.contains("two rows have the labels"))
     }));
     assert_eq!(by["Fine"], State::Firing);
-    assert_eq!(counters.evaluations(), (2, 0));
+    assert_eq!(
+        counters.evaluations(),
+        (2, 1),
+        "the duplicate labels count as a failure"
+    );
+}
+
+#[test]
+fn keep_firing_for_holds_and_no_rows_is_nodata_or_an_alert_as_the_rule_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Arc::new(Db::open(dir.path(), Options::default()).expect("open"));
+    // queue.depth every 10 s: 100 until 40 s, 10 at 50 s and 60 s, then nothing until 120 s.
+    for (s, v) in [
+        (10, 100.0),
+        (20, 100.0),
+        (30, 100.0),
+        (40, 100.0),
+        (50, 10.0),
+        (60, 10.0),
+        (120, 100.0),
+    ] {
+        db.ingest_otlp(&gauge("orders", "queue.depth", v, BASE + s * SEC))
+            .expect("point");
+    }
+    let window = "WHERE name = 'queue.depth' AND time > {{ $now - 10s }} AND time <= {{ $now }}";
+    let rules = format!(
+        r#"
+[[groups]]
+name = "g"
+interval = "10s"
+
+[[groups.rules]]
+alert = "Backlog"
+expr = "SELECT CAST(service_name AS VARCHAR) AS service, max(value) AS value FROM metrics {window} GROUP BY 1"
+condition = "> 50"
+keep_firing_for = "30s"
+no_data = "nodata"
+
+[[groups.rules]]
+alert = "Heartbeat"
+expr = "SELECT CAST(service_name AS VARCHAR) AS service, CAST(count(*) AS DOUBLE) AS value FROM metrics {window} GROUP BY 1"
+condition = "< 0"
+for = "20s"
+no_data = "alerting"
+"#
+    );
+    let set = RuleSet::parse(&rules, "r.toml").expect("parses");
+    set.check(&db, "r.toml").expect("plans");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let counters = AlertCounters::default();
+    let mut ev = Evaluator::new(db.clone(), "");
+    let mut got: Vec<(i64, String, State)> = Vec::new();
+    for s in (10..=120).step_by(10) {
+        let done = rt.block_on(ev.evaluate_group(&set.groups[0], BASE + s * SEC, &[], &counters));
+        for c in done.changes {
+            got.push((s, c.rule.clone(), c.state));
+        }
+    }
+    let want: Vec<(i64, String, State)> = [
+        (10, "Backlog", State::Firing),
+        (70, "Backlog", State::NoData),
+        (70, "Backlog", State::Resolved),
+        (70, "Heartbeat", State::Pending),
+        (90, "Heartbeat", State::Firing),
+        (120, "Backlog", State::Inactive),
+        (120, "Backlog", State::Firing),
+        (120, "Heartbeat", State::Resolved),
+    ]
+    .into_iter()
+    .map(|(s, r, st)| (s, r.to_string(), st))
+    .collect();
+    assert_eq!(got, want);
+    let hist = scrydb::alert::history(&db, None, 100).expect("history");
+    let nodata = hist
+        .iter()
+        .find(|a| a.state == State::NoData)
+        .expect("a nodata row");
+    assert_eq!(
+        nodata.labels.get("alertname").map(String::as_str),
+        Some("Backlog")
+    );
+    assert!(nodata.value.is_nan() && nodata.started.is_none());
+    let resolved = hist
+        .iter()
+        .find(|a| a.rule == "Backlog" && a.state == State::Resolved)
+        .expect("resolved");
+    assert_eq!(resolved.started, Some(BASE + 10 * SEC));
+    assert_eq!(
+        resolved.ended,
+        Some(BASE + 70 * SEC),
+        "kept firing 30 s after its last active 40 s"
+    );
 }

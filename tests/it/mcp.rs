@@ -435,6 +435,32 @@ fn caps_and_cursors_hold_on_huge_traces_and_results() {
         small.to_string().len()
     );
 
+    // At the smallest cap, every page still fits and the cursors always move on.
+    let (tables, pages) = {
+        let mut a = args(json!({"max_bytes": 1024}));
+        let mut tables = Vec::new();
+        let mut pages = 0;
+        loop {
+            let v = t.call_blocking("get_schema", a.clone()).expect("schema");
+            assert!(v.to_string().len() <= 1024, "{}", v.to_string().len());
+            pages += 1;
+            assert!(pages < 50, "the cursor moves on");
+            tables.extend(v["tables"].as_array().expect("tables").iter().cloned());
+            match v.get("cursor") {
+                Some(c) => {
+                    a.insert("cursor".into(), c.clone());
+                }
+                None => break (tables, pages),
+            }
+        }
+    };
+    assert_eq!(
+        tables.len(),
+        5,
+        "one item per table, each whole or noted: {tables:?}"
+    );
+    assert!(pages >= 5);
+
     // SQL results page the same way, within the cap however wide the cells.
     let (rows, _) = all_pages(
         &t,

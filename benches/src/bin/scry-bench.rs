@@ -79,6 +79,14 @@ struct Cli {
     /// names its results file.
     #[arg(long, value_name = "STORE", conflicts_with_all = ["lookups_only", "otlp_only", "search", "analysis"])]
     ui: Option<PathBuf>,
+    /// Run the alerting and MCP benchmark instead: each built-in alert rule's query and
+    /// each MCP tool over this existing store (opened read-only), p50 and p99 over
+    /// `--agent-runs` calls. `--json` names its results file.
+    #[arg(long, value_name = "STORE", conflicts_with_all = ["lookups_only", "otlp_only", "search", "analysis", "ui"])]
+    agents: Option<PathBuf>,
+    /// Calls of each rule query and tool.
+    #[arg(long, default_value_t = 10)]
+    agent_runs: usize,
     /// Requests of each UI route.
     #[arg(long, default_value_t = 20)]
     ui_runs: usize,
@@ -135,6 +143,15 @@ fn main() -> ExitCode {
             runs: cli.search_runs.max(1),
         };
         return match scrydb_benches::search_bench::run(&dir, &a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(store) = &cli.agents {
+        return match scrydb_benches::agent_bench::run(store, cli.agent_runs.max(1), &args.json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

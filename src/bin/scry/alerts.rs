@@ -92,7 +92,15 @@ pub fn run(
     if recent.is_empty() {
         say!("no changes in the last {}", humanize(since));
     } else {
-        say!("changes in the last {} (oldest first):", humanize(since));
+        let shown = if recent.len() >= limit {
+            format!(", the newest {limit}; --limit shows more")
+        } else {
+            String::new()
+        };
+        say!(
+            "changes in the last {} (oldest first{shown}):",
+            humanize(since)
+        );
         for a in &recent {
             say!(
                 "  {} {:<8} {:<24} {}",
