@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -42,15 +42,13 @@ pub use template::{Template, format_value, render_expr};
 pub use webhook::{Payload, PayloadAlert, WebhookOptions, WebhookUrl};
 
 use crate::Db;
-use crate::arrow::array::{Array, AsArray, MapArray, RecordBatch};
+use crate::arrow::array::{Array, AsArray, RecordBatch};
 use crate::arrow::datatypes::{DataType, TimestampNanosecondType};
 use crate::sql::alerts::{ANNOTATION_PREFIX, EVENT_NAME, SCOPE_NAME, field};
 
 /// Nanoseconds since the epoch, now.
 pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    crate::ui::params::now_ns()
 }
 
 /// The state of an alert instance (or, for `nodata` and `error`, of a rule).
@@ -302,7 +300,8 @@ pub struct Evaluation {
     pub notifications: Vec<Notification>,
 }
 
-fn rfc3339(ns: i64) -> String {
+/// RFC 3339 with milliseconds, UTC (`2025-11-25T10:00:00.000Z`).
+pub(crate) fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -935,20 +934,12 @@ async fn record(db: &Arc<Db>, changes: &[Alert]) -> Result<(), String> {
     }
 }
 
-fn map_row(map: &MapArray, row: usize) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if map.is_null(row) {
-        return out;
-    }
-    let entries = map.value(row);
-    let keys = entries.column(0).as_string::<i32>();
-    let values = entries.column(1).as_string::<i32>();
-    for i in 0..entries.len() {
-        if values.is_valid(i) {
-            out.insert(keys.value(i).to_string(), values.value(i).to_string());
-        }
-    }
-    out
+/// The non-null entries of a map cell.
+fn map_row(map: &dyn Array, row: usize) -> BTreeMap<String, String> {
+    crate::ui::cells::attrs_of(map, row)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
 }
 
 /// Every row of the store's `alerts` table with `time >= since` (all with `None`), oldest
@@ -999,8 +990,8 @@ async fn read_alerts(db: &Db, sql: &str) -> Result<Vec<Alert>, crate::sql::Error
             .column(5)
             .as_primitive::<crate::arrow::datatypes::Float64Type>()
             .clone();
-        let labels = b.column(9).as_map().clone();
-        let annotations = b.column(10).as_map().clone();
+        let labels = b.column(9).clone();
+        let annotations = b.column(10).clone();
         let opt = |a: &crate::arrow::array::TimestampNanosecondArray, i: usize| {
             a.is_valid(i).then(|| a.value(i))
         };
@@ -1029,8 +1020,8 @@ async fn read_alerts(db: &Db, sql: &str) -> Result<Vec<Alert>, crate::sql::Error
                 started: opt(&started, i),
                 fired: opt(&fired, i),
                 ended: opt(&ended, i),
-                labels: map_row(&labels, i),
-                annotations: map_row(&annotations, i),
+                labels: map_row(labels.as_ref(), i),
+                annotations: map_row(annotations.as_ref(), i),
                 summary: text(&summary, i),
                 error: error.is_valid(i).then(|| error.value(i).to_string()),
             });

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ToolError, Tools};
+use crate::alert::rfc3339;
 use crate::arrow::array::{Array, AsArray, RecordBatch};
 use crate::arrow::datatypes::DataType;
 use crate::diagnose::{sql_string_literal, sql_timestamp_literal};
@@ -190,10 +191,6 @@ fn clip(s: &str, n: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
-}
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn ms(ns: i64) -> f64 {

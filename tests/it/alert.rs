@@ -19,7 +19,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use scrydb::alert::{AlertCounters, AlertOptions, Evaluator, RuleSet, State};
 use scrydb::otlp::Request;
-use scrydb::otlp::ingest::{IngestOptions, Ingester};
 use scrydb::server::{ServeOptions, Server};
 use scrydb::{Db, Options};
 use scrydb_workload::{Fault, FaultKind, Workload, WorkloadOptions};
@@ -81,17 +80,7 @@ fn faulty_shop(dir: &Path) -> (Fault, Fault) {
             fault: Some(kind),
         });
         faults.push(workload.fault().expect("a fault").clone());
-        let mut ingester = Ingester::new(&db, IngestOptions::default());
-        for chunk in workload {
-            for r in [
-                Request::Traces(chunk.traces),
-                Request::Logs(chunk.logs),
-                Request::Metrics(chunk.metrics),
-            ] {
-                ingester.ingest_request(&r).expect("ingest");
-            }
-        }
-        ingester.finish();
+        crate::common::ingest_workload(&db, workload);
     }
     let f = &faults[0];
     for s in 0..i64::from(SECONDS) / 10 {

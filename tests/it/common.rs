@@ -264,3 +264,20 @@ pub fn try_http(
         .collect();
     Ok((status, headers, raw[split + 4..].to_vec()))
 }
+
+/// Stores every chunk of `workload` (traces, logs, metrics) through the file ingester.
+pub fn ingest_workload(db: &Db, workload: scrydb_workload::Workload) {
+    use scrydb::otlp::Request;
+    let mut ingester =
+        scrydb::otlp::ingest::Ingester::new(db, scrydb::otlp::ingest::IngestOptions::default());
+    for chunk in workload {
+        for r in [
+            Request::Traces(chunk.traces),
+            Request::Logs(chunk.logs),
+            Request::Metrics(chunk.metrics),
+        ] {
+            ingester.ingest_request(&r).expect("ingest");
+        }
+    }
+    ingester.finish();
+}

@@ -13,8 +13,6 @@ use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RoleClient, RunningService};
 use scrydb::mcp::{McpOptions, TOOLS, ToolError, Tools};
-use scrydb::otlp::Request;
-use scrydb::otlp::ingest::{IngestOptions, Ingester};
 use scrydb::{Db, Options, Signal};
 use scrydb_workload::{Fault, FaultKind, Workload, WorkloadOptions};
 use serde_json::{Map, Value, json};
@@ -32,17 +30,7 @@ fn shop(dir: &Path) -> Fault {
         ..Default::default()
     });
     let truth = workload.fault().cloned().expect("a fault");
-    let mut ingester = Ingester::new(&db, IngestOptions::default());
-    for chunk in workload {
-        for r in [
-            Request::Traces(chunk.traces),
-            Request::Logs(chunk.logs),
-            Request::Metrics(chunk.metrics),
-        ] {
-            ingester.ingest_request(&r).expect("ingest");
-        }
-    }
-    ingester.finish();
+    crate::common::ingest_workload(&db, workload);
     db.close().expect("close");
     truth
 }
