@@ -117,6 +117,40 @@ impl Db {
         scrydb_engine::Db::open_read_only(dir, opts).map(Db::from)
     }
 
+    /// Opens (creating if needed) the store whose log, lock and cache are in `dir` and
+    /// whose segments, indexes and manifest are in object storage at `remote`; see
+    /// [`scrydb_engine::Db::open_remote`] and [`remote`].
+    pub fn open_remote(
+        dir: impl AsRef<Path>,
+        remote: remote::RemoteStore,
+        remote_opts: remote::RemoteOptions,
+        opts: Options,
+    ) -> Result<Db> {
+        scrydb_engine::Db::open_remote(dir, remote, remote_opts, opts).map(Db::from)
+    }
+
+    /// Opens the store at `remote` read-only, with its cache in `dir`; see
+    /// [`scrydb_engine::Db::open_remote_read_only`].
+    pub fn open_remote_read_only(
+        dir: impl AsRef<Path>,
+        remote: remote::RemoteStore,
+        remote_opts: remote::RemoteOptions,
+        opts: Options,
+    ) -> Result<Db> {
+        scrydb_engine::Db::open_remote_read_only(dir, remote, remote_opts, opts).map(Db::from)
+    }
+
+    /// Opens several stores (one per writer, or every writer under a parent prefix) as one
+    /// read-only store, with their caches in `dir`; see [`scrydb_engine::Db::open_view`].
+    pub fn open_view(
+        dir: impl AsRef<Path>,
+        view: &remote::View,
+        remote_opts: remote::RemoteOptions,
+        opts: Options,
+    ) -> Result<Db> {
+        scrydb_engine::Db::open_view(dir, view, remote_opts, opts).map(Db::from)
+    }
+
     /// The storage engine's handle.
     pub fn engine(&self) -> &scrydb_engine::Db {
         &self.engine

@@ -303,6 +303,65 @@ impl Db {
         })
     }
 
+    /// Opens (creating if needed) the store whose log, lock and cache are in the local
+    /// directory `dir` and whose manifest, segments and indexes are in object storage at
+    /// `remote` ([`crate::remote`]): otherwise exactly [`Db::open`]. Besides the local lock,
+    /// the writer takes the prefix's lease: a second writer on the same prefix is refused
+    /// with [`Error::Io`] naming the holder.
+    pub fn open_remote(
+        dir: impl AsRef<Path>,
+        remote: crate::remote::RemoteStore,
+        remote_opts: crate::remote::RemoteOptions,
+        mut opts: Options,
+    ) -> Result<Db> {
+        let dir = dir.as_ref();
+        let fs = crate::remote::RemoteFs::new(dir, remote, remote_opts)
+            .map_err(|e| Error::io("create", dir, e))?;
+        opts.fs = Arc::new(fs);
+        Db::open(dir, opts)
+    }
+
+    /// Opens the store at `remote` read-only ([`Db::open_read_only`]), with `dir` as the
+    /// local directory of its cache. From another host it reads what the writer committed
+    /// (flushed segments); from the writer's own directory it also follows the writer's
+    /// log.
+    pub fn open_remote_read_only(
+        dir: impl AsRef<Path>,
+        remote: crate::remote::RemoteStore,
+        remote_opts: crate::remote::RemoteOptions,
+        mut opts: Options,
+    ) -> Result<Db> {
+        let dir = dir.as_ref();
+        let fs = crate::remote::RemoteFs::new(dir, remote, remote_opts)
+            .map_err(|e| Error::io("create", dir, e))?;
+        opts.fs = Arc::new(fs);
+        Db::open_read_only(dir, opts)
+    }
+
+    /// Opens several stores as one read-only store ([`crate::remote::View`]): every table
+    /// and [`Db::trace`] read all of them, with time pruning and the indexes of each
+    /// segment as in one store. `dir` is the local directory of the members' caches. A
+    /// refresh (automatic before snapshots unless [`Options::follow_writer`] is off) picks
+    /// up new manifests of every member and writers that appeared under a parent prefix.
+    /// It reads committed segments only: rows still in a writer's log are not in the view.
+    pub fn open_view(
+        dir: impl AsRef<Path>,
+        view: &crate::remote::View,
+        remote_opts: crate::remote::RemoteOptions,
+        mut opts: Options,
+    ) -> Result<Db> {
+        let dir = dir.as_ref();
+        if view.is_empty() {
+            return Err(Error::invalid_option(
+                "view",
+                "a view needs at least one store or parent prefix".to_string(),
+            ));
+        }
+        let fs = crate::remote::ViewFs::new(dir, view, remote_opts)?;
+        opts.fs = Arc::new(fs);
+        Db::open_read_only(dir, opts)
+    }
+
     /// Brings a read-only handle's view up to what the writing process has done since the
     /// last refresh (a newer manifest, newly acknowledged log frames) and says what changed,
     /// including the new batches in log order (what `scry tail` prints). Snapshots do this

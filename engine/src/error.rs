@@ -252,6 +252,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn invalid_option(option: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidOptions {
+            option,
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn invalid(
         signal: Signal,
         column: impl Into<String>,

@@ -47,6 +47,7 @@ mod options;
 pub mod otlp;
 pub mod partition;
 mod recovery;
+pub mod remote;
 mod retention;
 pub mod rollup;
 pub mod schema;

@@ -26,7 +26,7 @@ use crate::{Error, Result, Signal};
 pub const MAGIC: &[u8; 8] = b"SCRYMAN\0";
 /// The manifest format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
-const PREFIX: &str = "MANIFEST-";
+pub(crate) const PREFIX: &str = "MANIFEST-";
 
 /// One immutable Parquet segment: the rows of one signal in one time partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +94,11 @@ pub struct Manifest {
     pub wal_replay_from: u64,
     /// Live segments, in the order they were written.
     pub segments: Vec<Arc<SegmentMeta>>,
+    /// The writer (host and directory) whose log `wal_replay_from` counts in, for a store
+    /// in object storage ([`FileSystem::wal_owner`]); absent for a local store. A writer
+    /// opening from another directory replays its whole local log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_owner: Option<String>,
 }
 
 impl Manifest {
@@ -104,6 +109,7 @@ impl Manifest {
             next_segment_id: 1,
             wal_replay_from: 1,
             segments: Vec::new(),
+            wal_owner: None,
         }
     }
 }
@@ -204,6 +210,17 @@ fn check_segment_path(seg: &SegmentMeta) -> std::result::Result<(), String> {
 
 /// Writes `m` as the new current manifest, durably, and returns its path.
 pub fn write(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<PathBuf> {
+    let owned;
+    let m = match fs.wal_owner() {
+        Some(owner) if m.wal_owner.as_deref() != Some(owner.as_str()) => {
+            owned = Manifest {
+                wal_owner: Some(owner),
+                ..m.clone()
+            };
+            &owned
+        }
+        _ => m,
+    };
     let path = file_path(dir, m.version);
     let tmp = path.with_extension("tmp");
     let mut f = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
@@ -280,6 +297,7 @@ mod tests {
                 crc32: 42,
                 thinned: None,
             })],
+            wal_owner: None,
         };
         let p = file_path(Path::new("/db"), 7);
         let bytes = encode(&m);

@@ -131,13 +131,24 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
     };
     check_segments(fs.as_ref(), dir, &manifest)?;
     let mut report = RecoveryReport::default();
-    remove_orphans(fs.as_ref(), dir, &manifest, &mut report)?;
+    // A manifest another directory committed (a store in object storage taken over by
+    // another host, or written from there since this directory last did) does not count
+    // in this directory's log: every log file here holds rows no manifest has.
+    let foreign = manifest.wal_owner.is_some() && manifest.wal_owner != fs.wal_owner();
+    if foreign {
+        log::info!(
+            "{}: the current manifest was committed by {}; replaying this directory's whole log",
+            dir.display(),
+            manifest.wal_owner.as_deref().unwrap_or_default()
+        );
+    }
+    remove_orphans(fs.as_ref(), dir, &manifest, foreign, &mut report)?;
 
     let mut memtable = Memtable::default();
     let stats = wal::reader::replay(
         fs.as_ref(),
         &wal_dir,
-        manifest.wal_replay_from,
+        if foreign { 0 } else { manifest.wal_replay_from },
         opts.wal_recovery,
         false,
         |signal, batch| {
@@ -424,6 +435,7 @@ fn remove_orphans(
     fs: &dyn FileSystem,
     dir: &Path,
     m: &Manifest,
+    foreign: bool,
     report: &mut RecoveryReport,
 ) -> Result<()> {
     let live: HashSet<PathBuf> = m
@@ -433,7 +445,9 @@ fn remove_orphans(
         .collect();
     let wal_dir = dir.join(WAL_DIR);
     let flush_log = wal::file_path(&wal_dir, m.wal_replay_from);
-    let log_still_there = fs.file_size(&flush_log).is_ok();
+    // Segments of an unfinished flush of another directory's writer (which never
+    // committed them) are leftovers too.
+    let log_still_there = foreign || fs.file_size(&flush_log).is_ok();
 
     let mut remove: Vec<PathBuf> = Vec::new();
     let mut newer: Vec<PathBuf> = Vec::new();

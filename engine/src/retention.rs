@@ -231,6 +231,7 @@ fn publish(shared: &Shared, old: &Manifest, segments: Vec<Arc<SegmentMeta>>) -> 
         next_segment_id: old.next_segment_id.max(shared.next_segment_id()),
         wal_replay_from: old.wal_replay_from,
         segments,
+        wal_owner: shared.fs.wal_owner(),
     };
     manifest::write(shared.fs.as_ref(), &shared.dir, &new)?;
     shared.replace_manifest(Arc::new(new));

@@ -22,6 +22,7 @@ mod partitions;
 mod patterns;
 mod powercut;
 mod recovery;
+mod remote;
 mod retention;
 mod rollups;
 mod roundtrip;

@@ -239,6 +239,7 @@ fn flush_one(
         next_segment_id: shared.next_segment_id(),
         wal_replay_from: frozen.wal_seq + 1,
         segments,
+        wal_owner: shared.fs.wal_owner(),
     };
     manifest::write(shared.fs.as_ref(), &shared.dir, &new)?;
     shared.publish(Arc::new(new), frozen.id);

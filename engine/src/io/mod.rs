@@ -81,6 +81,13 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Takes an exclusive advisory lock on `path` (created if missing) without waiting.
     /// Fails with [`io::ErrorKind::WouldBlock`] when someone else holds it.
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard>;
+    /// Who writes this store's log, when the store's shared files can be written from more
+    /// than one directory (object storage: [`crate::remote::RemoteFs`]). Manifests record
+    /// it (`wal_owner`), so that a directory whose log a manifest does not describe
+    /// replays all of it. `None` (the default) for a store in one local directory.
+    fn wal_owner(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A locked file that unlocks explicitly when dropped. Closing alone is not enough: a child
