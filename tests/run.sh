@@ -2,7 +2,9 @@
 # Runs every test of the workspace, after installing what the tests need: a Python virtual
 # environment (target/venv) with the pinned packages of tests/requirements.txt — DuckDB, which
 # the differential SQL test runs the same queries on; the OpenTelemetry Python SDK with its
-# OTLP gRPC and HTTP exporters, which the `scry serve` tests export through; maturin, pyarrow,
+# OTLP gRPC and HTTP exporters, which the `scry serve` tests export through; moto's S3 server,
+# which the object-storage tests start on loopback, and DuckDB's httpfs extension package;
+# maturin, pyarrow,
 # pytest and hypothesis for the Python module; Playwright, which drives Debian's Chromium
 # (installed here with apt-get when missing; never a browser download) in the web UI's
 # browser test. Formatting and lints are checked first

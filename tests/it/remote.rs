@@ -576,3 +576,80 @@ fn duckdb_reads_the_same_objects() {
     );
     db.close().expect("close");
 }
+
+/// `scry` with `--remote` and `--writers-under`: two writers ingest into their prefixes,
+/// `scry sql` reads one of them, and both as one view.
+#[test]
+fn the_cli_writes_and_reads_object_storage() {
+    let s3 = S3::start();
+    let local = tempfile::tempdir().expect("tempdir");
+    let scry = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_scry"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &s3.direct)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("SCRY_DB")
+            .env_remove("SCRY_REMOTE")
+            .output()
+            .expect("scry runs");
+        let (ok, stdout, stderr) = (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(ok, "scry {args:?} failed: {stderr}");
+        stdout
+    };
+    let mut totals = 0;
+    for (i, n) in [(0, 3000), (1, 2000)] {
+        let db = local.path().join(format!("w{i}"));
+        let url = format!("s3://{BUCKET}/cli/host-{i}");
+        scry(&[
+            "synth",
+            "--db",
+            db.to_str().expect("utf-8"),
+            "--remote",
+            &url,
+            "--spans",
+            &n.to_string(),
+            "--seed",
+            &i.to_string(),
+        ]);
+        totals += n;
+        let got = scry(&[
+            "sql",
+            "--db",
+            local.path().join(format!("r{i}")).to_str().expect("utf-8"),
+            "--remote",
+            &url,
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM spans",
+        ]);
+        assert!(got.contains(&n.to_string()), "{got}");
+    }
+    let got = scry(&[
+        "sql",
+        "--db",
+        local.path().join("view").to_str().expect("utf-8"),
+        "--writers-under",
+        &format!("s3://{BUCKET}/cli"),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM spans",
+    ]);
+    assert!(got.contains(&totals.to_string()), "{got}");
+    // A view is read-only, and local-only commands say so.
+    let out = Command::new(env!("CARGO_BIN_EXE_scry"))
+        .args(["tail", "--remote", "s3://scry-test/cli/host-0"])
+        .output()
+        .expect("scry runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("local directory only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use scrydb::Options;
 use scrydb::alert::{self, Alert, RuleSet};
-use scrydb::{Db, Options};
 
 fn when(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
@@ -29,7 +29,7 @@ pub fn run(
     limit: usize,
     check: Option<&Path>,
 ) -> scrydb::Result<bool> {
-    let db = Db::open_read_only(dir, Options::default())?;
+    let db = crate::open_read(dir, Options::default())?;
     if let Some(path) = check {
         return Ok(
             match RuleSet::load(path).and_then(|set| {

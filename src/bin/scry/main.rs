@@ -41,8 +41,85 @@ struct Cli {
     /// refuse a directory that holds no store; writing commands create it.
     #[arg(long, global = true, env = "SCRY_DB")]
     db: Option<PathBuf>,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where a store's shared files live when not in `--db` (docs/scale-out.md).
+#[derive(clap::Args, Clone, Debug, Default)]
+struct RemoteArgs {
+    /// Keep the store's manifest, segments and indexes in S3-compatible object storage at
+    /// this URL (s3://bucket/prefix); --db is then the local directory of the log, the lock
+    /// and the cache. Read commands take it several times: one view of several writers'
+    /// stores. The connection comes from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN, AWS_ALLOW_HTTP).
+    #[arg(long, global = true, env = "SCRY_REMOTE", value_name = "URL")]
+    remote: Vec<String>,
+    /// Read commands: every writer's store directly under this prefix (s3://bucket/fleet),
+    /// read as one store; writers that start later join at the next refresh.
+    #[arg(long, global = true, value_name = "URL")]
+    writers_under: Vec<String>,
+    /// Writers: take the prefix's writer lease from another writer that is gone for good.
+    #[arg(long, global = true)]
+    take_over: bool,
+    /// Most bytes of the local cache of remote files.
+    #[arg(long, global = true, default_value = "1GiB", value_parser = serve::parse_size)]
+    cache_size: usize,
+}
+
+static REMOTE: std::sync::OnceLock<RemoteArgs> = std::sync::OnceLock::new();
+
+fn remote_opts(r: &RemoteArgs) -> scrydb::remote::RemoteOptions {
+    let mut o = scrydb::remote::RemoteOptions::default();
+    o.cache_bytes = r.cache_size as u64;
+    o.take_over = r.take_over;
+    o
+}
+
+fn remote_store(url: &str) -> scrydb::Result<scrydb::remote::RemoteStore> {
+    scrydb::remote::RemoteStore::s3(url, &scrydb::remote::S3Options::from_env())
+}
+
+/// Opens the store of `--db` (and `--remote`, `--writers-under`) for reading: a local
+/// directory, one store in object storage, or a view of several.
+pub fn open_read(dir: &std::path::Path, opts: Options) -> scrydb::Result<Db> {
+    let r = REMOTE.get().cloned().unwrap_or_default();
+    match (r.remote.as_slice(), r.writers_under.is_empty()) {
+        ([], true) => Db::open_read_only(dir, opts),
+        ([one], true) => Db::open_remote_read_only(dir, remote_store(one)?, remote_opts(&r), opts),
+        (many, _) => {
+            let mut view = scrydb::remote::View::new();
+            for url in many {
+                view = view.remote(remote_store(url)?);
+            }
+            for url in &r.writers_under {
+                view = view.writers_under(remote_store(url)?);
+            }
+            Db::open_view(dir, &view, remote_opts(&r), opts)
+        }
+    }
+}
+
+/// Opens the store of `--db` (and `--remote`) for writing.
+pub fn open_write(dir: &std::path::Path, opts: Options) -> scrydb::Result<Db> {
+    let r = REMOTE.get().cloned().unwrap_or_default();
+    if !r.writers_under.is_empty() {
+        return Err(scrydb::Error::InvalidOptions {
+            option: "writers-under",
+            reason: "a view of several writers is read-only; a writer takes one --remote"
+                .to_string(),
+        });
+    }
+    match r.remote.as_slice() {
+        [] => Db::open(dir, opts),
+        [one] => Db::open_remote(dir, remote_store(one)?, remote_opts(&r), opts),
+        _ => Err(scrydb::Error::InvalidOptions {
+            option: "remote",
+            reason: "a writer writes one store: give one --remote".to_string(),
+        }),
+    }
 }
 
 #[derive(Subcommand)]
@@ -386,7 +463,7 @@ fn mcp(
         eprintln!("error: --max-bytes {max_bytes} is below 1024");
         return Ok(false);
     }
-    let db = std::sync::Arc::new(Db::open_read_only(dir, Options::default())?);
+    let db = std::sync::Arc::new(open_read(dir, Options::default())?);
     let mut opts = scrydb::mcp::McpOptions::default();
     opts.max_bytes = max_bytes;
     opts.timeout = timeout;
@@ -416,6 +493,23 @@ fn mcp(
 
 /// Runs a command; `Ok(false)` when it finished but reported errors.
 fn run(cli: Cli) -> scrydb::Result<bool> {
+    let _ = REMOTE.set(cli.remote.clone());
+    let remote = !cli.remote.remote.is_empty() || !cli.remote.writers_under.is_empty();
+    let local_only = match &cli.command {
+        Command::Verify => Some("verify"),
+        Command::Recover => Some("recover"),
+        Command::Tail { .. } => Some("tail"),
+        Command::Demo { .. } => Some("demo"),
+        _ => None,
+    };
+    if let (true, Some(name)) = (remote, local_only) {
+        return Err(scrydb::Error::InvalidOptions {
+            option: "remote",
+            reason: format!(
+                "`scry {name}` works on a local directory only; drop --remote/--writers-under"
+            ),
+        });
+    }
     let db_dir = cli
         .db
         .clone()
@@ -496,7 +590,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
                 FormatArg::Protobuf => scrydb::otlp::Format::Protobuf,
             });
             let signal = signal.map(Signal::from);
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = open_write(&db_dir, Options::default())?;
             let ok = ingest::run(&db, &files, format, signal)?;
             db.close()?;
             Ok(ok)
@@ -517,7 +611,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
         )
         .map(|()| true),
         Command::Sql { query, format } => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             let session = match db.session() {
                 Ok(s) => s,
                 Err(e) => {
@@ -540,25 +634,25 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             Ok(ok)
         }
         Command::Search(args) => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             let ok = search::run(&db, &args)?;
             db.close()?;
             Ok(ok)
         }
         Command::Compare(args) => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             let ok = compare::run(&db, &args)?;
             db.close()?;
             Ok(ok)
         }
         Command::Export(args) => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             let ok = export::run(&db, &args)?;
             db.close()?;
             Ok(ok)
         }
         Command::Patterns(args) => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             let ok = patterns::run(&db, &args)?;
             db.close()?;
             Ok(ok)
@@ -568,13 +662,13 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             critical_path,
             all,
         } => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             let found = trace::run(&db, &trace_id, trace::View { critical_path, all })?;
             db.close()?;
             Ok(found)
         }
         Command::Reindex { all } => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = open_write(&db_dir, Options::default())?;
             let n = db.rebuild_indexes(all)?;
             say!(
                 "{n} index file(s) rebuilt (trace indexes, term indexes, log patterns, span \
@@ -643,7 +737,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             ui::run(&db_dir, http, token.filter(|t| !t.is_empty()), None)
         }
         Command::Compact => {
-            let db = Db::open(&db_dir, Options::default())?;
+            let db = open_write(&db_dir, Options::default())?;
             let s = db.compact()?;
             say!(
                 "{} merge(s): {} segments into {}, {} rows rewritten, {} -> {} bytes",
@@ -667,7 +761,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             }
             // Thinning needs the policy the on-demand pass applies in the options.
             let thinning = thin.keep_interesting.is_some();
-            let db = Db::open(
+            let db = open_write(
                 &db_dir,
                 thin.apply(Options::default())
                     .retention(older_than.filter(|_| thinning))
@@ -683,7 +777,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             db.close().map(|()| true)
         }
         Command::Stats => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             stdout_quietly(|out| print_stats(&db, out))?;
             db.close().map(|()| true)
         }
@@ -702,7 +796,7 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             }
         }
         Command::Info => {
-            let db = Db::open_read_only(&db_dir, Options::default())?;
+            let db = open_read(&db_dir, Options::default())?;
             stdout_quietly(|out| print_info(&db, out))?;
             db.close().map(|()| true)
         }
@@ -931,14 +1025,14 @@ fn gen_cmd(
 }
 
 fn synth_cmd(
-    dir: &PathBuf,
+    dir: &std::path::Path,
     spans: usize,
     logs: usize,
     metrics: usize,
     batch: usize,
     seed: u64,
 ) -> scrydb::Result<()> {
-    let db = Db::open(dir, Options::default())?;
+    let db = open_write(dir, Options::default())?;
     let mut rng = Rng::new(seed);
     let base = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - 3_600_000_000_000;
     say!("ingesting into {} ...", dir.display());

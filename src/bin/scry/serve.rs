@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use scrydb::server::{ProbeTarget, ServeOptions, Server};
-use scrydb::{Db, Options, Signal};
+use scrydb::{Options, Signal};
 
 /// What `scry serve` was asked for.
 pub struct ServeArgs {
@@ -90,7 +90,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 /// Runs the receiver until a signal; `Ok(false)` when it stopped with errors.
 pub fn run(dir: &Path, args: ServeArgs) -> scrydb::Result<bool> {
-    let db = Arc::new(Db::open(
+    let db = Arc::new(crate::open_write(
         dir,
         args.thin
             .apply(Options::default())

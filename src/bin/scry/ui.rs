@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use scrydb::Options;
 use scrydb::ui::{UiServeOptions, UiServer};
-use scrydb::{Db, Options};
 
 /// Serves the UI over the store in `dir` (opened read-only) on `addr`, printing its address
 /// (and `first`, a path to open, when given), until Ctrl-C or SIGTERM.
@@ -15,7 +15,7 @@ pub fn run(
     token: Option<String>,
     first: Option<&str>,
 ) -> scrydb::Result<bool> {
-    let db = Arc::new(Db::open_read_only(dir, Options::default())?);
+    let db = Arc::new(crate::open_read(dir, Options::default())?);
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
