@@ -6,5 +6,6 @@
 pub mod agent_bench;
 pub mod analysis_bench;
 pub mod harness;
+pub mod remote_bench;
 pub mod search_bench;
 pub mod ui_bench;

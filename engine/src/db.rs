@@ -332,7 +332,7 @@ impl Db {
         mut opts: Options,
     ) -> Result<Db> {
         let dir = dir.as_ref();
-        let fs = crate::remote::RemoteFs::new(dir, remote, remote_opts)
+        let fs = crate::remote::RemoteFs::new_read_only(dir, remote, remote_opts)
             .map_err(|e| Error::io("create", dir, e))?;
         opts.fs = Arc::new(fs);
         Db::open_read_only(dir, opts)

@@ -142,7 +142,7 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
             manifest.wal_owner.as_deref().unwrap_or_default()
         );
     }
-    remove_orphans(fs.as_ref(), dir, &manifest, foreign, &mut report)?;
+    let newest_id = remove_orphans(fs.as_ref(), dir, &manifest, foreign, &mut report)?;
 
     let mut memtable = Memtable::default();
     let stats = wal::reader::replay(
@@ -168,6 +168,27 @@ pub(crate) fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, opts: &Options) -> R
         .last_seq
         .map_or(manifest.wal_replay_from, |s| s + 1)
         .max(manifest.wal_replay_from);
+    let mut manifest = manifest;
+    if foreign {
+        // Take the store over explicitly before anything else publishes: from now on the
+        // manifest counts in this directory's log (from its oldest file still here), and
+        // new segment ids start past every object found, committed or not (another
+        // writer's unfinished work is left alone, never reused).
+        let first_local = first_log_seq(fs.as_ref(), &wal_dir)?.unwrap_or(next_seq);
+        let taken = Manifest {
+            version: manifest.version + 1,
+            next_segment_id: manifest.next_segment_id.max(newest_id.map_or(0, |i| i + 1)),
+            wal_replay_from: first_local.min(next_seq),
+            segments: manifest.segments.clone(),
+            wal_owner: fs.wal_owner(),
+        };
+        manifest::write(fs.as_ref(), dir, &taken)?;
+        let old = manifest::file_path(dir, manifest.version);
+        if let Err(e) = fs.remove_file(&old) {
+            log::warn!("could not remove old manifest {}: {e}", old.display());
+        }
+        manifest = taken;
+    }
     let wal = WalWriter::create(fs, &wal_dir, next_seq)?;
     report.wal_files = stats.files;
     report.wal_batches = stats.frames;
@@ -431,13 +452,27 @@ fn parse_segment_file_name(path: &Path) -> Option<SegmentFileName> {
 ///   [`Error::Corrupted`] naming them, before anything is removed.
 ///
 /// A partition directory left empty is removed.
+/// The sequence number of the oldest log file in `wal_dir`, if there is one.
+fn first_log_seq(fs: &dyn FileSystem, wal_dir: &Path) -> Result<Option<u64>> {
+    Ok(fs
+        .read_dir(wal_dir)
+        .map_err(|e| Error::io("list", wal_dir, e))?
+        .iter()
+        .filter(|e| !e.is_dir)
+        .filter_map(|e| wal::parse_file_name(&e.path))
+        .min())
+}
+
+/// Removes the leftovers (see above) and returns the largest segment id of any segment
+/// file found. With `foreign` (the manifest was committed from another directory, whose
+/// writer may still be finishing a flush), only temporary files are removed.
 fn remove_orphans(
     fs: &dyn FileSystem,
     dir: &Path,
     m: &Manifest,
     foreign: bool,
     report: &mut RecoveryReport,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let live: HashSet<PathBuf> = m
         .segments
         .iter()
@@ -445,9 +480,8 @@ fn remove_orphans(
         .collect();
     let wal_dir = dir.join(WAL_DIR);
     let flush_log = wal::file_path(&wal_dir, m.wal_replay_from);
-    // Segments of an unfinished flush of another directory's writer (which never
-    // committed them) are leftovers too.
-    let log_still_there = foreign || fs.file_size(&flush_log).is_ok();
+    let log_still_there = fs.file_size(&flush_log).is_ok();
+    let mut newest_id: Option<u64> = None;
 
     let mut remove: Vec<PathBuf> = Vec::new();
     let mut newer: Vec<PathBuf> = Vec::new();
@@ -465,6 +499,9 @@ fn remove_orphans(
             let name = (!f.is_dir)
                 .then(|| parse_segment_file_name(&f.path))
                 .flatten();
+            if let Some(n) = &name {
+                newest_id = newest_id.max(Some(n.id));
+            }
             match name {
                 None => {
                     log::warn!(
@@ -474,9 +511,9 @@ fn remove_orphans(
                     report.left_alone.push(f.path);
                     kept += 1;
                 }
-                Some(n) if n.temporary || n.id < m.next_segment_id || log_still_there => {
-                    remove.push(f.path)
-                }
+                Some(n) if n.temporary => remove.push(f.path),
+                Some(_) if foreign => kept += 1,
+                Some(n) if n.id < m.next_segment_id || log_still_there => remove.push(f.path),
                 Some(_) => {
                     newer.push(f.path);
                     kept += 1;
@@ -519,7 +556,7 @@ fn remove_orphans(
                 .map_err(|e| Error::io("remove directory", &part, e))?;
         }
     }
-    Ok(())
+    Ok(newest_id)
 }
 
 /// Whether `path` is named like a partition directory the engine creates

@@ -139,6 +139,19 @@ impl Snapshot {
         self.dir.join(&seg.path)
     }
 
+    /// The object-storage URL (`s3://bucket/key`) of a segment of a store in object
+    /// storage (or of a view of such stores); `None` for a segment on local disk.
+    pub fn segment_url(&self, seg: &SegmentMeta) -> Option<String> {
+        self.fs.object_url(&self.segment_path(seg))
+    }
+
+    /// The object-storage stores (`s3://bucket/prefix`) the snapshot's segments are in:
+    /// one for a store in object storage, its members for a view of such stores; `None`
+    /// when the store is on local disk.
+    pub fn remote_stores(&self) -> Option<Vec<String>> {
+        self.fs.remote_stores()
+    }
+
     /// The unflushed batches of `signal`, oldest first, restricted to rows in `range`
     /// (every row for `None`). Batches with no row left are omitted.
     pub fn memtable_batches(

@@ -25,6 +25,8 @@
 //! ```
 
 pub mod alerts;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod compare;
 pub mod export;
 pub mod functions;

@@ -106,6 +106,8 @@ pub struct ScryTable {
     use_index: bool,
     term_index: bool,
     time_pruning: bool,
+    /// Plans scans that a cluster's executors can run ([`ScryTable::for_cluster`]).
+    cluster: bool,
 }
 
 impl ScryTable {
@@ -118,7 +120,42 @@ impl ScryTable {
             use_index: true,
             term_index: true,
             time_pruning: true,
+            cluster: false,
         }
+    }
+
+    /// The same table, planning scans that other processes can run: a distributed engine's
+    /// executors (`crate::cluster`) that have only the object store and DataFusion's own
+    /// operators. Segments are read by their object-storage URLs through DataFusion's
+    /// Parquet reader (no engine reader, so no block checksums), `end_time` is computed
+    /// by a projection, trace-id lookups read their rows at planning (the scan carries
+    /// them), and term-index row selections are dropped (files the index rules out are
+    /// still skipped). A segment on local disk is an error.
+    pub fn for_cluster(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
+    /// Whether the table plans scans for a cluster.
+    pub fn is_for_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The reader the table takes snapshots from.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
+    /// Whether `trace_id` lookups use the trace indexes, searches the term indexes, and
+    /// `time` predicates prune segments (the three `with_*` switches).
+    pub fn switches(&self) -> (bool, bool, bool) {
+        (self.use_index, self.term_index, self.time_pruning)
+    }
+
+    /// Whether the table has the trace-tree columns (internal schema of the structural
+    /// functions).
+    pub(crate) fn has_tree_columns(&self) -> bool {
+        self.schema != schema::schema(self.signal)
     }
 
     /// The same table, with `time` predicates pruning segments and memtable rows before
@@ -616,12 +653,26 @@ impl TableProvider for ScryTable {
                     next: 0,
                     pending: std::collections::VecDeque::new(),
                 };
-                let generator: Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> =
-                    Arc::new(parking_lot::RwLock::new(rows));
-                inputs.push(Arc::new(
-                    LazyMemoryExec::try_new(self.schema.clone(), vec![generator])?
-                        .with_projection(projection.cloned()),
-                ));
+                if self.cluster {
+                    // Executors cannot read through the engine: the rows travel in the plan.
+                    let mut rows = rows;
+                    let mut batches = Vec::new();
+                    while let Some(b) = rows.generate_next_batch()? {
+                        batches.push(b);
+                    }
+                    inputs.push(MemorySourceConfig::try_new_exec(
+                        &[batches],
+                        self.schema.clone(),
+                        projection.cloned(),
+                    )?);
+                } else {
+                    let generator: Arc<parking_lot::RwLock<dyn LazyBatchGenerator>> =
+                        Arc::new(parking_lot::RwLock::new(rows));
+                    inputs.push(Arc::new(
+                        LazyMemoryExec::try_new(self.schema.clone(), vec![generator])?
+                            .with_projection(projection.cloned()),
+                    ));
+                }
             }
         }
         // A search reads, through the Parquet scan below, only the blocks the segments'
@@ -655,7 +706,9 @@ impl TableProvider for ScryTable {
             }
             segments = kept;
         }
-        if !segments.is_empty() {
+        if self.cluster && !segments.is_empty() {
+            inputs.push(self.cluster_scan(&snapshot, segments, projection, limit)?);
+        } else if !segments.is_empty() {
             let mut factory = SegmentReaderFactory {
                 snapshot: snapshot.clone(),
                 segments: HashMap::new(),
@@ -709,6 +762,9 @@ impl TableProvider for ScryTable {
             )?);
         }
         let input = UnionExec::try_new(inputs)?;
+        if self.cluster {
+            return Ok(input);
+        }
         Ok(Arc::new(ScryScanExec::new(
             input,
             snapshot,
@@ -721,6 +777,109 @@ impl TableProvider for ScryTable {
                 index: index_info,
             },
         )))
+    }
+}
+
+impl ScryTable {
+    /// The Parquet scan of `segments` by their object-storage URLs, with only DataFusion's
+    /// own operators (see [`ScryTable::for_cluster`]).
+    fn cluster_scan(
+        &self,
+        snapshot: &Snapshot,
+        mut segments: Vec<Arc<SegmentMeta>>,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::common::DataFusionError;
+        use datafusion::physical_expr::expressions::{BinaryExpr as PBinary, CastExpr, Column};
+        use datafusion::physical_plan::projection::ProjectionExec;
+        segments.sort_by_key(|seg| std::cmp::Reverse((seg.max_time, seg.id)));
+        let mut bucket: Option<String> = None;
+        let groups = MAX_GROUPS.min(segments.len());
+        let mut files: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
+        for (i, seg) in segments.iter().enumerate() {
+            let url = snapshot.segment_url(seg).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "segment {} is on local disk: a cluster reads stores in object storage \
+                     only",
+                    seg.path
+                ))
+            })?;
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", &url));
+            let (b, key) = rest.split_once('/').unwrap_or((rest, ""));
+            let b = format!("{scheme}://{b}");
+            match &bucket {
+                Some(have) if *have != b => {
+                    return Err(DataFusionError::Plan(format!(
+                        "a cluster scan reads one bucket; {url} is outside {have}"
+                    )));
+                }
+                _ => bucket = Some(b),
+            }
+            files[i % groups].push(PartitionedFile::new(key.to_string(), seg.size));
+        }
+        let bucket = ObjectStoreUrl::parse(bucket.unwrap_or_default())?;
+        // Segments do not store derived columns (`end_time`): read what the projection
+        // needs of the stored ones, then compute them on top.
+        let derived: Vec<usize> = scrydb_engine::segment::stored::derived_columns(self.signal)
+            .iter()
+            .filter_map(|n| self.schema.index_of(n).ok())
+            .collect();
+        let wanted: Vec<usize> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let needs_derived = wanted.iter().any(|i| derived.contains(i));
+        let mut read = wanted.clone();
+        if needs_derived {
+            for name in ["time", "duration_ns"] {
+                let i = self.schema.index_of(name)?;
+                if !read.contains(&i) {
+                    read.push(i);
+                }
+            }
+        }
+        let source = ParquetSource::new(self.schema.clone())
+            .with_pushdown_filters(true)
+            .with_reorder_filters(true)
+            .with_enable_page_index(true);
+        let config = FileScanConfigBuilder::new(bucket, Arc::new(source))
+            .with_file_groups(
+                files
+                    .into_iter()
+                    .filter(|g| !g.is_empty())
+                    .map(FileGroup::new)
+                    .collect(),
+            )
+            .with_projection_indices(Some(read.clone()))?
+            .with_limit(if needs_derived { None } else { limit })
+            .build();
+        let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        if !needs_derived && read == wanted {
+            return Ok(scan);
+        }
+        let at = |name: &str| -> Result<Arc<dyn PhysicalExpr>> {
+            let i = self.schema.index_of(name)?;
+            let pos = read.iter().position(|r| *r == i).expect("read holds it");
+            Ok(Arc::new(Column::new(name, pos)))
+        };
+        let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+        for i in &wanted {
+            let field = self.schema.field(*i);
+            let expr: Arc<dyn PhysicalExpr> = if derived.contains(i) {
+                // end_time = time + duration_ns, in nanoseconds.
+                let start = Arc::new(CastExpr::new(
+                    at("time")?,
+                    datafusion::arrow::datatypes::DataType::Int64,
+                    None,
+                ));
+                let sum = Arc::new(PBinary::new(start, Operator::Plus, at("duration_ns")?));
+                Arc::new(CastExpr::new(sum, field.data_type().clone(), None))
+            } else {
+                at(field.name())?
+            };
+            exprs.push((expr, field.name().clone()));
+        }
+        Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of the whole engine, compiled into one binary.
 
 mod alert;
+mod cluster;
 mod common;
 mod compaction;
 mod compare;

@@ -297,35 +297,51 @@ fn a_crashed_writer_takes_its_lease_back_and_a_second_writer_cannot_lose_rows() 
     take.take_over = true;
     let b =
         Db::open_remote(&b_dir, s3.store("shared"), take.clone(), small_opts()).expect("take over");
-    // Now two writers share the prefix (the misuse take_over warns about): b commits, then
-    // c — a third directory that also took over — finds its commit refused, and keeps
-    // its rows in its log.
+    // Now two writers share the prefix (the misuse take_over warns about). Opening takes
+    // the store over with a manifest of its own, so the last to open — c — is the one
+    // whose commits go through; b's flush is refused and b keeps its rows in its log.
     let c_dir = local.path().join("c");
     let c = Db::open_remote(&c_dir, s3.store("shared"), take, small_opts()).expect("c");
-    let b_rows = batches(20);
-    write(&b, &b_rows[..2]);
-    let c_rows = synth(Signal::Spans, 30, 500, BASE);
-    c.append(Signal::Spans, &c_rows)
+    let b_rows = synth(Signal::Spans, 30, 500, BASE);
+    b.append(Signal::Spans, &b_rows)
         .expect("append is acknowledged by the log");
-    let err = c.flush().expect_err("c's commit must be refused");
+    let err = b.flush().expect_err("b's commit must be refused");
     let msg = format!("{err}");
     assert!(
         msg.contains("another writer is") && msg.contains("s3://scry-test/shared"),
         "{msg}"
     );
-    // b's segments are all still named by the current manifest.
-    let b_spans = count(&scan(&b, Signal::Spans));
-    b.close().expect("close b");
-    drop(c);
-    // c's directory, reopened once b is gone, replays its log onto the newest manifest:
-    // both writers' rows are there.
+    let c_rows = batches(20);
+    write(&c, &c_rows[..2]);
+    // c's segments (and a's) are all named by the current manifest.
+    let c_spans = count(&scan(&c, Signal::Spans));
+    assert_eq!(
+        c_spans,
+        batches(10)[0].1.num_rows() + c_rows[0].1.num_rows()
+    );
+    c.close().expect("close c");
+    drop(b);
+    // b's directory, reopened once c is gone, replays its whole log onto the newest
+    // manifest: every writer's rows are there, none twice.
     let mut take = RemoteOptions::default();
     take.take_over = true;
-    let c = Db::open_remote(&c_dir, s3.store("shared"), take, small_opts()).expect("reopen c");
-    c.flush().expect("flush");
-    let spans = count(&scan(&c, Signal::Spans));
-    assert_eq!(spans, b_spans + c_rows.num_rows());
-    c.close().expect("close");
+    let b =
+        Db::open_remote(&b_dir, s3.store("shared"), take.clone(), small_opts()).expect("reopen b");
+    b.flush().expect("flush");
+    assert_eq!(count(&scan(&b, Signal::Spans)), c_spans + b_rows.num_rows());
+    // A restart after that commit (not foreign any more) replays nothing twice.
+    b.close().expect("close");
+    let b = Db::open_remote(&b_dir, s3.store("shared"), take, small_opts()).expect("again");
+    assert_eq!(count(&scan(&b, Signal::Spans)), c_spans + b_rows.num_rows());
+    b.close().expect("close");
+    // A directory bound to one store refuses another.
+    let err = Db::open_remote(&b_dir, s3.store("elsewhere"), remote_opts(), small_opts())
+        .expect_err("bound to shared");
+    assert!(
+        err.to_string()
+            .contains("give each store its own local directory"),
+        "{err}"
+    );
 }
 
 #[test]

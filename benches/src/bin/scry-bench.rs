@@ -87,6 +87,18 @@ struct Cli {
     /// Calls of each rule query and tool.
     #[arg(long, default_value_t = 10)]
     agent_runs: usize,
+    /// Run the object-storage benchmark instead: this existing store's files are uploaded
+    /// under --s3-url (once), then trace lookups and a RED query run on local disk and on
+    /// the objects (no cache, and a warm cache). The endpoint and keys come from the
+    /// AWS_* variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+    #[arg(long, value_name = "STORE", requires = "s3_url", conflicts_with_all = ["lookups_only", "otlp_only", "search", "analysis", "ui", "agents"])]
+    remote: Option<PathBuf>,
+    /// Where `--remote` puts the store: s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    s3_url: Option<String>,
+    /// Trace lookups (and RED queries, at most 10) of `--remote`.
+    #[arg(long, default_value_t = 20)]
+    remote_runs: usize,
     /// Requests of each UI route.
     #[arg(long, default_value_t = 20)]
     ui_runs: usize,
@@ -143,6 +155,20 @@ fn main() -> ExitCode {
             runs: cli.search_runs.max(1),
         };
         return match scrydb_benches::search_bench::run(&dir, &a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let (Some(store), Some(url)) = (&cli.remote, &cli.s3_url) {
+        return match scrydb_benches::remote_bench::run(
+            store,
+            url,
+            cli.remote_runs.max(1),
+            &args.json,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -97,13 +97,23 @@ fn opt_duration(what: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Dur
 ///     keep_interesting: keep traces with errors, slow spans, WARN+ logs or exemplars
 ///         this much longer than ``retention`` (or instead of dropping for ``max_bytes``).
 ///     compaction: merge small segments in the background (default ``True``).
+///     remote: keep the manifest, segments and indexes in S3-compatible object storage
+///         at this URL (``"s3://bucket/prefix"``); ``path`` then holds the log, the lock
+///         and a cache. With ``read_only=True`` a list of URLs opens those stores as one.
+///         The connection comes from ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
+///         ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION`` (docs/scale-out.md).
+///     writers_under: (``read_only=True``) every writer's store directly under this
+///         prefix, as one store.
+///     cache_bytes: most bytes of the local cache of remote files (default 1 GiB).
+///     take_over: take the prefix's writer lease from a writer that is gone for good.
 ///
 /// Returns:
 ///     A :class:`Db`, usable as a context manager (``with scrydb.open(p) as db:``).
 #[pyfunction]
 #[pyo3(signature = (
     path, *, read_only=false, durability="sync", partition=None, memtable_size=None,
-    retention=None, max_bytes=None, keep_interesting=None, compaction=true
+    retention=None, max_bytes=None, keep_interesting=None, compaction=true, remote=None,
+    writers_under=None, cache_bytes=None, take_over=false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn open(
@@ -117,7 +127,44 @@ fn open(
     max_bytes: Option<u64>,
     keep_interesting: Option<&Bound<'_, PyAny>>,
     compaction: bool,
+    remote: Option<&Bound<'_, PyAny>>,
+    writers_under: Option<String>,
+    cache_bytes: Option<u64>,
+    take_over: bool,
 ) -> PyResult<Db> {
+    let remote: Vec<String> = match remote {
+        None => Vec::new(),
+        Some(r) if r.is_none() => Vec::new(),
+        Some(r) => match r.extract::<String>() {
+            Ok(one) => vec![one],
+            Err(_) => r.extract::<Vec<String>>().map_err(|_| {
+                errors::invalid("remote must be an s3:// URL or a list of them".to_string())
+            })?,
+        },
+    };
+    let mut remote_opts = scrydb::remote::RemoteOptions::default();
+    if let Some(b) = cache_bytes {
+        remote_opts.cache_bytes = b;
+    }
+    remote_opts.take_over = take_over;
+    let s3 = scrydb::remote::S3Options::from_env();
+    let stores = remote
+        .iter()
+        .map(|u| scrydb::remote::RemoteStore::s3(u, &s3))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| engine_err(&e))?;
+    let parent = writers_under
+        .as_deref()
+        .map(|u| scrydb::remote::RemoteStore::s3(u, &s3))
+        .transpose()
+        .map_err(|e| engine_err(&e))?;
+    if !read_only && (stores.len() > 1 || parent.is_some()) {
+        return Err(errors::invalid(
+            "a writer writes one store: give one remote URL (several, or writers_under, \
+             need read_only=True)"
+                .to_string(),
+        ));
+    }
     let durability = match durability {
         "sync" => scrydb::Durability::Sync,
         "periodic" => scrydb::Durability::Periodic(Duration::from_secs(1)),
@@ -142,11 +189,22 @@ fn open(
     }
     let shown = path.display().to_string();
     let db = py
-        .detach(|| {
-            if read_only {
-                scrydb::Db::open_read_only(&path, opts)
-            } else {
-                scrydb::Db::open(&path, opts)
+        .detach(|| match (read_only, stores.as_slice(), parent) {
+            (true, [], None) => scrydb::Db::open_read_only(&path, opts),
+            (false, [], None) => scrydb::Db::open(&path, opts),
+            (true, [one], None) => {
+                scrydb::Db::open_remote_read_only(&path, one.clone(), remote_opts, opts)
+            }
+            (false, [one], _) => scrydb::Db::open_remote(&path, one.clone(), remote_opts, opts),
+            (_, many, parent) => {
+                let mut view = scrydb::remote::View::new();
+                for s in many {
+                    view = view.remote(s.clone());
+                }
+                if let Some(p) = parent {
+                    view = view.writers_under(p);
+                }
+                scrydb::Db::open_view(&path, &view, remote_opts, opts)
             }
         })
         .map_err(|e| engine_err(&e))?;

@@ -88,6 +88,16 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn wal_owner(&self) -> Option<String> {
         None
     }
+    /// The object-storage URL (`s3://bucket/key`) of the file at `path`, when it lives in
+    /// object storage; what another process (a cluster executor, DuckDB) reads it by.
+    fn object_url(&self, _path: &Path) -> Option<String> {
+        None
+    }
+    /// The object-storage stores (`s3://bucket/prefix`) this file system reads, when every
+    /// file a manifest names is in one of them; `None` when any is on local disk.
+    fn remote_stores(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A locked file that unlocks explicitly when dropped. Closing alone is not enough: a child

@@ -37,25 +37,25 @@ impl Cache {
     }
 
     /// Registers the files a previous run left under `dir` (they are whole: downloads and
-    /// staged writes only get their final name when complete) and removes incomplete ones.
+    /// staged writes only get their final name when complete, after an fsync). Incomplete
+    /// ones (`.tmp`, `.part`) are skipped, not removed: a writer of the same directory may
+    /// be writing them now ([`remove_incomplete`] is for the writer, under its lock).
     pub fn adopt(&self, dir: &Path) {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let path = e.path();
-                let Ok(meta) = e.metadata() else { continue };
-                if meta.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|x| x == "tmp" || x == "part") {
-                    let _ = std::fs::remove_file(&path);
-                } else {
-                    self.insert(&path, meta.len());
-                }
+        walk(dir, &mut |path, len| {
+            if !is_incomplete(path) {
+                self.insert(path, len);
             }
-        }
+        });
+    }
+
+    /// Removes the incomplete files a crashed run left under `dir`; only for the holder of
+    /// the store's lock (nobody else writes there).
+    pub fn remove_incomplete(dir: &Path) {
+        walk(dir, &mut |path, _| {
+            if is_incomplete(path) {
+                let _ = std::fs::remove_file(path);
+            }
+        });
     }
 
     /// Whether `path` is cached; counts as a use.
@@ -75,6 +75,10 @@ impl Cache {
     /// Counts an open of the uncached `path`; true from the second on (download it).
     pub fn opened_again(&self, path: &Path) -> bool {
         let mut g = self.inner.lock().expect("cache lock");
+        // Bounded: forgetting the counts only delays a download.
+        if g.opens.len() >= 100_000 {
+            g.opens.clear();
+        }
         let n = g.opens.entry(path.to_path_buf()).or_insert(0);
         *n += 1;
         *n >= 2
@@ -145,6 +149,30 @@ impl Cache {
     pub fn bytes(&self) -> u64 {
         self.inner.lock().expect("cache lock").total
     }
+}
+
+/// Calls `f` with every file under `dir` and its length.
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path, u64)) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) => f(&path, m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// A file still being written (`.tmp`: staged for upload; `.part…`: a download).
+fn is_incomplete(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".tmp") || name.contains(".part")
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use crate::io::{DirEntry, FileSystem, LockGuard, ReadableFile, StdFs, WritableFi
 
 /// Name of the lease object that marks a prefix's writer, and of the local lock file.
 const LOCK: &str = "LOCK";
+/// The local file binding a directory to its store (`docs/format.md` section 10).
+const BINDING: &str = "REMOTE";
 /// The local directory (under the store's directory) of the cache.
 pub(crate) const CACHE_DIR: &str = "cache";
 
@@ -34,7 +36,18 @@ struct Inner {
     opts: RemoteOptions,
     cache: Arc<Cache>,
     rt: Arc<Runtime>,
+    /// This directory's writer id (random, kept in the binding file): whose log a
+    /// manifest counts in, and whose lease a restart may take back.
     writer: String,
+    /// For the lease's body: where the writer runs.
+    host: String,
+    /// Objects uploaded since the last manifest commit: deleted when a commit is refused
+    /// (they are this writer's, named by no manifest, and their ids would block the
+    /// writer that won).
+    uncommitted: std::sync::Mutex<Vec<String>>,
+    /// A read-only handle beside a writer: uses the writer's cached files without taking
+    /// them into its own account (so it never evicts them).
+    borrows: bool,
 }
 
 impl std::fmt::Debug for RemoteFs {
@@ -58,14 +71,45 @@ enum Place {
 
 impl RemoteFs {
     /// The file system of the store whose local directory is `root` (created if missing)
-    /// and whose shared files are under `remote`. Files a previous run left in the cache
-    /// are kept (they are whole); nothing remote is contacted yet.
+    /// and whose shared files are under `remote`, for a writer or a reader. Files a previous
+    /// run left in the cache are kept (they are whole); nothing remote is contacted yet.
+    ///
+    /// The directory is bound to `remote` by a small file (`REMOTE`: the store's URL and
+    /// this directory's writer id) written on first use: a directory holds the log and the
+    /// cache of one store only, and opening it for another store is refused.
     pub fn new(root: &Path, remote: RemoteStore, opts: RemoteOptions) -> io::Result<RemoteFs> {
+        Self::open(root, remote, opts, true)
+    }
+
+    /// [`RemoteFs::new`] for a read-only handle: it uses the cache files it finds but does
+    /// not adopt them, so its evictions never remove a writer's files, and it leaves
+    /// incomplete files alone.
+    pub fn new_read_only(
+        root: &Path,
+        remote: RemoteStore,
+        opts: RemoteOptions,
+    ) -> io::Result<RemoteFs> {
+        Self::open(root, remote, opts, false)
+    }
+
+    fn open(
+        root: &Path,
+        remote: RemoteStore,
+        opts: RemoteOptions,
+        adopt: bool,
+    ) -> io::Result<RemoteFs> {
         let cache_dir = root.join(CACHE_DIR);
         std::fs::create_dir_all(&cache_dir)?;
+        let writer = bind(root, remote.url())?;
         let cache = Arc::new(Cache::new(opts.cache_bytes));
-        cache.adopt(&cache_dir);
-        Ok(Self::with_parts(root, remote, opts, cache, runtime()))
+        if adopt {
+            cache.adopt(&cache_dir);
+        }
+        let mut fs = Self::with_parts(root, remote, opts, cache, runtime());
+        let inner = Arc::get_mut(&mut fs.inner).expect("not shared yet");
+        inner.writer = writer;
+        inner.borrows = !adopt;
+        Ok(fs)
     }
 
     pub(crate) fn with_parts(
@@ -75,7 +119,6 @@ impl RemoteFs {
         cache: Arc<Cache>,
         rt: Arc<Runtime>,
     ) -> RemoteFs {
-        let canonical = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::fs::read_to_string("/etc/hostname"))
             .map(|s| s.trim().to_string())
@@ -87,11 +130,14 @@ impl RemoteFs {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 cache_dir: root.join(CACHE_DIR),
-                writer: format!("{host}:{}", canonical.display()),
+                writer: String::new(),
+                host,
                 remote,
                 opts,
                 cache,
                 rt,
+                uncommitted: std::sync::Mutex::new(Vec::new()),
+                borrows: false,
             }),
         }
     }
@@ -135,6 +181,11 @@ impl RemoteFs {
 
     fn cache_path(&self, rel: &str) -> PathBuf {
         self.inner.cache_dir.join(rel)
+    }
+
+    /// Whether the cache holds `local` (counted as a use).
+    fn cached(&self, local: &Path) -> bool {
+        self.inner.cache.hit(local) || (self.inner.borrows && local.is_file())
     }
 
     fn key(&self, rel: &str) -> ObjPath {
@@ -279,15 +330,19 @@ impl RemoteFs {
         let bytes = self.get(rel)?;
         let local = self.cache_path(rel);
         if self.inner.cache.fits(bytes.len() as u64) {
-            let part = local.with_extension(match local.extension() {
-                Some(x) => format!("{}.part", x.to_string_lossy()),
-                None => "part".to_string(),
-            });
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut name = local.as_os_str().to_owned();
+            name.push(format!(".part-{}-{n}", std::process::id()));
+            let part = PathBuf::from(name);
             let written = (|| {
                 if let Some(dir) = local.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                std::fs::write(&part, &bytes)?;
+                let mut f = std::fs::File::create(&part)?;
+                std::io::Write::write_all(&mut f, &bytes)?;
+                // Whole on disk before its name says so: the cache is adopted after a crash.
+                f.sync_data()?;
                 std::fs::rename(&part, &local)
             })();
             match written {
@@ -306,10 +361,33 @@ impl RemoteFs {
         let bytes = Bytes::from(std::fs::read(local)?);
         let len = bytes.len() as u64;
         let done = if crate::manifest::parse_name(Path::new(rel)).is_some() {
-            self.commit_manifest(rel, bytes)
-        } else {
+            let done = self.commit_manifest(rel, bytes);
+            let uploaded =
+                std::mem::take(&mut *self.inner.uncommitted.lock().expect("uncommitted lock"));
+            if matches!(&done, Err(e) if e.kind() == ErrorKind::AlreadyExists) {
+                for o in uploaded {
+                    self.inner.cache.remove(&self.cache_path(&o));
+                    if let Err(e) = self.delete(&o) {
+                        log::warn!("could not delete uncommitted {}: {e}", self.url(&o));
+                    }
+                }
+            }
+            done
+        } else if rel.ends_with(".parquet") {
             self.create_object(rel, bytes)
+        } else {
+            // A side file (index, rollups, patterns) is derived from its segment, which was
+            // created first under a name no other writer had; rebuilding one
+            // (`rebuild_indexes`) replaces it.
+            self.put(rel, bytes, PutMode::Overwrite)
         };
+        if done.is_ok() && crate::manifest::parse_name(Path::new(rel)).is_none() {
+            self.inner
+                .uncommitted
+                .lock()
+                .expect("uncommitted lock")
+                .push(rel.to_string());
+        }
         match done {
             Ok(()) if self.inner.cache.fits(len) => {
                 self.inner.cache.insert(local, len);
@@ -326,7 +404,7 @@ impl RemoteFs {
         }
     }
 
-    /// Uploads a segment or side file under a name no object has: segment ids are unique
+    /// Uploads a segment under a name no object has: segment ids are unique
     /// in a store, so an existing object of that name is another writer's — overwriting it
     /// could destroy rows that writer committed; the upload fails instead. (Leftovers of an
     /// unfinished flush are deleted at open before their ids are used again.)
@@ -402,6 +480,8 @@ impl RemoteFs {
             .unwrap_or(0);
         let body = serde_json::json!({
             "writer": self.inner.writer,
+            "host": self.inner.host,
+            "dir": self.inner.root.display().to_string(),
             "pid": std::process::id(),
             "since_unix_s": since,
         })
@@ -434,21 +514,103 @@ impl RemoteFs {
                         self.url(LOCK)
                     )));
                 }
-                self.put(LOCK, body, PutMode::Overwrite)?;
+                self.put(LOCK, body.clone(), PutMode::Overwrite)?;
             }
             Err(e) => return Err(e),
         }
-        Ok(Lease { fs: self.clone() })
+        Ok(Lease {
+            fs: self.clone(),
+            body,
+        })
+    }
+}
+
+/// A random 128-bit id in hex.
+fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    for i in 0..2u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+/// Binds `root` to the store at `url` (creating the binding on first use) and returns the
+/// directory's writer id; a directory bound to another store is refused.
+fn bind(root: &Path, url: &str) -> io::Result<String> {
+    let path = root.join(BINDING);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("{}: not a store binding: {e}", path.display()),
+                )
+            })?;
+            let bound = v.get("url").and_then(|u| u.as_str()).unwrap_or_default();
+            let writer = v.get("writer").and_then(|w| w.as_str()).unwrap_or_default();
+            if bound != url {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} holds the log and cache of {bound}, not {url}: give each store \
+                         its own local directory",
+                        root.display()
+                    ),
+                ));
+            }
+            if writer.is_empty() {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("{}: no writer id", path.display()),
+                ));
+            }
+            Ok(writer.to_string())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let writer = random_id();
+            let body = serde_json::json!({ "url": url, "writer": writer }).to_string();
+            crate::io::write_durably(&StdFs, &path, body.as_bytes())
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                StdFs.sync_dir(dir)?;
+            }
+            Ok(writer)
+        }
+        Err(e) => Err(e),
     }
 }
 
 /// The held writer lease; deleting the object releases it.
 struct Lease {
     fs: RemoteFs,
+    /// What this writer put: a lease another writer took over is not ours to delete.
+    body: Bytes,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        match self.fs.get_once(LOCK) {
+            Ok(b) if b == self.body => {}
+            Ok(_) => {
+                log::warn!(
+                    "{}: the writer lease was taken over by another writer; leaving it",
+                    self.fs.url(LOCK)
+                );
+                return;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return,
+            Err(_) => {}
+        }
         if let Err(e) = self.fs.delete(LOCK) {
             log::warn!(
                 "could not release the writer lease {}: {e} (the next writer from this \
@@ -605,12 +767,16 @@ impl FileSystem for RemoteFs {
         match self.place(path) {
             Place::Remote(rel) => {
                 let local = self.cache_path(&rel);
-                if self.inner.cache.hit(&local)
+                if self.cached(&local)
                     && let Ok(b) = std::fs::read(&local)
                 {
                     return Ok(Bytes::from(b));
                 }
-                self.get(&rel)
+                if crate::manifest::parse_name(Path::new(&rel)).is_some() {
+                    return self.get(&rel);
+                }
+                // Side files are read whole: keep them.
+                self.download(&rel)
             }
             _ => StdFs.read(path),
         }
@@ -621,7 +787,7 @@ impl FileSystem for RemoteFs {
             return StdFs.open_read(path);
         };
         let local = self.cache_path(&rel);
-        if self.inner.cache.hit(&local)
+        if self.cached(&local)
             && let Ok(f) = StdFs.open_read(&local)
         {
             return Ok(f);
@@ -643,7 +809,7 @@ impl FileSystem for RemoteFs {
             return StdFs.map(path);
         };
         let local = self.cache_path(&rel);
-        if self.inner.cache.hit(&local)
+        if self.cached(&local)
             && let Ok(b) = StdFs.map(&local)
         {
             return Ok(b);
@@ -728,7 +894,7 @@ impl FileSystem for RemoteFs {
         match self.place(path) {
             Place::Remote(rel) => {
                 let local = self.cache_path(&rel);
-                if self.inner.cache.hit(&local)
+                if self.cached(&local)
                     && let Ok(m) = std::fs::metadata(&local)
                 {
                     return Ok(m.len());
@@ -743,11 +909,26 @@ impl FileSystem for RemoteFs {
         Some(self.inner.writer.clone())
     }
 
+    fn object_url(&self, path: &Path) -> Option<String> {
+        match self.place(path) {
+            Place::Remote(rel) => Some(self.url(&rel)),
+            _ => None,
+        }
+    }
+
+    fn remote_stores(&self) -> Option<Vec<String>> {
+        Some(vec![self.inner.remote.url.clone()])
+    }
+
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
         let local = StdFs.try_lock(path)?;
         if path == self.inner.root.join(LOCK) {
+            // Under the lock nobody else writes the cache: a crash's leftovers can go.
+            Cache::remove_incomplete(&self.inner.cache_dir);
             let lease = self.lease()?;
-            return Ok(Box::new((local, lease)));
+            // Fields drop in order: the lease is released before the local lock, so a
+            // restart in this directory never sees its lease deleted after taking it.
+            return Ok(Box::new((lease, local)));
         }
         Ok(local)
     }

@@ -331,14 +331,20 @@ impl Drop for Runtime {
     }
 }
 
+/// The process's one object-storage runtime (clients keep pooled connections on the
+/// runtime that made them: one runtime for every store keeps them valid).
 pub(crate) fn runtime() -> Arc<Runtime> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("scry-object-store")
-        .enable_all()
-        .build()
-        .expect("the object-storage runtime starts");
-    Arc::new(Runtime(Some(rt)))
+    static RT: std::sync::OnceLock<Arc<Runtime>> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("scry-object-store")
+            .enable_all()
+            .build()
+            .expect("the object-storage runtime starts");
+        Arc::new(Runtime(Some(rt)))
+    })
+    .clone()
 }
 
 /// Runs `fut` on `rt` and waits for it from this (synchronous) thread. Safe to call from

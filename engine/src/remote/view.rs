@@ -410,4 +410,17 @@ impl FileSystem for ViewFs {
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
         Err(read_only(path))
     }
+
+    fn object_url(&self, path: &Path) -> Option<String> {
+        let (m, p) = self.route(path).ok()?;
+        m.fs.object_url(&p)
+    }
+
+    fn remote_stores(&self) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for m in self.members_now() {
+            out.extend(m.fs.remote_stores()?);
+        }
+        Some(out)
+    }
 }

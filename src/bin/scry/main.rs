@@ -123,6 +123,36 @@ pub fn open_write(dir: &std::path::Path, opts: Options) -> scrydb::Result<Db> {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// The scheduler: plans the queries `scry sql --cluster` sends and hands their stages
+    /// to the executors.
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+    },
+    /// An executor: pulls tasks from the scheduler, reads segments from object storage and
+    /// serves shuffle data to the other executors.
+    Executor {
+        /// The scheduler's address.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: std::net::SocketAddr,
+        /// Host to listen on (and that other executors reach it by).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Port of its shuffle-data (Flight) service.
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// Port of its gRPC service.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks it runs at once (default: the CPUs).
+        #[arg(long)]
+        vcores: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// The debugging story: generate a few minutes of telemetry of a 12-service shop with
     /// one injected incident into a fresh store, then walk from the symptom to the cause,
@@ -246,7 +276,17 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: sql::OutputFormat,
+        /// Run the query on the DataFusion Ballista cluster whose scheduler listens here
+        /// (HOST:PORT; `scry cluster scheduler`). The store (--remote / --writers-under)
+        /// must be in object storage; the executors read its segments directly.
+        #[arg(long, value_name = "HOST:PORT", requires = "query")]
+        cluster: Option<String>,
     },
+    /// Run a DataFusion Ballista scheduler or executor with ScryDB's tables and functions
+    /// (docs/scale-out.md). Both reach object storage through the AWS_* variables; Ctrl-C
+    /// stops them.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Search logs (or spans with `--spans`) in the syntax people type into Lucene, Kibana
     /// or Datadog: free terms and "phrases" (matched by token, case-insensitively),
     /// service:checkout, severity>=WARN, status:error, duration>500ms, @http.route:/cart,
@@ -453,6 +493,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// `scry cluster scheduler|executor`: runs until Ctrl-C.
+fn cluster_cmd(dir: &std::path::Path, c: ClusterCommand) -> scrydb::Result<bool> {
+    let s3 = scrydb::remote::S3Options::from_env();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Ok(false);
+        }
+    };
+    let result = runtime.block_on(async {
+        match c {
+            ClusterCommand::Scheduler { bind } => {
+                let addr =
+                    scrydb::sql::cluster::start_scheduler(bind, s3, dir.join("cluster-cache"))
+                        .await?;
+                say!("scheduler listening on {addr}; Ctrl-C stops it");
+                let _ = tokio::signal::ctrl_c().await;
+                Ok(())
+            }
+            ClusterCommand::Executor {
+                scheduler,
+                bind,
+                port,
+                grpc_port,
+                vcores,
+            } => {
+                let vcores = vcores
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                say!("executor on {bind}:{port} pulling from {scheduler}; Ctrl-C stops it");
+                scrydb::sql::cluster::run_executor(&bind, port, grpc_port, scheduler, vcores, s3)
+                    .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(false)
+        }
+    }
+}
+
 /// `scry mcp`: the MCP tools over stdin/stdout until the client closes stdin.
 fn mcp(
     dir: &std::path::Path,
@@ -610,7 +697,32 @@ fn run(cli: Cli) -> scrydb::Result<bool> {
             seed,
         )
         .map(|()| true),
-        Command::Sql { query, format } => {
+        Command::Cluster(c) => cluster_cmd(&db_dir, c),
+        Command::Sql {
+            query: Some(q),
+            format,
+            cluster: Some(addr),
+        } => {
+            let db = open_read(&db_dir, Options::default())?;
+            let session = match db.session() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(false);
+                }
+            };
+            let ctx = match scrydb::sql::cluster::connect(session, &addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(false);
+                }
+            };
+            let ok = sql::run_cluster_query(&ctx, &q, format) == sql::Outcome::Ok;
+            db.close()?;
+            Ok(ok)
+        }
+        Command::Sql { query, format, .. } => {
             let db = open_read(&db_dir, Options::default())?;
             let session = match db.session() {
                 Ok(s) => s,

@@ -40,8 +40,6 @@ pub enum Outcome {
 
 /// Runs one statement and prints its result to standard output.
 pub fn run_query(session: &Session, query: &str, format: OutputFormat) -> Outcome {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
     let result = scrydb::sql::block_on(async {
         let df = session.dataframe(query).await?;
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
@@ -51,6 +49,40 @@ pub fn run_query(session: &Session, query: &str, format: OutputFormat) -> Outcom
             .map_err(scrydb::sql::Error::from)?;
         Ok::<_, scrydb::sql::Error>((schema, stream))
     });
+    print_result(result, format)
+}
+
+/// Runs one statement on a cluster (`scry sql --cluster`: `ctx` from
+/// `scrydb::sql::cluster::connect`) and prints its result to standard output.
+pub fn run_cluster_query(
+    ctx: &scrydb::sql::datafusion::prelude::SessionContext,
+    query: &str,
+    format: OutputFormat,
+) -> Outcome {
+    let result = scrydb::sql::block_on(async {
+        let df = ctx.sql(query).await.map_err(scrydb::sql::Error::from)?;
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let stream = df
+            .execute_stream()
+            .await
+            .map_err(scrydb::sql::Error::from)?;
+        Ok::<_, scrydb::sql::Error>((schema, stream))
+    });
+    print_result(result, format)
+}
+
+fn print_result(
+    result: Result<
+        (
+            SchemaRef,
+            scrydb::sql::datafusion::physical_plan::SendableRecordBatchStream,
+        ),
+        scrydb::sql::Error,
+    >,
+    format: OutputFormat,
+) -> Outcome {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
     let (schema, mut stream) = match result {
         Ok(s) => s,
         Err(e) => {

@@ -121,4 +121,8 @@ def open(
     max_bytes: Optional[int] = None,
     keep_interesting: Optional[Seconds] = None,
     compaction: bool = True,
+    remote: Optional[Union[str, List[str]]] = None,
+    writers_under: Optional[str] = None,
+    cache_bytes: Optional[int] = None,
+    take_over: bool = False,
 ) -> Db: ...
